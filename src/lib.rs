@@ -1,0 +1,19 @@
+//! # ascend-cold
+//!
+//! Contrastive LoRA Decoding (CoLD) on Huawei Ascend NPUs. The crate is layered like cudarc:
+//!
+//! - [`ascend_sys`]: generated AscendCL FFI and the table of entry points ([`ascend_sys::AclFunctions`]);
+//! - `runtime`: the thin checked layer over that table, and its two providers (`libascendcl.so`, or the
+//!   emulator over host memory): every AscendCL call returns a [`Result`];
+//! - the safe layer: devices, streams, buffers, events, kernel launch;
+//! - [`ops`] (validated kernel launches), [`reference`] (the pure-Rust oracle);
+//! - the model and the decoding loop on top.
+//!
+//! See `docs/ARCHITECTURE.md` for the contracts of each layer.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::missing_safety_doc)]
+
+pub mod error;
+
+pub use ascend_sys;
+pub use error::{Error, Result};
