@@ -14,6 +14,8 @@
 #![warn(missing_docs, clippy::missing_safety_doc)]
 
 pub mod error;
+mod kernels;
+pub mod model;
 
 pub use ascend_sys;
 pub use error::{Error, Result};

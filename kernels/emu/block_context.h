@@ -1,0 +1,39 @@
+// Per-block state of the host emulation: which kernel and block is running, the GM regions it may
+// touch, its UB budget and its counters. One block runs per thread at a time (thread_local).
+#ifndef ASCEND_COLD_EMU_BLOCK_CONTEXT_H
+#define ASCEND_COLD_EMU_BLOCK_CONTEXT_H
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "emu_abi.h"
+
+namespace emu {
+
+// Thrown when a kernel breaks a rule the chip enforces; caught at the ABI boundary and reported.
+class Violation : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct BlockContext {
+    const char* kernel = "";
+    uint32_t blockIdx = 0;
+    uint32_t blockNum = 1;
+    const EmuLaunchEnv* env = nullptr;
+    EmuBlockCounters* counters = nullptr;
+};
+
+// The block running on this thread; null outside ascend_emu_run_block.
+BlockContext* CurrentBlock();
+
+// Throws a Violation naming the kernel, block and rule.
+[[noreturn]] void Fail(const std::string& rule);
+
+// Checks that [addr, addr + bytes) lies inside one live GM allocation; throws otherwise.
+void CheckGm(const void* addr, uint64_t bytes, const char* what);
+
+}  // namespace emu
+
+#endif
