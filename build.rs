@@ -17,6 +17,9 @@ fn main() {
         .opt_level(3)
         .warnings(true)
         .compile("ascend_cold_kernels_host");
-    std::fs::write(out.join("kernels.emu"), "ascend-cold-emu-binary 1\nemu_selftest_add_f32\n")
-        .expect("OUT_DIR is writable");
+    std::fs::write(
+        out.join("kernels.emu"),
+        "ascend-cold-emu-binary 1\nemu_selftest_add_f32\n",
+    )
+    .expect("OUT_DIR is writable");
 }

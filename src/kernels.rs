@@ -14,6 +14,9 @@ pub(crate) struct EmuKernelInfo {
     pub entry: unsafe extern "C" fn(*const *mut c_void),
 }
 
+// SAFETY: the table entries are immutable statics; the name is a string literal.
+unsafe impl Sync for EmuKernelInfo {}
+
 /// Mirrors `EmuGmRegion`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +32,10 @@ pub(crate) struct EmuLaunchEnv {
     pub num_regions: usize,
     pub ub_bytes: u32,
 }
+
+// SAFETY: the environment is only read during a launch, and the region array it points to outlives
+// the launch (it is borrowed by `run_blocks`).
+unsafe impl Sync for EmuLaunchEnv {}
 
 /// Mirrors `EmuBlockCounters`: what one block did.
 #[repr(C)]
@@ -61,4 +68,164 @@ extern "C" {
         msg: *mut c_char,
         msg_cap: usize,
     ) -> c_int;
+}
+
+/// A kernel compiled for the host, found by name in the registry of `kernels/kernel_entries.h`.
+#[derive(Clone, Copy)]
+pub(crate) struct HostKernel {
+    info: &'static EmuKernelInfo,
+}
+
+impl HostKernel {
+    /// Looks up a kernel entry point by name.
+    pub(crate) fn find(name: &str) -> Option<Self> {
+        // SAFETY: the registry functions only read a static table; indices below the count are valid.
+        unsafe {
+            (0..ascend_emu_kernel_count()).find_map(|i| {
+                let info = &*ascend_emu_kernel_at(i);
+                let entry = std::ffi::CStr::from_ptr(info.name).to_str().ok()?;
+                (entry == name).then_some(HostKernel { info })
+            })
+        }
+    }
+
+    /// The entry point's name.
+    pub(crate) fn name(&self) -> &'static str {
+        // SAFETY: names in the static table are NUL-terminated string literals.
+        unsafe { std::ffi::CStr::from_ptr(self.info.name) }
+            .to_str()
+            .unwrap_or("?")
+    }
+
+    /// Number of 8-byte GM-address parameters.
+    pub(crate) fn num_args(&self) -> usize {
+        self.info.num_args as usize
+    }
+
+    /// Runs every block of the kernel (blocks spread over up to `threads` host threads), checking every
+    /// GM access against `regions` (sorted by base, non-overlapping) and UB use against `ub_bytes`.
+    /// Returns each block's counters, or the first violation's message.
+    ///
+    /// # Safety
+    /// `args` must hold `num_args()` addresses, and `regions` must describe host memory that stays
+    /// valid and is not accessed by anyone else while the kernel runs.
+    pub(crate) unsafe fn run_blocks(
+        &self,
+        args: &[u64],
+        block_num: u32,
+        regions: &[EmuGmRegion],
+        ub_bytes: u32,
+        threads: usize,
+    ) -> Result<Vec<BlockCounters>, String> {
+        if args.len() != self.num_args() {
+            return Err(format!(
+                "kernel {} takes {} arguments ({} bytes), got {}",
+                self.name(),
+                self.num_args(),
+                8 * self.num_args(),
+                args.len()
+            ));
+        }
+        let env = EmuLaunchEnv {
+            regions: regions.as_ptr(),
+            num_regions: regions.len(),
+            ub_bytes,
+        };
+        let run_one = |block: u32| -> Result<BlockCounters, String> {
+            let mut counters = BlockCounters::default();
+            let mut msg = [0 as c_char; 512];
+            // SAFETY: the caller guarantees args and regions; env, counters and msg outlive the call.
+            let status = unsafe {
+                ascend_emu_run_block(
+                    self.info,
+                    args.as_ptr() as *const *mut c_void,
+                    block,
+                    block_num,
+                    &env,
+                    &mut counters,
+                    msg.as_mut_ptr(),
+                    msg.len(),
+                )
+            };
+            if status == 0 {
+                Ok(counters)
+            } else {
+                // SAFETY: the C side always NUL-terminates within msg_cap (snprintf).
+                Err(unsafe { std::ffi::CStr::from_ptr(msg.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned())
+            }
+        };
+        let threads = threads.clamp(1, block_num.max(1) as usize);
+        let mut results: Vec<Result<BlockCounters, String>> =
+            Vec::with_capacity(block_num as usize);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads as u32)
+                .map(|t| {
+                    let run_one = &run_one;
+                    scope.spawn(move || {
+                        (t..block_num)
+                            .step_by(threads)
+                            .map(|b| (b, run_one(b)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut all: Vec<(u32, Result<BlockCounters, String>)> = workers
+                .into_iter()
+                .flat_map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| vec![(0, Err("emulator worker panicked".into()))])
+                })
+                .collect();
+            all.sort_by_key(|(b, _)| *b);
+            results.extend(all.into_iter().map(|(_, r)| r));
+        });
+        results.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region_of<T>(v: &[T]) -> EmuGmRegion {
+        EmuGmRegion {
+            base: v.as_ptr() as usize,
+            len: std::mem::size_of_val(v),
+        }
+    }
+
+    #[test]
+    fn selftest_kernel_runs_every_block_and_checks_bounds() {
+        let kernel = HostKernel::find("emu_selftest_add_f32").expect("registered");
+        let x: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        let y: Vec<f32> = (0..1000).map(|i| 0.5 * i as f32).collect();
+        let mut z = vec![f32::NAN; 1000];
+        let mut n = vec![1000u64];
+        let mut regions = vec![region_of(&x), region_of(&y), region_of(&z), region_of(&n)];
+        regions.sort_by_key(|r| r.base);
+        let args = [
+            x.as_ptr() as u64,
+            y.as_ptr() as u64,
+            z.as_mut_ptr() as u64,
+            n.as_mut_ptr() as u64,
+        ];
+        // SAFETY: every address is a live Vec described by `regions`.
+        let counters = unsafe { kernel.run_blocks(&args, 7, &regions, 192 * 1024, 2) }.unwrap();
+        assert_eq!(counters.len(), 7);
+        for i in 0..1000 {
+            assert_eq!(z[i], 1.5 * i as f32);
+        }
+        n[0] = 1001; // one element past the end of x
+                     // SAFETY: as above; the kernel's overrun must be caught, not performed.
+        let err = unsafe { kernel.run_blocks(&args, 7, &regions, 192 * 1024, 2) }.unwrap_err();
+        assert!(
+            err.contains("GM bounds") && err.contains("emu_selftest_add_f32"),
+            "{err}"
+        );
+        // SAFETY: as above.
+        let err = unsafe { kernel.run_blocks(&args[..3], 1, &regions, 192 * 1024, 1) }.unwrap_err();
+        assert!(err.contains("takes 4 arguments"), "{err}");
+    }
 }
