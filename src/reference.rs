@@ -1,0 +1,404 @@
+//! The oracle: plain, obviously-correct host implementations of the three kernels, accumulating in f64.
+//!
+//! Semantics are those of design.md sections 2 and 3 (vLLM's LoRA ops for BGMV). Every kernel test
+//! compares against these; they are written for clarity, never for speed.
+
+use crate::{Error, Result};
+use half::{bf16, f16};
+
+/// A floating-point element the kernels read or write.
+pub trait Float: Copy + Send + Sync + 'static {
+    /// Widens to f64 exactly.
+    fn to_f64(self) -> f64;
+    /// Rounds from f64 to this type (round to nearest even).
+    fn from_f64(value: f64) -> Self;
+}
+
+impl Float for f32 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn from_f64(value: f64) -> Self {
+        value as f32
+    }
+}
+
+impl Float for f16 {
+    fn to_f64(self) -> f64 {
+        f16::to_f64(self)
+    }
+    fn from_f64(value: f64) -> Self {
+        f16::from_f64(value)
+    }
+}
+
+impl Float for bf16 {
+    fn to_f64(self) -> f64 {
+        bf16::to_f64(self)
+    }
+    fn from_f64(value: f64) -> Self {
+        bf16::from_f64(value)
+    }
+}
+
+/// Dimensions of `bgmv_shrink`: `x [batch, hidden]`, `weights [num_adapters, rank, hidden]`,
+/// `indices [batch]`, `y [batch, rank]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShrinkDims {
+    /// Rows.
+    pub batch: usize,
+    /// Input width.
+    pub hidden: usize,
+    /// Adapters stacked in the weights.
+    pub num_adapters: usize,
+    /// LoRA rank.
+    pub rank: usize,
+}
+
+/// Dimensions of `bgmv_expand`: `x [batch, rank]`, `weights [num_adapters, hidden_out, rank]`,
+/// `y [batch, hidden_full]` written at columns `slice_offset..slice_offset + hidden_out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpandDims {
+    /// Rows.
+    pub batch: usize,
+    /// LoRA rank.
+    pub rank: usize,
+    /// Adapters stacked in the weights.
+    pub num_adapters: usize,
+    /// Output width of this slice.
+    pub hidden_out: usize,
+    /// Full width of a row of `y`.
+    pub hidden_full: usize,
+    /// First column of `y` this slice writes.
+    pub slice_offset: usize,
+}
+
+/// Dimensions of `cold_score`: logits `[rows, vocab]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdDims {
+    /// Rows (requests).
+    pub rows: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+}
+
+/// The CoLD choice for one row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColdPick {
+    /// The chosen token, or -1 when the row held a non-finite logit.
+    pub token: i64,
+    /// The winning score (NaN for a non-finite row).
+    pub score: f32,
+}
+
+pub(crate) fn expect_len(what: &str, len: usize, expected: usize, dims: &str) -> Result<()> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            what,
+            format!("{expected} elements ({dims})"),
+            format!("{len} elements"),
+        ))
+    }
+}
+
+/// Checks every index is -1..num_adapters (any negative index means "no adapter").
+pub(crate) fn check_indices(indices: &[i64], num_adapters: usize) -> Result<()> {
+    match indices
+        .iter()
+        .position(|&i| i >= 0 && i as u64 >= num_adapters as u64)
+    {
+        Some(row) => Err(Error::BadIndex {
+            row,
+            index: indices[row],
+            num_adapters,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `y[b] = scale * weights[indices[b]] @ x[b]` for rows with `indices[b] >= 0`; other rows untouched.
+pub fn bgmv_shrink<T: Float>(
+    x: &[T],
+    weights: &[T],
+    indices: &[i64],
+    y: &mut [f32],
+    dims: ShrinkDims,
+    scale: f32,
+) -> Result<()> {
+    let ShrinkDims {
+        batch,
+        hidden,
+        num_adapters,
+        rank,
+    } = dims;
+    let dims_text = format!("batch {batch}, hidden {hidden}, adapters {num_adapters}, rank {rank}");
+    expect_len("x", x.len(), batch * hidden, &dims_text)?;
+    expect_len(
+        "weights",
+        weights.len(),
+        num_adapters * rank * hidden,
+        &dims_text,
+    )?;
+    expect_len("indices", indices.len(), batch, &dims_text)?;
+    expect_len("y", y.len(), batch * rank, &dims_text)?;
+    check_indices(indices, num_adapters)?;
+    for (b, &index) in indices.iter().enumerate() {
+        if index < 0 {
+            continue;
+        }
+        let x_row = &x[b * hidden..(b + 1) * hidden];
+        for r in 0..rank {
+            let w_row = &weights[(index as usize * rank + r) * hidden..][..hidden];
+            let dot: f64 = x_row
+                .iter()
+                .zip(w_row)
+                .map(|(a, w)| a.to_f64() * w.to_f64())
+                .sum();
+            y[b * rank + r] = (f64::from(scale) * dot) as f32;
+        }
+    }
+    Ok(())
+}
+
+/// `y[b, off..off + hidden_out] (+)= weights[indices[b]] @ x[b]` for rows with `indices[b] >= 0`;
+/// other rows and columns untouched. The sum is formed in f64 and rounded once to `T`.
+pub fn bgmv_expand<T: Float>(
+    x: &[f32],
+    weights: &[T],
+    indices: &[i64],
+    y: &mut [T],
+    dims: ExpandDims,
+    add_inputs: bool,
+) -> Result<()> {
+    let ExpandDims {
+        batch,
+        rank,
+        num_adapters,
+        hidden_out,
+        hidden_full,
+        slice_offset,
+    } = dims;
+    let dims_text = format!(
+        "batch {batch}, rank {rank}, adapters {num_adapters}, hidden_out {hidden_out}, hidden_full {hidden_full}"
+    );
+    if slice_offset
+        .checked_add(hidden_out)
+        .is_none_or(|end| end > hidden_full)
+    {
+        return Err(Error::parameter(
+            "slice_offset",
+            format!("slice_offset + hidden_out <= hidden_full ({hidden_full})"),
+            format!("{slice_offset} + {hidden_out}"),
+        ));
+    }
+    expect_len("x", x.len(), batch * rank, &dims_text)?;
+    expect_len(
+        "weights",
+        weights.len(),
+        num_adapters * hidden_out * rank,
+        &dims_text,
+    )?;
+    expect_len("indices", indices.len(), batch, &dims_text)?;
+    expect_len("y", y.len(), batch * hidden_full, &dims_text)?;
+    check_indices(indices, num_adapters)?;
+    for (b, &index) in indices.iter().enumerate() {
+        if index < 0 {
+            continue;
+        }
+        let x_row = &x[b * rank..(b + 1) * rank];
+        for o in 0..hidden_out {
+            let w_row = &weights[(index as usize * hidden_out + o) * rank..][..rank];
+            let dot: f64 = x_row
+                .iter()
+                .zip(w_row)
+                .map(|(&a, w)| f64::from(a) * w.to_f64())
+                .sum();
+            let out = &mut y[b * hidden_full + slice_offset + o];
+            let base = if add_inputs { out.to_f64() } else { 0.0 };
+            *out = T::from_f64(base + dot);
+        }
+    }
+    Ok(())
+}
+
+/// Checks CoLD's parameters: `alpha` in (0, 1], `beta` finite and >= 0.
+pub fn check_cold_params(alpha: f32, beta: f32) -> Result<()> {
+    if !(alpha > 0.0 && alpha <= 1.0) {
+        return Err(Error::parameter("alpha", "a value in (0, 1]", alpha));
+    }
+    if !(beta.is_finite() && beta >= 0.0) {
+        return Err(Error::parameter("beta", "a finite value >= 0", beta));
+    }
+    Ok(())
+}
+
+/// CoLD per row (design.md section 2): mask tokens with `e < max(e) + ln(alpha)`, score the rest
+/// `(1 + beta) e - beta a`, pick the highest score (lowest index on ties). A row holding any non-finite
+/// logit gets token -1. When `scores` is given it receives the masked score rows (`-inf` where masked;
+/// NaN for a non-finite row).
+pub fn cold_score<T: Float>(
+    expert: &[T],
+    amateur: &[T],
+    dims: ColdDims,
+    alpha: f32,
+    beta: f32,
+    mut scores: Option<&mut [f32]>,
+) -> Result<Vec<ColdPick>> {
+    let ColdDims { rows, vocab } = dims;
+    let dims_text = format!("rows {rows}, vocab {vocab}");
+    if vocab == 0 {
+        return Err(Error::shape("vocab", "at least one token", "0"));
+    }
+    check_cold_params(alpha, beta)?;
+    expect_len("expert", expert.len(), rows * vocab, &dims_text)?;
+    expect_len("amateur", amateur.len(), rows * vocab, &dims_text)?;
+    if let Some(s) = scores.as_deref() {
+        expect_len("scores", s.len(), rows * vocab, &dims_text)?;
+    }
+    let (alpha, beta) = (f64::from(alpha), f64::from(beta));
+    let mut picks = Vec::with_capacity(rows);
+    for n in 0..rows {
+        let e: Vec<f64> = expert[n * vocab..(n + 1) * vocab]
+            .iter()
+            .map(|v| v.to_f64())
+            .collect();
+        let a: Vec<f64> = amateur[n * vocab..(n + 1) * vocab]
+            .iter()
+            .map(|v| v.to_f64())
+            .collect();
+        let score_row = scores
+            .as_deref_mut()
+            .map(|s| &mut s[n * vocab..(n + 1) * vocab]);
+        if e.iter().chain(&a).any(|v| !v.is_finite()) {
+            if let Some(s) = score_row {
+                s.fill(f32::NAN);
+            }
+            picks.push(ColdPick {
+                token: -1,
+                score: f32::NAN,
+            });
+            continue;
+        }
+        let threshold = e.iter().copied().fold(f64::NEG_INFINITY, f64::max) + alpha.ln();
+        let mut best = ColdPick {
+            token: -1,
+            score: f32::NEG_INFINITY,
+        };
+        let mut best_score = f64::NEG_INFINITY;
+        let mut row_scores = Vec::with_capacity(vocab);
+        for i in 0..vocab {
+            let score = if e[i] >= threshold {
+                (1.0 + beta) * e[i] - beta * a[i]
+            } else {
+                f64::NEG_INFINITY
+            };
+            if score > best_score || best.token < 0 {
+                best_score = score;
+                best = ColdPick {
+                    token: i as i64,
+                    score: score as f32,
+                };
+            }
+            row_scores.push(score as f32);
+        }
+        if let Some(s) = score_row {
+            s.copy_from_slice(&row_scores);
+        }
+        picks.push(best);
+    }
+    Ok(picks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shrink_hand_case_and_untouched_rows() {
+        // x rows [1,2] and [3,4]; adapter 0 = [[1,0],[0,1]], adapter 1 = [[1,1],[2,-1]].
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        let w = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, -1.0];
+        let mut y = [7.0f32; 4];
+        let dims = ShrinkDims {
+            batch: 2,
+            hidden: 2,
+            num_adapters: 2,
+            rank: 2,
+        };
+        bgmv_shrink(&x, &w, &[1, -1], &mut y, dims, 0.5).unwrap();
+        assert_eq!(y, [1.5, 0.0, 7.0, 7.0]);
+        let err = bgmv_shrink(&x, &w, &[0, 2], &mut y, dims, 1.0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::BadIndex {
+                    row: 1,
+                    index: 2,
+                    num_adapters: 2
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn expand_hand_case_with_offset_and_add() {
+        let x = [1.0f32, -1.0];
+        let w = [
+            f16::from_f32(2.0),
+            f16::from_f32(1.0),
+            f16::from_f32(0.5),
+            f16::from_f32(0.5),
+        ];
+        let mut y = [f16::from_f32(1.0); 4];
+        let dims = ExpandDims {
+            batch: 1,
+            rank: 2,
+            num_adapters: 1,
+            hidden_out: 2,
+            hidden_full: 4,
+            slice_offset: 1,
+        };
+        bgmv_expand(&x, &w, &[0], &mut y, dims, true).unwrap();
+        assert_eq!(y.map(f16::to_f32), [1.0, 2.0, 1.0, 1.0]);
+        bgmv_expand(&x, &w, &[0], &mut y, dims, false).unwrap();
+        assert_eq!(y.map(f16::to_f32), [1.0, 1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn cold_masks_penalises_and_reports_non_finite() {
+        // Expert prefers token 0 slightly; amateur loves token 0, so CoLD moves to token 1.
+        // Token 2 is far below the alpha threshold and is masked despite the amateur hating it.
+        let e = [2.0f32, 1.9, -10.0, f32::NAN, 0.0, 0.0];
+        let a = [3.0f32, 0.0, -50.0, 0.0, 0.0, 0.0];
+        let mut s = [0.0f32; 6];
+        let picks = cold_score(
+            &e,
+            &a,
+            ColdDims { rows: 2, vocab: 3 },
+            0.1,
+            0.5,
+            Some(&mut s),
+        )
+        .unwrap();
+        assert_eq!(picks[0].token, 1);
+        assert!((picks[0].score - 2.85).abs() < 1e-6);
+        assert_eq!(s[2], f32::NEG_INFINITY);
+        assert_eq!(picks[1].token, -1);
+        assert!(s[3..].iter().all(|v| v.is_nan()));
+        // alpha = 1, beta = 0 is the expert's argmax; ties go to the lowest index.
+        let picks = cold_score(
+            &[1.0f32, 3.0, 3.0],
+            &[0.0f32, 9.0, 0.0],
+            ColdDims { rows: 1, vocab: 3 },
+            1.0,
+            0.0,
+            None,
+        );
+        assert_eq!(picks.unwrap()[0].token, 1);
+        assert!(cold_score(&e, &a, ColdDims { rows: 2, vocab: 3 }, 0.0, 0.5, None).is_err());
+        assert!(cold_score(&e, &a, ColdDims { rows: 2, vocab: 3 }, 0.5, -1.0, None).is_err());
+    }
+}
