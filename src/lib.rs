@@ -16,6 +16,7 @@
 pub mod error;
 mod kernels;
 pub mod model;
+pub mod npy;
 pub mod reference;
 
 pub use ascend_sys;
