@@ -13,6 +13,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::missing_safety_doc)]
 
+pub mod decode;
 pub mod error;
 mod kernels;
 pub mod model;

@@ -1,0 +1,3 @@
+//! The decoding loop: requests, strategies (greedy, CoLD, sampling) and stopping.
+
+pub mod sampling;
