@@ -65,7 +65,7 @@ macro_rules! acl_functions {
 
 // Signatures: `include/external/acl/acl_rt.h` and `acl_base_rt.h` in the hicann/runtime repository
 // (the AscendCL runtime headers), equal to the generated declarations (checked by `signature_check`).
-// Grouped as the design's layers use them; the order is also `NAMES`' order.
+// Grouped by topic; the order is also the order of `NAMES`.
 acl_functions! {
     // Process setup and diagnostics.
     aclInit: fn(*const c_char) -> aclError;
