@@ -63,10 +63,15 @@ macro_rules! acl_functions {
     };
 }
 
+// Signatures: `include/external/acl/acl_rt.h` and `acl_base_rt.h` in the hicann/runtime repository
+// (the AscendCL runtime headers), equal to the generated declarations (checked by `signature_check`).
+// Grouped by topic; the order is also the order of `NAMES`.
 acl_functions! {
+    // Process setup and diagnostics.
     aclInit: fn(*const c_char) -> aclError;
     aclFinalize: fn() -> aclError;
     aclGetRecentErrMsg: fn() -> *const c_char;
+    // Devices.
     aclrtSetDevice: fn(i32) -> aclError;
     aclrtResetDevice: fn(i32) -> aclError;
     aclrtGetDeviceCount: fn(*mut u32) -> aclError;
@@ -74,6 +79,12 @@ acl_functions! {
     aclrtGetDeviceInfo: fn(u32, aclrtDevAttr, *mut i64) -> aclError;
     aclGetDeviceCapability: fn(u32, aclDeviceInfo, *mut i64) -> aclError;
     aclrtGetSocName: fn() -> *const c_char;
+    // Contexts (the per-thread current context; a runtime that shares its own passes it in).
+    aclrtCreateContext: fn(*mut aclrtContext, i32) -> aclError;
+    aclrtDestroyContext: fn(aclrtContext) -> aclError;
+    aclrtSetCurrentContext: fn(aclrtContext) -> aclError;
+    aclrtGetCurrentContext: fn(*mut aclrtContext) -> aclError;
+    // Streams and events.
     aclrtCreateStream: fn(*mut aclrtStream) -> aclError;
     aclrtDestroyStream: fn(aclrtStream) -> aclError;
     aclrtSynchronizeStream: fn(aclrtStream) -> aclError;
@@ -83,13 +94,21 @@ acl_functions! {
     aclrtRecordEvent: fn(aclrtEvent, aclrtStream) -> aclError;
     aclrtSynchronizeEvent: fn(aclrtEvent) -> aclError;
     aclrtEventElapsedTime: fn(*mut f32, aclrtEvent, aclrtEvent) -> aclError;
+    // Memory.
     aclrtMalloc: fn(*mut *mut c_void, usize, aclrtMemMallocPolicy) -> aclError;
     aclrtFree: fn(*mut c_void) -> aclError;
     aclrtMemset: fn(*mut c_void, usize, i32, usize) -> aclError;
+    aclrtMemsetAsync: fn(*mut c_void, usize, i32, usize, aclrtStream) -> aclError;
     aclrtMemcpy: fn(*mut c_void, usize, *const c_void, usize, aclrtMemcpyKind) -> aclError;
     aclrtMemcpyAsync: fn(*mut c_void, usize, *const c_void, usize, aclrtMemcpyKind, aclrtStream) -> aclError;
+    // Kernel binaries and launch.
     aclrtBinaryLoadFromData: fn(*const c_void, usize, *const aclrtBinaryLoadOptions, *mut aclrtBinHandle) -> aclError;
     aclrtBinaryUnLoad: fn(aclrtBinHandle) -> aclError;
     aclrtBinaryGetFunction: fn(aclrtBinHandle, *const c_char, *mut aclrtFuncHandle) -> aclError;
     aclrtLaunchKernel: fn(aclrtFuncHandle, u32, *const c_void, usize, aclrtStream) -> aclError;
+    // The argument-builder launch path (the runtime packs and places the arguments).
+    aclrtKernelArgsInit: fn(aclrtFuncHandle, *mut aclrtArgsHandle) -> aclError;
+    aclrtKernelArgsAppend: fn(aclrtArgsHandle, *mut c_void, usize, *mut aclrtParamHandle) -> aclError;
+    aclrtKernelArgsFinalize: fn(aclrtArgsHandle) -> aclError;
+    aclrtLaunchKernelWithConfig: fn(aclrtFuncHandle, u32, aclrtStream, *mut aclrtLaunchKernelCfg, aclrtArgsHandle, *mut c_void) -> aclError;
 }

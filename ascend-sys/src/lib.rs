@@ -5,6 +5,11 @@
 //! - [`AclFunctions`]: one table of the AscendCL entry points this project calls, as plain function
 //!   pointers. A provider fills it: [`AclFunctions::load`] from `libascendcl.so`, or the emulator in the
 //!   `ascend-cold` crate with its own implementations of the same signatures.
+//! - [`AclLibrary`] ([`loader`]): finds and opens `libascendcl.so` at run time and fills the table;
+//!   a missing library or symbol is a [`LoadError`] that lists what was tried and how to fix it.
+//!
+//! The crate builds with no CANN toolkit and no libclang: the bindings are committed, and the
+//! library is only looked for when [`AclLibrary::open`] is called.
 //!
 //! This crate validates nothing: every pointer and handle passed through the table is the caller's
 //! responsibility, exactly as in C.
@@ -21,6 +26,8 @@
 )]
 pub mod bindings;
 mod functions;
+pub mod loader;
 
 pub use bindings::*;
 pub use functions::{AclFunctions, MissingSymbol};
+pub use loader::{AclLibrary, Candidate, LoadError, SearchPath};
