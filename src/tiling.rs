@@ -100,7 +100,10 @@ fn check_ub(ub: u64, profile: &DeviceProfile) -> Result<()> {
     if ub > u64::from(profile.ub_bytes) {
         return Err(Error::parameter(
             "tiling UB",
-            format!("at most {} bytes of Unified Buffer per core", profile.ub_bytes),
+            format!(
+                "at most {} bytes of Unified Buffer per core",
+                profile.ub_bytes
+            ),
             format!("{ub} bytes"),
         ));
     }
@@ -147,12 +150,22 @@ impl BgmvShrinkTiling {
         let t = u64::from(self.tile_h);
         let repeats = self.tile_h.div_ceil(REPEAT_F32) as u64;
         let acc = ub32(u64::from(self.rank_per_task) * 4);
-        ub32(t * u64::from(dtype.size())) * 3 + 2 * ub32(t * 4) + ub32(repeats.div_ceil(8) * 32) + 32 + 2 * acc + 32
+        ub32(t * u64::from(dtype.size())) * 3
+            + 2 * ub32(t * 4)
+            + ub32(repeats.div_ceil(8) * 32)
+            + 32
+            + 2 * acc
+            + 32
     }
 
     /// A tiling for `shape`: tiles of up to 4096 elements of H, rank chunks only while the re-read
     /// of x stays within 10% of the minimal traffic.
-    pub fn choose(shape: ShrinkShape, dtype: DType, scale: f32, profile: &DeviceProfile) -> Result<Self> {
+    pub fn choose(
+        shape: ShrinkShape,
+        dtype: DType,
+        scale: f32,
+        profile: &DeviceProfile,
+    ) -> Result<Self> {
         let batch = nonzero("bgmv_shrink batch", shape.batch)?;
         let h = nonzero("bgmv_shrink hidden_in", shape.hidden_in)?;
         let rank = nonzero("bgmv_shrink rank", shape.rank)?;
@@ -180,20 +193,41 @@ impl BgmvShrinkTiling {
     }
 
     /// Checks this tiling against the shape and the chip.
-    pub fn validate(&self, shape: ShrinkShape, dtype: DType, profile: &DeviceProfile) -> Result<()> {
+    pub fn validate(
+        &self,
+        shape: ShrinkShape,
+        dtype: DType,
+        profile: &DeviceProfile,
+    ) -> Result<()> {
         if dtype == DType::F32 {
             return Err(Error::parameter("dtype", "f16 or bf16", "f32"));
         }
-        let given = (self.batch as usize, self.hidden_in as usize, self.rank as usize, self.num_loras as usize);
+        let given = (
+            self.batch as usize,
+            self.hidden_in as usize,
+            self.rank as usize,
+            self.num_loras as usize,
+        );
         let expected = (shape.batch, shape.hidden_in, shape.rank, shape.num_loras);
         if given != expected {
-            return Err(Error::shape("bgmv_shrink tiling (B, H, R, L)", format!("{expected:?}"), format!("{given:?}")));
+            return Err(Error::shape(
+                "bgmv_shrink tiling (B, H, R, L)",
+                format!("{expected:?}"),
+                format!("{given:?}"),
+            ));
         }
         check_blocks(self.block_num, profile)?;
         if self.tile_h == 0 || self.tile_h % REPEAT_F32 != 0 {
-            return Err(Error::parameter("tileH", "a positive multiple of 64", self.tile_h));
+            return Err(Error::parameter(
+                "tileH",
+                "a positive multiple of 64",
+                self.tile_h,
+            ));
         }
-        if self.rank_split == 0 || self.rank_per_task == 0 || self.rank_split * self.rank_per_task < self.rank {
+        if self.rank_split == 0
+            || self.rank_per_task == 0
+            || self.rank_split * self.rank_per_task < self.rank
+        {
             return Err(Error::parameter(
                 "rankSplit * rankPerTask",
                 format!(">= rank {}", self.rank),
@@ -244,12 +278,21 @@ impl BgmvExpandTiling {
     pub fn ub_bytes(&self, dtype: DType) -> u64 {
         let t = u64::from(self.tile_h);
         let w = t * self.row_stride();
-        2 * ub32(w * u64::from(dtype.size())) + 2 * ub32(w * 4) + 2 * ub32(t * u64::from(dtype.size())) + 2 * ub32(t * 4) + 32
+        2 * ub32(w * u64::from(dtype.size()))
+            + 2 * ub32(w * 4)
+            + 2 * ub32(t * u64::from(dtype.size()))
+            + 2 * ub32(t * 4)
+            + 32
     }
 
     /// A tiling for `shape`: the largest tile of output rows (<= 248) that fits, H_out split over the
     /// cores the batch leaves idle.
-    pub fn choose(shape: ExpandShape, dtype: DType, add_inputs: bool, profile: &DeviceProfile) -> Result<Self> {
+    pub fn choose(
+        shape: ExpandShape,
+        dtype: DType,
+        add_inputs: bool,
+        profile: &DeviceProfile,
+    ) -> Result<Self> {
         let batch = nonzero("bgmv_expand batch", shape.batch)?;
         let rank = nonzero("bgmv_expand rank", shape.rank)?;
         let h_out = nonzero("bgmv_expand hidden_out", shape.hidden_out)?;
@@ -270,7 +313,11 @@ impl BgmvExpandTiling {
         while t.tile_h > 8 && t.ub_bytes(dtype) > u64::from(profile.ub_bytes) * 3 / 4 {
             t.tile_h -= 8;
         }
-        let want = profile.vector_cores.div_ceil(batch).min(h_out.div_ceil(t.tile_h)).max(1);
+        let want = profile
+            .vector_cores
+            .div_ceil(batch)
+            .min(h_out.div_ceil(t.tile_h))
+            .max(1);
         t.h_per_task = round_up(h_out.div_ceil(want), t.tile_h);
         t.h_split = h_out.div_ceil(t.h_per_task);
         t.block_num = (batch * t.h_split).min(profile.vector_cores);
@@ -279,27 +326,69 @@ impl BgmvExpandTiling {
     }
 
     /// Checks this tiling against the shape and the chip.
-    pub fn validate(&self, shape: ExpandShape, dtype: DType, profile: &DeviceProfile) -> Result<()> {
+    pub fn validate(
+        &self,
+        shape: ExpandShape,
+        dtype: DType,
+        profile: &DeviceProfile,
+    ) -> Result<()> {
         if dtype == DType::F32 {
             return Err(Error::parameter("dtype", "f16 or bf16", "f32"));
         }
-        let given = (self.batch as usize, self.rank as usize, self.hidden_out as usize, self.hidden_full as usize, self.slice_offset as usize, self.num_loras as usize);
-        let expected = (shape.batch, shape.rank, shape.hidden_out, shape.hidden_full, shape.slice_offset, shape.num_loras);
+        let given = (
+            self.batch as usize,
+            self.rank as usize,
+            self.hidden_out as usize,
+            self.hidden_full as usize,
+            self.slice_offset as usize,
+            self.num_loras as usize,
+        );
+        let expected = (
+            shape.batch,
+            shape.rank,
+            shape.hidden_out,
+            shape.hidden_full,
+            shape.slice_offset,
+            shape.num_loras,
+        );
         if given != expected {
-            return Err(Error::shape("bgmv_expand tiling (B, R, H_out, H_full, off, L)", format!("{expected:?}"), format!("{given:?}")));
+            return Err(Error::shape(
+                "bgmv_expand tiling (B, R, H_out, H_full, off, L)",
+                format!("{expected:?}"),
+                format!("{given:?}"),
+            ));
         }
         if shape.slice_offset + shape.hidden_out > shape.hidden_full {
-            return Err(Error::shape("bgmv_expand slice", format!("offset + H_out <= H_full = {}", shape.hidden_full), shape.slice_offset + shape.hidden_out));
+            return Err(Error::shape(
+                "bgmv_expand slice",
+                format!("offset + H_out <= H_full = {}", shape.hidden_full),
+                shape.slice_offset + shape.hidden_out,
+            ));
         }
         if self.rank > 64 {
-            return Err(Error::parameter("rank", "1..=64 (one WholeReduceSum repeat of f32 per output)", self.rank));
+            return Err(Error::parameter(
+                "rank",
+                "1..=64 (one WholeReduceSum repeat of f32 per output)",
+                self.rank,
+            ));
         }
         check_blocks(self.block_num, profile)?;
         if self.tile_h == 0 || self.tile_h > MAX_REPEAT || self.tile_h % 8 != 0 {
-            return Err(Error::parameter("tileH", "a multiple of 8 in 8..=255 (WholeReduceSum repeatTime)", self.tile_h));
+            return Err(Error::parameter(
+                "tileH",
+                "a multiple of 8 in 8..=255 (WholeReduceSum repeatTime)",
+                self.tile_h,
+            ));
         }
-        if self.h_split == 0 || self.h_per_task == 0 || self.h_split * self.h_per_task < self.hidden_out {
-            return Err(Error::parameter("hSplit * hPerTask", format!(">= H_out {}", self.hidden_out), format!("{} * {}", self.h_split, self.h_per_task)));
+        if self.h_split == 0
+            || self.h_per_task == 0
+            || self.h_split * self.h_per_task < self.hidden_out
+        {
+            return Err(Error::parameter(
+                "hSplit * hPerTask",
+                format!(">= H_out {}", self.hidden_out),
+                format!("{} * {}", self.h_split, self.h_per_task),
+            ));
         }
         check_ub(self.ub_bytes(dtype), profile)
     }
@@ -329,7 +418,11 @@ impl ColdScoreTiling {
     pub fn ub_bytes(&self, dtype: DType) -> u64 {
         let t = u64::from(self.tile_len);
         let repeats = self.tile_len.div_ceil(REPEAT_F32) as u64;
-        let resident = if self.resident != 0 { ub32(u64::from(self.chunk_len) * u64::from(dtype.size())) } else { 0 };
+        let resident = if self.resident != 0 {
+            ub32(u64::from(self.chunk_len) * u64::from(dtype.size()))
+        } else {
+            0
+        };
         resident
             + 4 * ub32(t * u64::from(dtype.size()))
             + 2 * ub32(t * 4)
@@ -349,10 +442,26 @@ impl ColdScoreTiling {
     /// A tiling for logits [rows, vocab]: rows over cores, and when rows < cores the vocabulary split into
     /// chunks of at least 4096 elements over the idle cores; the row (or chunk) kept resident in UB when
     /// it fits and splits == 1.
-    pub fn choose(rows: usize, vocab: usize, dtype: DType, alpha: f32, beta: f32, write_scores: bool, profile: &DeviceProfile) -> Result<Self> {
+    pub fn choose(
+        rows: usize,
+        vocab: usize,
+        dtype: DType,
+        alpha: f32,
+        beta: f32,
+        write_scores: bool,
+        profile: &DeviceProfile,
+    ) -> Result<Self> {
         let n = nonzero("cold_score rows", rows)?;
         let v = nonzero("cold_score vocab", vocab)?;
-        let splits = if n >= profile.vector_cores { 1 } else { profile.vector_cores.div_ceil(n).min(v.div_ceil(4096)).clamp(1, 64) };
+        let splits = if n >= profile.vector_cores {
+            1
+        } else {
+            profile
+                .vector_cores
+                .div_ceil(n)
+                .min(v.div_ceil(4096))
+                .clamp(1, 64)
+        };
         let tile_len = 2048;
         let chunk_len = round_up(v.div_ceil(splits), tile_len);
         let splits = v.div_ceil(chunk_len);
@@ -367,7 +476,11 @@ impl ColdScoreTiling {
             write_scores: write_scores as u32,
             ln_alpha: alpha.ln(),
             beta,
-            ws_section: if splits > 1 { (n * splits * 4).div_ceil(BLOCK) * BLOCK } else { 0 },
+            ws_section: if splits > 1 {
+                (n * splits * 4).div_ceil(BLOCK) * BLOCK
+            } else {
+                0
+            },
             reserved: 0,
         };
         if splits == 1 {
@@ -381,7 +494,14 @@ impl ColdScoreTiling {
     }
 
     /// Checks this tiling against the shape, parameters and the chip.
-    pub fn validate(&self, rows: usize, vocab: usize, dtype: DType, alpha: f32, profile: &DeviceProfile) -> Result<()> {
+    pub fn validate(
+        &self,
+        rows: usize,
+        vocab: usize,
+        dtype: DType,
+        alpha: f32,
+        profile: &DeviceProfile,
+    ) -> Result<()> {
         if !(alpha > 0.0 && alpha <= 1.0) {
             return Err(Error::parameter("alpha", "in (0, 1]", alpha));
         }
@@ -389,20 +509,47 @@ impl ColdScoreTiling {
             return Err(Error::parameter("beta", "finite and >= 0", self.beta));
         }
         if (self.rows as usize, self.vocab as usize) != (rows, vocab) {
-            return Err(Error::shape("cold_score tiling [N, V]", format!("[{rows}, {vocab}]"), format!("[{}, {}]", self.rows, self.vocab)));
+            return Err(Error::shape(
+                "cold_score tiling [N, V]",
+                format!("[{rows}, {vocab}]"),
+                format!("[{}, {}]", self.rows, self.vocab),
+            ));
         }
         check_blocks(self.block_num, profile)?;
         if self.tile_len == 0 || self.tile_len % REPEAT_F32 != 0 {
-            return Err(Error::parameter("tileLen", "a positive multiple of 64", self.tile_len));
+            return Err(Error::parameter(
+                "tileLen",
+                "a positive multiple of 64",
+                self.tile_len,
+            ));
         }
-        if self.splits == 0 || self.splits > 64 || self.chunk_len == 0 || self.chunk_len % self.tile_len != 0 || u64::from(self.splits) * u64::from(self.chunk_len) < u64::from(self.vocab) {
-            return Err(Error::parameter("splits / chunkLen", "1..=64 chunks of a multiple of tileLen covering V", format!("{} x {}", self.splits, self.chunk_len)));
+        if self.splits == 0
+            || self.splits > 64
+            || self.chunk_len == 0
+            || self.chunk_len % self.tile_len != 0
+            || u64::from(self.splits) * u64::from(self.chunk_len) < u64::from(self.vocab)
+        {
+            return Err(Error::parameter(
+                "splits / chunkLen",
+                "1..=64 chunks of a multiple of tileLen covering V",
+                format!("{} x {}", self.splits, self.chunk_len),
+            ));
         }
         if self.resident != 0 && self.splits != 1 {
-            return Err(Error::parameter("resident", "0 when splits > 1", self.resident));
+            return Err(Error::parameter(
+                "resident",
+                "0 when splits > 1",
+                self.resident,
+            ));
         }
-        if self.splits > 1 && (self.ws_section as u64) < u64::from(self.rows) * u64::from(self.splits) * 4 {
-            return Err(Error::parameter("wsSection", format!(">= {}", self.rows * self.splits * 4), self.ws_section));
+        if self.splits > 1
+            && (self.ws_section as u64) < u64::from(self.rows) * u64::from(self.splits) * 4
+        {
+            return Err(Error::parameter(
+                "wsSection",
+                format!(">= {}", self.rows * self.splits * 4),
+                self.ws_section,
+            ));
         }
         check_ub(self.ub_bytes(dtype), profile)
     }
@@ -431,64 +578,180 @@ mod tests {
     #[test]
     fn layouts_match_tiling_h() {
         assert_eq!(size_of::<BgmvShrinkTiling>(), c::BGMVSHRINKTILING_SIZE);
-        assert_eq!(offset_of!(BgmvShrinkTiling, hidden_in), c::BGMVSHRINKTILING_HIDDENIN_OFFSET);
-        assert_eq!(offset_of!(BgmvShrinkTiling, rank), c::BGMVSHRINKTILING_RANK_OFFSET);
-        assert_eq!(offset_of!(BgmvShrinkTiling, num_loras), c::BGMVSHRINKTILING_NUMLORAS_OFFSET);
-        assert_eq!(offset_of!(BgmvShrinkTiling, block_num), c::BGMVSHRINKTILING_BLOCKNUM_OFFSET);
-        assert_eq!(offset_of!(BgmvShrinkTiling, rank_split), c::BGMVSHRINKTILING_RANKSPLIT_OFFSET);
-        assert_eq!(offset_of!(BgmvShrinkTiling, rank_per_task), c::BGMVSHRINKTILING_RANKPERTASK_OFFSET);
-        assert_eq!(offset_of!(BgmvShrinkTiling, tile_h), c::BGMVSHRINKTILING_TILEH_OFFSET);
-        assert_eq!(offset_of!(BgmvShrinkTiling, scale), c::BGMVSHRINKTILING_SCALE_OFFSET);
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, hidden_in),
+            c::BGMVSHRINKTILING_HIDDENIN_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, rank),
+            c::BGMVSHRINKTILING_RANK_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, num_loras),
+            c::BGMVSHRINKTILING_NUMLORAS_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, block_num),
+            c::BGMVSHRINKTILING_BLOCKNUM_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, rank_split),
+            c::BGMVSHRINKTILING_RANKSPLIT_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, rank_per_task),
+            c::BGMVSHRINKTILING_RANKPERTASK_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, tile_h),
+            c::BGMVSHRINKTILING_TILEH_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, scale),
+            c::BGMVSHRINKTILING_SCALE_OFFSET
+        );
 
         assert_eq!(size_of::<BgmvExpandTiling>(), c::BGMVEXPANDTILING_SIZE);
-        assert_eq!(offset_of!(BgmvExpandTiling, rank), c::BGMVEXPANDTILING_RANK_OFFSET);
-        assert_eq!(offset_of!(BgmvExpandTiling, hidden_out), c::BGMVEXPANDTILING_HIDDENOUT_OFFSET);
-        assert_eq!(offset_of!(BgmvExpandTiling, hidden_full), c::BGMVEXPANDTILING_HIDDENFULL_OFFSET);
-        assert_eq!(offset_of!(BgmvExpandTiling, slice_offset), c::BGMVEXPANDTILING_SLICEOFFSET_OFFSET);
-        assert_eq!(offset_of!(BgmvExpandTiling, num_loras), c::BGMVEXPANDTILING_NUMLORAS_OFFSET);
-        assert_eq!(offset_of!(BgmvExpandTiling, block_num), c::BGMVEXPANDTILING_BLOCKNUM_OFFSET);
-        assert_eq!(offset_of!(BgmvExpandTiling, h_split), c::BGMVEXPANDTILING_HSPLIT_OFFSET);
-        assert_eq!(offset_of!(BgmvExpandTiling, h_per_task), c::BGMVEXPANDTILING_HPERTASK_OFFSET);
-        assert_eq!(offset_of!(BgmvExpandTiling, tile_h), c::BGMVEXPANDTILING_TILEH_OFFSET);
-        assert_eq!(offset_of!(BgmvExpandTiling, add_inputs), c::BGMVEXPANDTILING_ADDINPUTS_OFFSET);
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, rank),
+            c::BGMVEXPANDTILING_RANK_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, hidden_out),
+            c::BGMVEXPANDTILING_HIDDENOUT_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, hidden_full),
+            c::BGMVEXPANDTILING_HIDDENFULL_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, slice_offset),
+            c::BGMVEXPANDTILING_SLICEOFFSET_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, num_loras),
+            c::BGMVEXPANDTILING_NUMLORAS_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, block_num),
+            c::BGMVEXPANDTILING_BLOCKNUM_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, h_split),
+            c::BGMVEXPANDTILING_HSPLIT_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, h_per_task),
+            c::BGMVEXPANDTILING_HPERTASK_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, tile_h),
+            c::BGMVEXPANDTILING_TILEH_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, add_inputs),
+            c::BGMVEXPANDTILING_ADDINPUTS_OFFSET
+        );
 
         assert_eq!(size_of::<ColdScoreTiling>(), c::COLDSCORETILING_SIZE);
-        assert_eq!(offset_of!(ColdScoreTiling, vocab), c::COLDSCORETILING_VOCAB_OFFSET);
-        assert_eq!(offset_of!(ColdScoreTiling, block_num), c::COLDSCORETILING_BLOCKNUM_OFFSET);
-        assert_eq!(offset_of!(ColdScoreTiling, splits), c::COLDSCORETILING_SPLITS_OFFSET);
-        assert_eq!(offset_of!(ColdScoreTiling, chunk_len), c::COLDSCORETILING_CHUNKLEN_OFFSET);
-        assert_eq!(offset_of!(ColdScoreTiling, tile_len), c::COLDSCORETILING_TILELEN_OFFSET);
-        assert_eq!(offset_of!(ColdScoreTiling, resident), c::COLDSCORETILING_RESIDENT_OFFSET);
-        assert_eq!(offset_of!(ColdScoreTiling, write_scores), c::COLDSCORETILING_WRITESCORES_OFFSET);
-        assert_eq!(offset_of!(ColdScoreTiling, ln_alpha), c::COLDSCORETILING_LNALPHA_OFFSET);
-        assert_eq!(offset_of!(ColdScoreTiling, beta), c::COLDSCORETILING_BETA_OFFSET);
-        assert_eq!(offset_of!(ColdScoreTiling, ws_section), c::COLDSCORETILING_WSSECTION_OFFSET);
+        assert_eq!(
+            offset_of!(ColdScoreTiling, vocab),
+            c::COLDSCORETILING_VOCAB_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, block_num),
+            c::COLDSCORETILING_BLOCKNUM_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, splits),
+            c::COLDSCORETILING_SPLITS_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, chunk_len),
+            c::COLDSCORETILING_CHUNKLEN_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, tile_len),
+            c::COLDSCORETILING_TILELEN_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, resident),
+            c::COLDSCORETILING_RESIDENT_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, write_scores),
+            c::COLDSCORETILING_WRITESCORES_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, ln_alpha),
+            c::COLDSCORETILING_LNALPHA_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, beta),
+            c::COLDSCORETILING_BETA_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, ws_section),
+            c::COLDSCORETILING_WSSECTION_OFFSET
+        );
 
         assert_eq!(size_of::<SmokeAddTiling>(), c::SMOKEADDTILING_SIZE);
-        assert_eq!(offset_of!(SmokeAddTiling, tile_len), c::SMOKEADDTILING_TILELEN_OFFSET);
-        assert_eq!(offset_of!(SmokeAddTiling, block_num), c::SMOKEADDTILING_BLOCKNUM_OFFSET);
+        assert_eq!(
+            offset_of!(SmokeAddTiling, tile_len),
+            c::SMOKEADDTILING_TILELEN_OFFSET
+        );
+        assert_eq!(
+            offset_of!(SmokeAddTiling, block_num),
+            c::SMOKEADDTILING_BLOCKNUM_OFFSET
+        );
         // Pin the first fields too (offset 0 by construction).
-        assert_eq!(c::BGMVSHRINKTILING_BATCH_OFFSET + c::BGMVEXPANDTILING_BATCH_OFFSET + c::COLDSCORETILING_ROWS_OFFSET + c::SMOKEADDTILING_N_OFFSET, 0);
+        assert_eq!(
+            c::BGMVSHRINKTILING_BATCH_OFFSET
+                + c::BGMVEXPANDTILING_BATCH_OFFSET
+                + c::COLDSCORETILING_ROWS_OFFSET
+                + c::SMOKEADDTILING_N_OFFSET,
+            0
+        );
     }
 
     #[test]
     fn validate_rejects_what_the_chip_would() {
         let p = DeviceProfile::ascend_910b();
-        let shape = ShrinkShape { batch: 4, hidden_in: 4096, rank: 16, num_loras: 2 };
+        let shape = ShrinkShape {
+            batch: 4,
+            hidden_in: 4096,
+            rank: 16,
+            num_loras: 2,
+        };
         let t = BgmvShrinkTiling::choose(shape, DType::F16, 1.0, &p).unwrap();
         let bad = BgmvShrinkTiling { tile_h: 100, ..t };
-        assert!(matches!(bad.validate(shape, DType::F16, &p), Err(Error::BadParameter { name: "tileH", .. })));
+        assert!(matches!(
+            bad.validate(shape, DType::F16, &p),
+            Err(Error::BadParameter { name: "tileH", .. })
+        ));
         let bad = BgmvShrinkTiling { block_num: 0, ..t };
         assert!(bad.validate(shape, DType::F16, &p).is_err());
         let bad = BgmvShrinkTiling { block_num: 41, ..t };
         assert!(bad.validate(shape, DType::F16, &p).is_err());
-        let bad = BgmvShrinkTiling { tile_h: 64 * 1024, ..t };
+        let bad = BgmvShrinkTiling {
+            tile_h: 64 * 1024,
+            ..t
+        };
         let err = bad.validate(shape, DType::F16, &p).unwrap_err().to_string();
         assert!(err.contains("Unified Buffer"), "{err}");
 
-        let es = ExpandShape { batch: 2, rank: 16, hidden_out: 1000, hidden_full: 1200, slice_offset: 100, num_loras: 3 };
+        let es = ExpandShape {
+            batch: 2,
+            rank: 16,
+            hidden_out: 1000,
+            hidden_full: 1200,
+            slice_offset: 100,
+            num_loras: 3,
+        };
         let t = BgmvExpandTiling::choose(es, DType::Bf16, true, &p).unwrap();
-        assert!(BgmvExpandTiling { tile_h: 256, ..t }.validate(es, DType::Bf16, &p).is_err());
+        assert!(BgmvExpandTiling { tile_h: 256, ..t }
+            .validate(es, DType::Bf16, &p)
+            .is_err());
         let big = ExpandShape { rank: 128, ..es };
         assert!(BgmvExpandTiling::choose(big, DType::F16, true, &p).is_err());
 
