@@ -1,10 +1,26 @@
 //! The kernels that build.rs compiled: the embedded binaries, and the C ABI of the host-compiled
 //! kernels (`kernels/emu/emu_abi.h`) through which the emulator runs them block by block.
 
+// The emulator provider (src/runtime/emu) is the user of this module outside tests.
+#![allow(dead_code)]
+
 use std::os::raw::{c_char, c_int, c_void};
 
 /// The emulator's kernel binary: a manifest naming the entry points compiled for the host.
 pub(crate) const EMU_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.emu"));
+
+/// The kernels compiled for the 910B vector cores (dav-c220-vec) when build.rs found CANN; `None`
+/// otherwise. Loaded with `aclrtBinaryLoadFromData`, entry points by the names of `kernels/kernel_entries.h`.
+#[cfg(ascend_cold_npu_binary)]
+#[allow(dead_code)]
+pub(crate) const NPU_BINARY: Option<&[u8]> = Some(include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/kernels_dav-c220-vec.o"
+)));
+/// The kernels compiled for the 910B vector cores: not built (no CANN at build time).
+#[cfg(not(ascend_cold_npu_binary))]
+#[allow(dead_code)]
+pub(crate) const NPU_BINARY: Option<&[u8]> = None;
 
 /// Mirrors `EmuKernelInfo` in `kernels/emu/emu_abi.h`.
 #[repr(C)]
@@ -186,7 +202,10 @@ impl HostKernel {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod selftest {
     use super::*;
 
     fn region_of<T>(v: &[T]) -> EmuGmRegion {
@@ -214,8 +233,8 @@ mod tests {
         // SAFETY: every address is a live Vec described by `regions`.
         let counters = unsafe { kernel.run_blocks(&args, 7, &regions, 192 * 1024, 2) }.unwrap();
         assert_eq!(counters.len(), 7);
-        for i in 0..1000 {
-            assert_eq!(z[i], 1.5 * i as f32);
+        for (i, &zi) in z.iter().enumerate() {
+            assert_eq!(zi, 1.5 * i as f32);
         }
         n[0] = 1001; // one element past the end of x
                      // SAFETY: as above; the kernel's overrun must be caught, not performed.

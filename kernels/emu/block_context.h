@@ -23,6 +23,8 @@ struct BlockContext {
     uint32_t blockNum = 1;
     const EmuLaunchEnv* env = nullptr;
     EmuBlockCounters* counters = nullptr;
+    uint8_t* ub = nullptr;   // this block's Unified Buffer (env->ub_bytes, poisoned with 0xFF at block start)
+    uint32_t ubUsed = 0;     // bytes handed out by TPipe::InitBuffer so far
 };
 
 // The block running on this thread; null outside ascend_emu_run_block.
@@ -33,6 +35,10 @@ BlockContext* CurrentBlock();
 
 // Checks that [addr, addr + bytes) lies inside one live GM allocation; throws otherwise.
 void CheckGm(const void* addr, uint64_t bytes, const char* what);
+
+// The running block; Fail()s when called outside a launch (a kernel API used on the host outside
+// ascend_emu_run_block).
+BlockContext& Block();
 
 }  // namespace emu
 

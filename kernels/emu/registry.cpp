@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "block_context.h"
 #include "../kernel_entries.h"
@@ -41,6 +42,14 @@ const EmuKernelInfo kKernels[] = {ASCEND_COLD_KERNELS(ASCEND_COLD_REGISTER)};
 }  // namespace
 
 BlockContext* CurrentBlock() { return tCurrent; }
+
+BlockContext& Block()
+{
+    if (tCurrent == nullptr) {
+        Fail("Ascend C API used outside a kernel launch");
+    }
+    return *tCurrent;
+}
 
 void Fail(const std::string& rule)
 {
@@ -95,6 +104,9 @@ extern "C" int ascend_emu_run_block(const EmuKernelInfo* kernel, void* const* ar
     block.blockNum = block_num;
     block.env = env;
     block.counters = counters;
+    // A fresh, poisoned UB per block: a kernel that reads UB it never wrote sees NaN patterns.
+    std::vector<uint8_t> ub(env->ub_bytes, 0xFF);
+    block.ub = ub.data();
     emu::tCurrent = &block;
     int status = 0;
     try {

@@ -1,0 +1,174 @@
+// bgmv_expand: y[b, off:off+H_out] (+)= Bw[idx[b]] @ x[b] for idx[b] >= 0 (vLLM's LoRA expand / expand_slice).
+//   x f32 [B, R], Bw [L, H_out, R] f16/bf16, idx int64 [B], y [B, H_full] same dtype as Bw, status uint32 [B].
+//   Rows with idx[b] < 0 are never read or written. idx[b] >= L: skipped, status[b] says so.
+//   addInputs = 0 overwrites the slice, 1 adds to it (in f32, one rounding to the output dtype).
+//
+// Work split: a task is (row, chunk of H_out); tasks are dealt round-robin over the blocks. Per tile of
+// tileH output rows: the tileH x R weights arrive in one DataCopyPad (each row padded to 32 bytes in UB),
+// are cast to f32 and multiplied by x repeated per row, and WholeReduceSum folds each row (mask = R,
+// one repeat per output row, hence tileH <= 255 and R <= 64).
+// Minimal traffic (bytes), s = sizeof(dtype), over rows with idx >= 0:
+//   8 B (idx) + 4 B (status) + sum_rows (H_out R s + 4 R + H_out s (write) [+ H_out s (read) if add]).
+// This kernel moves that plus 4 R per extra chunk of a row (x re-read) plus the tiling once per block.
+// UB for the default tiling (R = 16, tileH = 248, f16): Bw 2 x 7.75 KiB + Bw f32 15.5 KiB + x repeated
+// 15.5 KiB + y in/out 2 x 0.5 KiB + y f32 / sum f32 2 x 1 KiB = about 50 KiB of the 184 KiB.
+#include "kernel_common.h"
+
+using namespace AscendC;
+
+template <typename T>
+class BgmvExpand {
+public:
+    using OutT = T;        // Bw and y
+    using AccT = float;    // x, products and sums
+    using IdxT = int64_t;
+
+    static constexpr uint32_t kBufferNum = 2;     // double-buffered weight tiles
+    static constexpr uint32_t kRowAlign = 16;     // 16 x 2-byte elements = one 32-byte UB block per weight row
+    static constexpr uint32_t kBlockBytes = 32;
+    static constexpr uint32_t kMaxRank = 64;      // a WholeReduceSum mask covers at most 256 bytes of f32
+
+    __aicore__ inline void Init(GM_ADDR x, GM_ADDR w, GM_ADDR idx, GM_ADDR y, GM_ADDR status, GM_ADDR tiling)
+    {
+        cold::LoadTiling(tiling_, tiling);
+        const uint64_t r = tiling_.rank;
+        xGm_.SetGlobalBuffer(reinterpret_cast<__gm__ AccT*>(x), tiling_.batch * r);
+        wGm_.SetGlobalBuffer(reinterpret_cast<__gm__ OutT*>(w), static_cast<uint64_t>(tiling_.numLoras) * tiling_.hiddenOut * r);
+        idxGm_.SetGlobalBuffer(reinterpret_cast<__gm__ IdxT*>(idx), tiling_.batch);
+        yGm_.SetGlobalBuffer(reinterpret_cast<__gm__ OutT*>(y), static_cast<uint64_t>(tiling_.batch) * tiling_.hiddenFull);
+        statusGm_.SetGlobalBuffer(reinterpret_cast<__gm__ uint32_t*>(status), tiling_.batch);
+
+        rowStride_ = cold::CeilDiv(tiling_.rank, kRowAlign) * kRowAlign;
+        const uint32_t tile = tiling_.tileH;
+        pipe_.InitBuffer(wQue_, kBufferNum, tile * rowStride_ * sizeof(OutT));
+        pipe_.InitBuffer(wFloatBuf_, tile * rowStride_ * sizeof(AccT));
+        pipe_.InitBuffer(xRepBuf_, tile * rowStride_ * sizeof(AccT));
+        pipe_.InitBuffer(yInQue_, 1, tile * sizeof(OutT));
+        pipe_.InitBuffer(yOutQue_, 1, tile * sizeof(OutT));
+        pipe_.InitBuffer(sumBuf_, tile * sizeof(AccT));
+        pipe_.InitBuffer(yFloatBuf_, tile * sizeof(AccT));
+        pipe_.InitBuffer(statusBuf_, kBlockBytes);
+    }
+
+    __aicore__ inline void Process()
+    {
+        const uint32_t tasks = tiling_.batch * tiling_.hSplit;
+        for (uint32_t task = GetBlockIdx(); task < tasks; task += GetBlockNum()) {
+            const uint32_t row = task / tiling_.hSplit;
+            const uint32_t chunk = task % tiling_.hSplit;
+            const IdxT lora = idxGm_.GetValue(row);
+            const bool bad = lora >= static_cast<IdxT>(tiling_.numLoras);
+            if (chunk == 0) {
+                cold::WriteWord(statusGm_, row,
+                                bad ? (COLD_STATUS_FAULT | (COLD_STATUS_BAD_ADAPTER_INDEX << 24)) : 0u,
+                                statusBuf_.Get<uint32_t>());
+            }
+            const uint32_t h0 = chunk * tiling_.hPerTask;
+            if (lora < 0 || bad || h0 >= tiling_.hiddenOut) {
+                continue;
+            }
+            const uint32_t hc = cold::Min(tiling_.hPerTask, tiling_.hiddenOut - h0);
+            LoadX(row, cold::Min(tiling_.tileH, hc));
+            const uint32_t tiles = cold::CeilDiv(hc, tiling_.tileH);
+            for (uint32_t t = 0; t < tiles; ++t) {
+                const uint32_t h = h0 + t * tiling_.tileH;
+                const uint32_t rows = cold::Min(tiling_.tileH, h0 + hc - h);
+                CopyIn(static_cast<uint32_t>(lora), row, h, rows);
+                Compute(rows);
+                CopyOut(row, h, rows);
+            }
+        }
+    }
+
+private:
+    // x[row] into the first row of xRep, then doubled until `rows` rows hold it.
+    __aicore__ inline void LoadX(uint32_t row, uint32_t rows)
+    {
+        LocalTensor<AccT> xRep = xRepBuf_.Get<AccT>();
+        DataCopyPad(xRep, xGm_[static_cast<uint64_t>(row) * tiling_.rank],
+                    DataCopyExtParams(1, tiling_.rank * sizeof(AccT), 0, 0, 0),
+                    DataCopyPadExtParams<AccT>(true, 0, 0, 0.0f));
+        PipeBarrier<PIPE_ALL>();  // MTE2 -> V
+        for (uint32_t have = 1; have < rows;) {
+            const uint32_t n = cold::Min(have, rows - have);
+            Muls(xRep[have * rowStride_], xRep, 1.0f, static_cast<int32_t>(n * rowStride_));
+            have += n;
+        }
+    }
+
+    __aicore__ inline void CopyIn(uint32_t lora, uint32_t row, uint32_t h, uint32_t rows)
+    {
+        LocalTensor<OutT> wLocal = wQue_.AllocTensor<OutT>();
+        const uint64_t offset = (static_cast<uint64_t>(lora) * tiling_.hiddenOut + h) * tiling_.rank;
+        // rows blocks of R elements, each landing on its own rowStride_ (a whole number of 32-byte blocks).
+        DataCopyPad(wLocal, wGm_[offset], DataCopyExtParams(static_cast<uint16_t>(rows), tiling_.rank * sizeof(OutT), 0, 0, 0),
+                    DataCopyPadExtParams<OutT>(false, 0, 0, OutT(0.0f)));
+        wQue_.EnQue(wLocal);
+        if (tiling_.addInputs != 0) {
+            LocalTensor<OutT> yLocal = yInQue_.AllocTensor<OutT>();
+            DataCopyPad(yLocal, yGm_[YOffset(row, h)], DataCopyExtParams(1, rows * sizeof(OutT), 0, 0, 0),
+                        DataCopyPadExtParams<OutT>(false, 0, 0, OutT(0.0f)));
+            yInQue_.EnQue(yLocal);
+        }
+    }
+
+    __aicore__ inline void Compute(uint32_t rows)
+    {
+        LocalTensor<OutT> wLocal = wQue_.DeQue<OutT>();
+        LocalTensor<AccT> wFloat = wFloatBuf_.Get<AccT>();
+        LocalTensor<AccT> sum = sumBuf_.Get<AccT>();
+        const int32_t count = static_cast<int32_t>(rows * rowStride_);
+        Cast(wFloat, wLocal, RoundMode::CAST_NONE, count);
+        wQue_.FreeTensor(wLocal);
+        Mul(wFloat, wFloat, xRepBuf_.Get<AccT>(), count);
+        // One repeat per output row: sum of its first R lanes; rows are rowStride_ * 4 / 32 blocks apart.
+        WholeReduceSum(sum, wFloat, static_cast<int32_t>(tiling_.rank), static_cast<int32_t>(rows), 1, 1,
+                       static_cast<int32_t>(rowStride_ * sizeof(AccT) / kBlockBytes));
+        if (tiling_.addInputs != 0) {
+            LocalTensor<OutT> yLocal = yInQue_.DeQue<OutT>();
+            LocalTensor<AccT> yFloat = yFloatBuf_.Get<AccT>();
+            Cast(yFloat, yLocal, RoundMode::CAST_NONE, rows);
+            yInQue_.FreeTensor(yLocal);
+            Add(sum, sum, yFloat, static_cast<int32_t>(rows));
+        }
+        LocalTensor<OutT> out = yOutQue_.AllocTensor<OutT>();
+        Cast(out, sum, RoundMode::CAST_RINT, rows);
+        yOutQue_.EnQue(out);
+    }
+
+    __aicore__ inline void CopyOut(uint32_t row, uint32_t h, uint32_t rows)
+    {
+        LocalTensor<OutT> out = yOutQue_.DeQue<OutT>();
+        DataCopyPad(yGm_[YOffset(row, h)], out, DataCopyExtParams(1, rows * sizeof(OutT), 0, 0, 0));
+        yOutQue_.FreeTensor(out);
+    }
+
+    __aicore__ inline uint64_t YOffset(uint32_t row, uint32_t h) const
+    {
+        return static_cast<uint64_t>(row) * tiling_.hiddenFull + tiling_.sliceOffset + h;
+    }
+
+    BgmvExpandTiling tiling_;
+    uint32_t rowStride_ = 0;
+    TPipe pipe_;
+    TQue<TPosition::VECIN, kBufferNum> wQue_;
+    TQue<TPosition::VECIN, 1> yInQue_;
+    TQue<TPosition::VECOUT, 1> yOutQue_;
+    TBuf<TPosition::VECCALC> wFloatBuf_, xRepBuf_, sumBuf_, yFloatBuf_, statusBuf_;
+    GlobalTensor<AccT> xGm_;
+    GlobalTensor<OutT> wGm_, yGm_;
+    GlobalTensor<IdxT> idxGm_;
+    GlobalTensor<uint32_t> statusGm_;
+};
+
+#define BGMV_EXPAND_ENTRY(SUFFIX, TYPE)                                                                        \
+    extern "C" __global__ __aicore__ void bgmv_expand_##SUFFIX(GM_ADDR x, GM_ADDR w, GM_ADDR idx, GM_ADDR y,    \
+                                                               GM_ADDR status, GM_ADDR tiling)                 \
+    {                                                                                                          \
+        BgmvExpand<TYPE> op;                                                                                   \
+        op.Init(x, w, idx, y, status, tiling);                                                                 \
+        op.Process();                                                                                          \
+    }
+
+BGMV_EXPAND_ENTRY(f16, half)
+BGMV_EXPAND_ENTRY(bf16, bfloat16_t)

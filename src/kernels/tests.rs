@@ -1,0 +1,773 @@
+//! Kernel tests through `HostKernel::run_blocks` with Vec-backed GM: every kernel and dtype against an
+//! f64 reference written here, on shapes with tails, outputs poisoned (NaN bit patterns) before launch;
+//! and one test per emulator rule, each proving a deliberately bad tiling or argument is caught.
+
+use half::{bf16, f16};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use super::{BlockCounters, EmuGmRegion, HostKernel};
+use crate::tiling::*;
+
+const UB: u32 = 192 * 1024 - 256 - 8 * 1024;
+const POISON_F32: u32 = 0x7fc0_dead; // a quiet NaN with a recognisable payload
+const POISON_U16: u16 = 0x7e5a; // a NaN as f16 and as bf16
+
+/// Device memory for one test: 8-byte aligned buffers and the regions the emulator checks against.
+struct Gm {
+    bufs: Vec<Vec<u64>>,
+    lens: Vec<usize>,
+}
+
+impl Gm {
+    fn new() -> Self {
+        Gm {
+            bufs: vec![],
+            lens: vec![],
+        }
+    }
+    fn add<T: bytemuck::Pod>(&mut self, data: &[T]) -> usize {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let mut v = vec![0u64; bytes.len().div_ceil(8).max(1)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut v)[..bytes.len()].copy_from_slice(bytes);
+        self.bufs.push(v);
+        self.lens.push(bytes.len());
+        self.bufs.len() - 1
+    }
+    fn addr(&self, i: usize) -> u64 {
+        self.bufs[i].as_ptr() as u64
+    }
+    fn get<T: bytemuck::Pod>(&self, i: usize) -> Vec<T> {
+        let bytes = &bytemuck::cast_slice::<u64, u8>(&self.bufs[i])[..self.lens[i]];
+        bytes
+            .chunks_exact(std::mem::size_of::<T>())
+            .map(bytemuck::pod_read_unaligned)
+            .collect()
+    }
+    fn run(
+        &mut self,
+        name: &str,
+        args: &[u64],
+        blocks: u32,
+        ub: u32,
+    ) -> Result<Vec<BlockCounters>, String> {
+        let kernel = HostKernel::find(name).unwrap_or_else(|| panic!("{name} registered"));
+        let mut regions: Vec<EmuGmRegion> = self
+            .bufs
+            .iter()
+            .zip(&self.lens)
+            .map(|(b, &len)| EmuGmRegion {
+                base: b.as_ptr() as usize,
+                len,
+            })
+            .collect();
+        regions.sort_by_key(|r| r.base);
+        // SAFETY: every address passed is one of self.bufs (or 0 for an argument the kernel ignores),
+        // described by `regions`, and nothing else touches them during the launch.
+        unsafe { kernel.run_blocks(args, blocks, &regions, ub, 2) }
+    }
+}
+
+fn total(c: &[BlockCounters]) -> (u64, u64) {
+    c.iter().fold((0, 0), |(r, w), b| {
+        (r + b.gm_read_bytes, w + b.gm_write_bytes)
+    })
+}
+
+/// Random 16-bit values of `dtype` and their exact f64 values.
+fn random16(rng: &mut StdRng, n: usize, dtype: DType, amp: f32) -> (Vec<u16>, Vec<f64>) {
+    let mut bits = Vec::with_capacity(n);
+    let mut vals = Vec::with_capacity(n);
+    for _ in 0..n {
+        let v: f32 = rng.gen_range(-amp..amp);
+        let (b, x) = match dtype {
+            DType::F16 => (f16::from_f32(v).to_bits(), f16::from_f32(v).to_f64()),
+            DType::Bf16 => (bf16::from_f32(v).to_bits(), bf16::from_f32(v).to_f64()),
+            DType::F32 => unreachable!(),
+        };
+        bits.push(b);
+        vals.push(x);
+    }
+    (bits, vals)
+}
+
+fn to_f64(bits: u16, dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => f16::from_bits(bits).to_f64(),
+        _ => bf16::from_bits(bits).to_f64(),
+    }
+}
+
+/// Unit roundoff of a dtype (half an ulp at 1.0).
+fn unit(dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => 2f64.powi(-11),
+        DType::Bf16 => 2f64.powi(-8),
+        DType::F32 => 2f64.powi(-24),
+    }
+}
+
+fn shrink_case(dtype: DType, b: usize, h: usize, r: usize, l: usize, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (x, xv) = random16(&mut rng, b * h, dtype, 1.0);
+    let (a, av) = random16(&mut rng, l * r * h, dtype, 1.0);
+    let idx: Vec<i64> = (0..b)
+        .map(|i| {
+            if i % 3 == 1 {
+                -1
+            } else {
+                rng.gen_range(0..l as i64)
+            }
+        })
+        .collect();
+    let scale = 0.5f32;
+    let shape = ShrinkShape {
+        batch: b,
+        hidden_in: h,
+        rank: r,
+        num_loras: l,
+    };
+    let t = BgmvShrinkTiling::choose(shape, dtype, scale, &DeviceProfile::ascend_910b()).unwrap();
+    let mut gm = Gm::new();
+    let (xi, ai, ii) = (gm.add(&x), gm.add(&a), gm.add(&idx));
+    let yi = gm.add(&vec![POISON_F32; b * r]);
+    let si = gm.add(&vec![0xffff_ffffu32; b]);
+    let ti = gm.add(&[t]);
+    let name = format!("bgmv_shrink_{}", dtype.suffix());
+    let args = [
+        gm.addr(xi),
+        gm.addr(ai),
+        gm.addr(ii),
+        gm.addr(yi),
+        gm.addr(si),
+        gm.addr(ti),
+    ];
+    let counters = gm.run(&name, &args, t.block_num, UB).unwrap();
+    let y: Vec<u32> = gm.get(yi);
+    assert_eq!(gm.get::<u32>(si), vec![0; b], "status words");
+    let mut minimal = 12 * b as u64;
+    for row in 0..b {
+        for k in 0..r {
+            let got = y[row * r + k];
+            if idx[row] < 0 {
+                assert_eq!(got, POISON_F32, "row {row} (idx -1) must stay untouched");
+                continue;
+            }
+            let lo = idx[row] as usize;
+            let terms = (0..h).map(|j| av[(lo * r + k) * h + j] * xv[row * h + j]);
+            let (want, mag) = terms.fold((0.0, 0.0), |(s, m), t| (s + t, m + t.abs()));
+            // f32 products are exact (11- or 8-bit mantissas); the f32 sum of h terms errs by at most
+            // h * 2^-24 * sum |terms|, then one rounding for the scale.
+            let tol = (h as f64 * 2f64.powi(-24) * mag + 1e-30) * 0.5 * 2.0 + 1e-6;
+            let got = f32::from_bits(got) as f64;
+            assert!(
+                (got - 0.5 * want).abs() <= tol,
+                "{name} row {row} rank {k}: got {got}, want {}",
+                0.5 * want
+            );
+        }
+        if idx[row] >= 0 {
+            minimal += (h * 2 + r * h * 2 + r * 4) as u64;
+        }
+    }
+    let (rd, wr) = total(&counters);
+    let ratio = (rd + wr) as f64 / minimal as f64;
+    let _ = ratio;
+    // The tiling struct (40 bytes per block) is not part of the minimum; allow it on top of 1.1.
+    assert!(
+        ratio <= 1.1 + (40.0 * t.block_num as f64) / minimal as f64,
+        "{name} traffic ratio {ratio}"
+    );
+}
+
+#[test]
+fn bgmv_shrink_matches_reference() {
+    for (i, &(b, h, r, l)) in [
+        (5, 1000, 7, 3),
+        (1, 4103, 16, 2),
+        (7, 64, 1, 1),
+        (3, 8200, 33, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        shrink_case(DType::F16, b, h, r, l, 10 + i as u64);
+        shrink_case(DType::Bf16, b, h, r, l, 20 + i as u64);
+    }
+}
+
+#[test]
+fn bgmv_bad_index_is_skipped_and_reported() {
+    let (b, h, r, l) = (3, 200, 4, 2);
+    let shape = ShrinkShape {
+        batch: b,
+        hidden_in: h,
+        rank: r,
+        num_loras: l,
+    };
+    let t =
+        BgmvShrinkTiling::choose(shape, DType::F16, 1.0, &DeviceProfile::ascend_910b()).unwrap();
+    let mut gm = Gm::new();
+    let xi = gm.add(&vec![0x3c00u16; b * h]);
+    let ai = gm.add(&vec![0x3c00u16; l * r * h]);
+    let ii = gm.add(&[0i64, 2, -1]);
+    let yi = gm.add(&vec![POISON_F32; b * r]);
+    let si = gm.add(&vec![0xffff_ffffu32; b]);
+    let ti = gm.add(&[t]);
+    let args = [
+        gm.addr(xi),
+        gm.addr(ai),
+        gm.addr(ii),
+        gm.addr(yi),
+        gm.addr(si),
+        gm.addr(ti),
+    ];
+    gm.run("bgmv_shrink_f16", &args, t.block_num, UB).unwrap();
+    assert_eq!(gm.get::<u32>(si), vec![0, 0x8000_0000 | (1 << 24), 0]);
+    let y: Vec<u32> = gm.get(yi);
+    assert!(y[..r].iter().all(|&v| f32::from_bits(v) == h as f32));
+    assert!(
+        y[r..].iter().all(|&v| v == POISON_F32),
+        "bad and -1 rows untouched"
+    );
+}
+
+fn expand_case(dtype: DType, b: usize, r: usize, h_out: usize, off: usize, add: bool, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let l = 3;
+    let h_full = off + h_out + 5;
+    let x: Vec<f32> = (0..b * r).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let (w, wv) = random16(&mut rng, l * h_out * r, dtype, 1.0);
+    let (y0, _) = if add {
+        random16(&mut rng, b * h_full, dtype, 1.0)
+    } else {
+        (vec![POISON_U16; b * h_full], vec![])
+    };
+    let idx: Vec<i64> = (0..b)
+        .map(|i| {
+            if i % 3 == 2 {
+                -1
+            } else {
+                rng.gen_range(0..l as i64)
+            }
+        })
+        .collect();
+    let shape = ExpandShape {
+        batch: b,
+        rank: r,
+        hidden_out: h_out,
+        hidden_full: h_full,
+        slice_offset: off,
+        num_loras: l,
+    };
+    let t = BgmvExpandTiling::choose(shape, dtype, add, &DeviceProfile::ascend_910b()).unwrap();
+    let mut gm = Gm::new();
+    let (xi, wi, ii, yi) = (gm.add(&x), gm.add(&w), gm.add(&idx), gm.add(&y0));
+    let si = gm.add(&vec![0xffff_ffffu32; b]);
+    let ti = gm.add(&[t]);
+    let name = format!("bgmv_expand_{}", dtype.suffix());
+    let args = [
+        gm.addr(xi),
+        gm.addr(wi),
+        gm.addr(ii),
+        gm.addr(yi),
+        gm.addr(si),
+        gm.addr(ti),
+    ];
+    let counters = gm.run(&name, &args, t.block_num, UB).unwrap();
+    let y: Vec<u16> = gm.get(yi);
+    let mut minimal = 12 * b as u64;
+    for row in 0..b {
+        for c in 0..h_full {
+            let got = y[row * h_full + c];
+            let inside = c >= off && c < off + h_out;
+            if idx[row] < 0 || !inside {
+                assert_eq!(
+                    got,
+                    y0[row * h_full + c],
+                    "{name} row {row} col {c} must stay untouched"
+                );
+                continue;
+            }
+            let lo = idx[row] as usize;
+            let hh = c - off;
+            let terms = (0..r).map(|k| wv[(lo * h_out + hh) * r + k] * x[row * r + k] as f64);
+            let (mut want, mut mag) = terms.fold((0.0, 0.0), |(s, m), t| (s + t, m + t.abs()));
+            if add {
+                let prev = to_f64(y0[row * h_full + c], dtype);
+                want += prev;
+                mag += prev.abs();
+            }
+            // f32 accumulation of r + 1 terms, then one rounding to the dtype.
+            let tol =
+                (r as f64 + 2.0) * 2f64.powi(-24) * mag + unit(dtype) * want.abs() * 1.01 + 1e-7;
+            let got = to_f64(got, dtype);
+            assert!(
+                (got - want).abs() <= tol,
+                "{name} row {row} col {c}: got {got}, want {want}"
+            );
+        }
+        if idx[row] >= 0 {
+            minimal += (h_out * r * 2 + 4 * r + h_out * 2 * (1 + add as usize)) as u64;
+        }
+    }
+    let (rd, wr) = total(&counters);
+    let ratio = (rd + wr) as f64 / minimal as f64;
+    let slack = (48 * t.block_num as u64 + 4 * r as u64 * (t.h_split as u64) * b as u64) as f64
+        / minimal as f64;
+    assert!(ratio <= 1.1 + slack, "{name} traffic ratio {ratio}");
+}
+
+#[test]
+fn bgmv_expand_matches_reference() {
+    for (i, &(b, r, h_out, off, add)) in [
+        (4, 16, 1000, 3, true),
+        (3, 7, 77, 0, false),
+        (1, 64, 4099, 128, true),
+        (2, 8, 520, 9, false),
+    ]
+    .iter()
+    .enumerate()
+    {
+        expand_case(DType::F16, b, r, h_out, off, add, 30 + i as u64);
+        expand_case(DType::Bf16, b, r, h_out, off, add, 40 + i as u64);
+    }
+}
+
+/// Logits of `dtype` with their exact f64 values; bits stored as the dtype's raw bytes.
+fn logits(rng: &mut StdRng, n: usize, dtype: DType) -> (Vec<u8>, Vec<f64>) {
+    let mut bytes = Vec::with_capacity(n * dtype.size() as usize);
+    let mut vals = Vec::with_capacity(n);
+    for _ in 0..n {
+        let v: f32 = rng.gen_range(-8.0..8.0);
+        match dtype {
+            DType::F32 => {
+                bytes.extend_from_slice(&v.to_le_bytes());
+                vals.push(v as f64);
+            }
+            _ => {
+                let (b, _) = random16_one(v, dtype);
+                bytes.extend_from_slice(&b.to_le_bytes());
+                vals.push(to_f64(b, dtype));
+            }
+        }
+    }
+    (bytes, vals)
+}
+
+fn random16_one(v: f32, dtype: DType) -> (u16, ()) {
+    match dtype {
+        DType::F16 => (f16::from_f32(v).to_bits(), ()),
+        _ => (bf16::from_f32(v).to_bits(), ()),
+    }
+}
+
+fn set_value(bytes: &mut [u8], i: usize, v: f32, dtype: DType) {
+    match dtype {
+        DType::F32 => bytes[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes()),
+        _ => bytes[2 * i..2 * i + 2].copy_from_slice(&random16_one(v, dtype).0.to_le_bytes()),
+    }
+}
+
+struct ColdOut {
+    tokens: Vec<i64>,
+    best: Vec<f32>,
+    scores: Vec<f32>,
+    status: Vec<u32>,
+    traffic: u64,
+}
+
+fn run_cold(e: &[u8], a: &[u8], t: ColdScoreTiling, dtype: DType) -> ColdOut {
+    let (n, v) = (t.rows as usize, t.vocab as usize);
+    let mut gm = Gm::new();
+    let (ei, ai) = (gm.add(e), gm.add(a));
+    let toki = gm.add(&vec![0x5a5a_5a5a_5a5a_5a5ai64; n]);
+    let besti = gm.add(&vec![POISON_F32; n]);
+    let sci = gm.add(&vec![
+        POISON_F32;
+        if t.write_scores != 0 { n * v } else { 1 }
+    ]);
+    let sti = gm.add(&vec![0xffff_ffffu32; n]);
+    let wsi = gm.add(&vec![POISON_F32; t.workspace_bytes() / 4]);
+    let ti = gm.add(&[t]);
+    let sc = if t.write_scores != 0 { gm.addr(sci) } else { 0 };
+    let sfx = dtype.suffix();
+    let mut traffic = 0;
+    if t.splits > 1 {
+        let c = gm
+            .run(
+                &format!("cold_rowmax_{sfx}"),
+                &[gm.addr(ei), gm.addr(wsi), gm.addr(ti)],
+                t.block_num,
+                UB,
+            )
+            .unwrap();
+        traffic += total(&c).0 + total(&c).1;
+    }
+    let args = [
+        gm.addr(ei),
+        gm.addr(ai),
+        gm.addr(toki),
+        gm.addr(besti),
+        sc,
+        gm.addr(sti),
+        gm.addr(wsi),
+        gm.addr(ti),
+    ];
+    let c = gm
+        .run(&format!("cold_score_{sfx}"), &args, t.block_num, UB)
+        .unwrap();
+    traffic += total(&c).0 + total(&c).1;
+    if t.splits > 1 {
+        let args = [
+            gm.addr(toki),
+            gm.addr(besti),
+            gm.addr(sti),
+            gm.addr(wsi),
+            gm.addr(ti),
+        ];
+        let c = gm.run("cold_reduce", &args, t.rows.min(40), UB).unwrap();
+        traffic += total(&c).0 + total(&c).1;
+    }
+    ColdOut {
+        tokens: gm.get(toki),
+        best: gm.get(besti),
+        scores: gm.get(sci),
+        status: gm.get(sti),
+        traffic,
+    }
+}
+
+fn cold_case(
+    dtype: DType,
+    n: usize,
+    v: usize,
+    write_scores: bool,
+    resident: Option<bool>,
+    seed: u64,
+) -> f64 {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut e, mut ev) = logits(&mut rng, n * v, dtype);
+    let (a, av) = logits(&mut rng, n * v, dtype);
+    let (alpha, beta) = (0.1f32, 0.5f32);
+    // Row 1 (when present) carries a NaN in e; row 2 an inf in a... set in e to keep `a` shared.
+    if n > 1 {
+        set_value(&mut e, v + v / 2, f32::NAN, dtype);
+        ev[v + v / 2] = f64::NAN;
+    }
+    let mut a = a;
+    if n > 2 {
+        set_value(&mut a, 2 * v + v - 1, f32::INFINITY, dtype);
+    }
+    let mut t = ColdScoreTiling::choose(
+        n,
+        v,
+        dtype,
+        alpha,
+        beta,
+        write_scores,
+        &DeviceProfile::ascend_910b(),
+    )
+    .unwrap();
+    if let Some(r) = resident {
+        t.resident = r as u32;
+    }
+    let out = run_cold(&e, &a, t, dtype);
+    let ln_alpha = (alpha as f64).ln();
+    let eps = 1e-5; // f32 rounding of the threshold and of (1+beta) e - beta a at |logits| <= 8
+    for row in 0..n {
+        let er = &ev[row * v..(row + 1) * v];
+        let ar = &av[row * v..(row + 1) * v];
+        let bad = (n > 1 && row == 1) || (n > 2 && row == 2);
+        if bad {
+            assert_eq!(out.tokens[row], -1, "non-finite row {row}");
+            assert!(out.best[row].is_nan());
+            assert_eq!(out.status[row], 0x8000_0000 | (2 << 24));
+            continue;
+        }
+        assert_eq!(out.status[row], 0);
+        let m = er.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let thr = m + ln_alpha;
+        let score = |i: usize| {
+            if er[i] >= thr {
+                (1.0 + beta as f64) * er[i] - beta as f64 * ar[i]
+            } else {
+                f64::NEG_INFINITY
+            }
+        };
+        let best = (0..v).map(score).fold(f64::NEG_INFINITY, f64::max);
+        let tok = out.tokens[row];
+        assert!(tok >= 0 && (tok as usize) < v, "row {row} token {tok}");
+        let tok = tok as usize;
+        assert!(er[tok] >= thr - eps, "row {row}: token {tok} is masked");
+        assert!(
+            (1.5 * er[tok] - 0.5 * ar[tok]) >= best - eps,
+            "row {row}: token {tok} is not the best"
+        );
+        assert!((out.best[row] as f64 - best).abs() <= eps * 4.0);
+        let unique: Vec<usize> = (0..v).filter(|&i| score(i) >= best - eps).collect();
+        if unique.len() == 1 {
+            assert_eq!(tok, unique[0], "row {row}");
+        }
+        if write_scores {
+            for (i, &ei) in er.iter().enumerate() {
+                let got = out.scores[row * v + i];
+                let want = score(i);
+                if (ei - thr).abs() <= eps {
+                    continue; // at the threshold f32 and f64 may disagree
+                }
+                if want == f64::NEG_INFINITY {
+                    assert_eq!(got, f32::NEG_INFINITY, "row {row} col {i} must be masked");
+                } else {
+                    assert!(
+                        (got as f64 - want).abs() <= eps * 4.0,
+                        "row {row} col {i}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+    let s = dtype.size() as u64;
+    let minimal =
+        (n * v) as u64 * 2 * s + 16 * n as u64 + if write_scores { 4 * (n * v) as u64 } else { 0 };
+    out.traffic as f64 / minimal as f64
+}
+
+#[test]
+fn cold_score_matches_reference() {
+    for (i, dtype) in [DType::F16, DType::Bf16, DType::F32]
+        .into_iter()
+        .enumerate()
+    {
+        let s = i as u64 * 100;
+        // Many rows: one launch, e resident in UB.
+        let r = cold_case(dtype, 41, 5003, true, None, s + 1);
+        assert!(r <= 1.05, "{dtype:?} resident ratio {r}");
+        // Same, streamed (a row too long for UB): e read twice, 1.5 plus the tiling (48 B per block).
+        let r = cold_case(dtype, 41, 5003, false, Some(false), s + 2);
+        assert!(r <= 1.505, "{dtype:?} streamed ratio {r}");
+        // Few rows: the vocabulary split over the cores, three launches; with the score row written.
+        let r = cold_case(dtype, 3, 32003, true, None, s + 3);
+        assert!(r <= 1.5, "{dtype:?} split ratio {r}");
+        // Split, tokens only: e read twice plus workspace words (known to exceed 1.5 slightly).
+        let r = cold_case(dtype, 2, 40009, false, None, s + 5);
+        assert!(r <= 1.53, "{dtype:?} split ratio without scores {r}");
+        cold_case(dtype, 1, 97, false, None, s + 4);
+    }
+}
+
+#[test]
+fn cold_score_ties_go_to_the_lowest_index() {
+    for (n, v) in [(1usize, 20011usize), (45, 300)] {
+        let mut e = vec![0u8; n * v * 4];
+        let a = vec![0u8; n * v * 4];
+        for row in 0..n {
+            for i in 0..v {
+                set_value(&mut e, row * v + i, -1.0, DType::F32);
+            }
+            // Equal maxima at 7 + row and at the end of the row (another chunk when split).
+            set_value(&mut e, row * v + 7 + row, 3.0, DType::F32);
+            set_value(&mut e, row * v + v - 2, 3.0, DType::F32);
+        }
+        let t = ColdScoreTiling::choose(
+            n,
+            v,
+            DType::F32,
+            0.5,
+            1.0,
+            false,
+            &DeviceProfile::ascend_910b(),
+        )
+        .unwrap();
+        let out = run_cold(&e, &a, t, DType::F32);
+        for row in 0..n {
+            assert_eq!(
+                out.tokens[row],
+                7 + row as i64,
+                "row {row} (splits {})",
+                t.splits
+            );
+            assert_eq!(out.best[row], 6.0);
+        }
+    }
+}
+
+#[test]
+fn smoke_add_through_the_queue_api() {
+    let n = 1003u32;
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let y: Vec<f32> = (0..n).map(|i| 0.25 * i as f32).collect();
+    let mut gm = Gm::new();
+    let (xi, yi, zi) = (
+        gm.add(&x),
+        gm.add(&y),
+        gm.add(&vec![POISON_F32; n as usize]),
+    );
+    let ti = gm.add(&[SmokeAddTiling {
+        n,
+        tile_len: 256,
+        block_num: 3,
+        reserved: 0,
+    }]);
+    let args = [gm.addr(xi), gm.addr(yi), gm.addr(zi), gm.addr(ti)];
+    gm.run("smoke_add_f32", &args, 3, UB).unwrap();
+    let z: Vec<f32> = gm.get(zi);
+    assert!((0..n as usize).all(|i| z[i] == 1.25 * i as f32));
+}
+
+// ---- One test per emulator rule --------------------------------------------------------------------
+
+fn shrink_with(t: BgmvShrinkTiling, x_len: usize, ub: u32) -> String {
+    let mut gm = Gm::new();
+    let xi = gm.add(&vec![0u16; x_len]);
+    let ai = gm.add(&vec![0u16; (t.num_loras * t.rank * t.hidden_in) as usize]);
+    let ii = gm.add(&vec![0i64; t.batch as usize]);
+    let yi = gm.add(&vec![0f32; (t.batch * t.rank) as usize]);
+    let si = gm.add(&vec![0u32; t.batch as usize]);
+    let ti = gm.add(&[t]);
+    let args = [
+        gm.addr(xi),
+        gm.addr(ai),
+        gm.addr(ii),
+        gm.addr(yi),
+        gm.addr(si),
+        gm.addr(ti),
+    ];
+    gm.run("bgmv_shrink_f16", &args, t.block_num, ub)
+        .unwrap_err()
+}
+
+fn shrink_tiling() -> BgmvShrinkTiling {
+    let shape = ShrinkShape {
+        batch: 2,
+        hidden_in: 512,
+        rank: 4,
+        num_loras: 1,
+    };
+    BgmvShrinkTiling::choose(shape, DType::F16, 1.0, &DeviceProfile::ascend_910b()).unwrap()
+}
+
+#[test]
+fn rule_ub_capacity() {
+    let t = BgmvShrinkTiling {
+        tile_h: 16384,
+        ..shrink_tiling()
+    };
+    let err = shrink_with(t, 2 * 512, UB);
+    assert!(
+        err.contains("UB capacity") && err.contains("bgmv_shrink_f16"),
+        "{err}"
+    );
+    let err = shrink_with(shrink_tiling(), 2 * 512, 4096);
+    assert!(err.contains("UB capacity"), "{err}");
+}
+
+#[test]
+fn rule_datacopy_length_multiple_of_32() {
+    let t = BgmvShrinkTiling {
+        tile_h: 8,
+        ..shrink_tiling()
+    }; // 16-byte DataCopy of f16
+    let err = shrink_with(t, 2 * 512, UB);
+    assert!(err.contains("DataCopy length"), "{err}");
+}
+
+#[test]
+fn rule_gm_bounds() {
+    let err = shrink_with(shrink_tiling(), 2 * 512 - 1, UB); // x one element short
+    assert!(err.contains("GM bounds"), "{err}");
+}
+
+#[test]
+fn rule_repeat_limit() {
+    let shape = ExpandShape {
+        batch: 1,
+        rank: 8,
+        hidden_out: 600,
+        hidden_full: 600,
+        slice_offset: 0,
+        num_loras: 1,
+    };
+    let mut t =
+        BgmvExpandTiling::choose(shape, DType::F16, false, &DeviceProfile::ascend_910b()).unwrap();
+    t.tile_h = 256;
+    t.h_per_task = 600;
+    t.h_split = 1;
+    t.block_num = 1;
+    let mut gm = Gm::new();
+    let xi = gm.add(&[0f32; 8]);
+    let wi = gm.add(&vec![0u16; 600 * 8]);
+    let ii = gm.add(&[0i64]);
+    let yi = gm.add(&vec![0u16; 600]);
+    let si = gm.add(&[0u32]);
+    let ti = gm.add(&[t]);
+    let args = [
+        gm.addr(xi),
+        gm.addr(wi),
+        gm.addr(ii),
+        gm.addr(yi),
+        gm.addr(si),
+        gm.addr(ti),
+    ];
+    let err = gm.run("bgmv_expand_f16", &args, 1, UB).unwrap_err();
+    assert!(err.contains("repeat limit") && err.contains("256"), "{err}");
+}
+
+#[test]
+fn rule_ub_address_alignment() {
+    // A resident chunk with tiles of 100 f16 (200 bytes): the second tile starts at UB offset +200.
+    let (n, v) = (1usize, 300usize);
+    let mut t = ColdScoreTiling::choose(
+        n,
+        v,
+        DType::F16,
+        0.5,
+        0.5,
+        false,
+        &DeviceProfile::ascend_910b(),
+    )
+    .unwrap();
+    t.tile_len = 100;
+    t.chunk_len = 300;
+    t.resident = 1;
+    let e = vec![0u8; n * v * 2];
+    let mut gm = Gm::new();
+    let (ei, ai) = (gm.add(&e), gm.add(&e));
+    let (toki, besti, sti) = (gm.add(&[0i64]), gm.add(&[0f32]), gm.add(&[0u32]));
+    let wsi = gm.add(&[0u32; 8]);
+    let ti = gm.add(&[t]);
+    let args = [
+        gm.addr(ei),
+        gm.addr(ai),
+        gm.addr(toki),
+        gm.addr(besti),
+        0,
+        gm.addr(sti),
+        gm.addr(wsi),
+        gm.addr(ti),
+    ];
+    let err = gm.run("cold_score_f16", &args, 1, UB).unwrap_err();
+    assert!(err.contains("UB address alignment"), "{err}");
+    let mut gm = Gm::new();
+    let mi = gm.add(&[3u32]);
+    let err = gm
+        .run("emu_selftest_api_misuse", &[gm.addr(mi)], 1, UB)
+        .unwrap_err();
+    assert!(err.contains("UB address alignment"), "{err}");
+}
+
+#[test]
+fn rule_queue_misuse() {
+    for (mode, what) in [
+        (0u32, "DeQue of an empty queue"),
+        (1, "AllocTensor"),
+        (2, "EnQue"),
+        (4, "UB capacity"),
+    ] {
+        let mut gm = Gm::new();
+        let mi = gm.add(&[mode]);
+        let err = gm
+            .run("emu_selftest_api_misuse", &[gm.addr(mi)], 1, UB)
+            .unwrap_err();
+        assert!(err.contains(what), "mode {mode}: {err}");
+    }
+}

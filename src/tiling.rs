@@ -1,0 +1,765 @@
+//! Tiling: how a kernel launch splits its work over the vector cores and its Unified Buffer.
+//!
+//! The structs mirror `kernels/tiling.h` field for field (`#[repr(C)]`, 4-byte fields, no padding) and
+//! are uploaded to device memory as each kernel's last argument. `choose` derives a tiling from the shape,
+//! the dtype and the [`DeviceProfile`]; `validate` rejects, before launch, what the chip would reject
+//! (too much UB, misaligned tiles, repeat limits, zero blocks, more blocks than cores). A caller may build
+//! or edit a tiling by hand and validate it.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::{Error, Result};
+
+/// What the tiling needs to know about the chip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceProfile {
+    /// Vector cores (AIV) available to one launch.
+    pub vector_cores: u32,
+    /// Unified Buffer bytes usable by a kernel on one core.
+    pub ub_bytes: u32,
+    /// The SoC name (`aclrtGetSocName`), e.g. "Ascend910B3".
+    pub soc_name: String,
+}
+
+impl DeviceProfile {
+    /// Ascend 910B (dav-c220, `__NPU_ARCH__` 2201), the conservative SKU.
+    ///
+    /// - UB: 192 KiB per core, of which 192 KiB - 256 B - 8 KiB are usable by default (asc-devkit
+    ///   docs/zh/guide/编程指南/高级编程/硬件实现/架构规格/NPU架构版本2201.md: "UB总容量为192KB", 256 B
+    ///   reserved for fused operators, a further 8 KiB unless built with --cce-disable-asc-reserved-ubuf).
+    /// - Cores: the same document gives AIC : AIV = 1 : 2; 910B3/910B4 have 20 AI cores (40 AIV),
+    ///   910B1/910B2 have 24 (48 AIV). 40 is the safe default; the runtime replaces it with the count read
+    ///   from the device (`aclGetDeviceCapability` / `aclrtGetDeviceInfo`).
+    pub fn ascend_910b() -> Self {
+        DeviceProfile {
+            vector_cores: 40,
+            ub_bytes: 192 * 1024 - 256 - 8 * 1024,
+            soc_name: "Ascend910B".into(),
+        }
+    }
+}
+
+impl Default for DeviceProfile {
+    fn default() -> Self {
+        Self::ascend_910b()
+    }
+}
+
+/// Element types the kernels take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    /// IEEE binary16.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// IEEE binary32.
+    F32,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> u32 {
+        match self {
+            DType::F16 | DType::Bf16 => 2,
+            DType::F32 => 4,
+        }
+    }
+    /// The suffix of the kernel entry points (`bgmv_shrink_f16`, ...).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            DType::F16 => "f16",
+            DType::Bf16 => "bf16",
+            DType::F32 => "f32",
+        }
+    }
+}
+
+const BLOCK: u32 = 32; // UB and DataCopy granularity (bytes)
+const REPEAT_F32: u32 = 64; // f32 elements per 256-byte vector repeat
+const MAX_REPEAT: u32 = 255; // level-0 repeatTime is uint8_t
+
+fn round_up(v: u32, m: u32) -> u32 {
+    v.div_ceil(m) * m
+}
+fn ub32(bytes: u64) -> u64 {
+    bytes.div_ceil(32) * 32
+}
+
+fn check_blocks(block_num: u32, profile: &DeviceProfile) -> Result<()> {
+    if block_num == 0 || block_num > profile.vector_cores {
+        return Err(Error::parameter(
+            "blockNum",
+            format!("1..={} (vector cores)", profile.vector_cores),
+            block_num,
+        ));
+    }
+    Ok(())
+}
+
+fn check_ub(ub: u64, profile: &DeviceProfile) -> Result<()> {
+    if ub > u64::from(profile.ub_bytes) {
+        return Err(Error::parameter(
+            "tiling UB",
+            format!(
+                "at most {} bytes of Unified Buffer per core",
+                profile.ub_bytes
+            ),
+            format!("{ub} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn nonzero(what: &str, v: usize) -> Result<u32> {
+    if v == 0 || v > u32::MAX as usize / 2 {
+        return Err(Error::shape(what, "a dimension in 1..2^31", v));
+    }
+    Ok(v as u32)
+}
+
+/// `kernels/tiling.h` BgmvShrinkTiling.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+#[allow(missing_docs)]
+pub struct BgmvShrinkTiling {
+    pub batch: u32,
+    pub hidden_in: u32,
+    pub rank: u32,
+    pub num_loras: u32,
+    pub block_num: u32,
+    pub rank_split: u32,
+    pub rank_per_task: u32,
+    pub tile_h: u32,
+    pub scale: f32,
+    pub reserved: u32,
+}
+
+/// Shape of a bgmv_shrink call: x [batch, hidden_in], A [num_loras, rank, hidden_in].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct ShrinkShape {
+    pub batch: usize,
+    pub hidden_in: usize,
+    pub rank: usize,
+    pub num_loras: usize,
+}
+
+impl BgmvShrinkTiling {
+    /// UB bytes the kernel allocates for this tiling (mirrors BgmvShrink::Init).
+    pub fn ub_bytes(&self, dtype: DType) -> u64 {
+        let t = u64::from(self.tile_h);
+        let repeats = self.tile_h.div_ceil(REPEAT_F32) as u64;
+        let acc = ub32(u64::from(self.rank_per_task) * 4);
+        ub32(t * u64::from(dtype.size())) * 3
+            + 2 * ub32(t * 4)
+            + ub32(repeats.div_ceil(8) * 32)
+            + 32
+            + 2 * acc
+            + 32
+    }
+
+    /// A tiling for `shape`: tiles of up to 4096 elements of H, rank chunks only while the re-read
+    /// of x stays within 10% of the minimal traffic.
+    pub fn choose(
+        shape: ShrinkShape,
+        dtype: DType,
+        scale: f32,
+        profile: &DeviceProfile,
+    ) -> Result<Self> {
+        let batch = nonzero("bgmv_shrink batch", shape.batch)?;
+        let h = nonzero("bgmv_shrink hidden_in", shape.hidden_in)?;
+        let rank = nonzero("bgmv_shrink rank", shape.rank)?;
+        let loras = nonzero("bgmv_shrink num_loras", shape.num_loras)?;
+        let max_split = 1 + (rank + 1) / 10;
+        let want = profile.vector_cores.div_ceil(batch);
+        let rank_split = want.min(max_split).min(rank).max(1);
+        let rank_per_task = rank.div_ceil(rank_split);
+        let rank_split = rank.div_ceil(rank_per_task);
+        let tasks = batch * rank_split;
+        let t = BgmvShrinkTiling {
+            batch,
+            hidden_in: h,
+            rank,
+            num_loras: loras,
+            block_num: tasks.min(profile.vector_cores),
+            rank_split,
+            rank_per_task,
+            tile_h: round_up(h, REPEAT_F32).min(4096),
+            scale,
+            reserved: 0,
+        };
+        t.validate(shape, dtype, profile)?;
+        Ok(t)
+    }
+
+    /// Checks this tiling against the shape and the chip.
+    pub fn validate(
+        &self,
+        shape: ShrinkShape,
+        dtype: DType,
+        profile: &DeviceProfile,
+    ) -> Result<()> {
+        if dtype == DType::F32 {
+            return Err(Error::parameter("dtype", "f16 or bf16", "f32"));
+        }
+        let given = (
+            self.batch as usize,
+            self.hidden_in as usize,
+            self.rank as usize,
+            self.num_loras as usize,
+        );
+        let expected = (shape.batch, shape.hidden_in, shape.rank, shape.num_loras);
+        if given != expected {
+            return Err(Error::shape(
+                "bgmv_shrink tiling (B, H, R, L)",
+                format!("{expected:?}"),
+                format!("{given:?}"),
+            ));
+        }
+        check_blocks(self.block_num, profile)?;
+        if self.tile_h == 0 || self.tile_h % REPEAT_F32 != 0 {
+            return Err(Error::parameter(
+                "tileH",
+                "a positive multiple of 64",
+                self.tile_h,
+            ));
+        }
+        if self.rank_split == 0
+            || self.rank_per_task == 0
+            || self.rank_split * self.rank_per_task < self.rank
+        {
+            return Err(Error::parameter(
+                "rankSplit * rankPerTask",
+                format!(">= rank {}", self.rank),
+                format!("{} * {}", self.rank_split, self.rank_per_task),
+            ));
+        }
+        check_ub(self.ub_bytes(dtype), profile)
+    }
+}
+
+/// `kernels/tiling.h` BgmvExpandTiling.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[allow(missing_docs)]
+pub struct BgmvExpandTiling {
+    pub batch: u32,
+    pub rank: u32,
+    pub hidden_out: u32,
+    pub hidden_full: u32,
+    pub slice_offset: u32,
+    pub num_loras: u32,
+    pub block_num: u32,
+    pub h_split: u32,
+    pub h_per_task: u32,
+    pub tile_h: u32,
+    pub add_inputs: u32,
+    pub reserved: u32,
+}
+
+/// Shape of a bgmv_expand call: x [batch, rank], Bw [num_loras, hidden_out, rank], y [batch, hidden_full].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct ExpandShape {
+    pub batch: usize,
+    pub rank: usize,
+    pub hidden_out: usize,
+    pub hidden_full: usize,
+    pub slice_offset: usize,
+    pub num_loras: usize,
+}
+
+impl BgmvExpandTiling {
+    fn row_stride(&self) -> u64 {
+        u64::from(round_up(self.rank, 16))
+    }
+
+    /// UB bytes the kernel allocates (mirrors BgmvExpand::Init).
+    pub fn ub_bytes(&self, dtype: DType) -> u64 {
+        let t = u64::from(self.tile_h);
+        let w = t * self.row_stride();
+        2 * ub32(w * u64::from(dtype.size()))
+            + 2 * ub32(w * 4)
+            + 2 * ub32(t * u64::from(dtype.size()))
+            + 2 * ub32(t * 4)
+            + 32
+    }
+
+    /// A tiling for `shape`: the largest tile of output rows (<= 248) that fits, H_out split over the
+    /// cores the batch leaves idle.
+    pub fn choose(
+        shape: ExpandShape,
+        dtype: DType,
+        add_inputs: bool,
+        profile: &DeviceProfile,
+    ) -> Result<Self> {
+        let batch = nonzero("bgmv_expand batch", shape.batch)?;
+        let rank = nonzero("bgmv_expand rank", shape.rank)?;
+        let h_out = nonzero("bgmv_expand hidden_out", shape.hidden_out)?;
+        let mut t = BgmvExpandTiling {
+            batch,
+            rank,
+            hidden_out: h_out,
+            hidden_full: nonzero("bgmv_expand hidden_full", shape.hidden_full)?,
+            slice_offset: shape.slice_offset as u32,
+            num_loras: nonzero("bgmv_expand num_loras", shape.num_loras)?,
+            block_num: 1,
+            h_split: 1,
+            h_per_task: h_out,
+            tile_h: 248,
+            add_inputs: add_inputs as u32,
+            reserved: 0,
+        };
+        while t.tile_h > 8 && t.ub_bytes(dtype) > u64::from(profile.ub_bytes) * 3 / 4 {
+            t.tile_h -= 8;
+        }
+        let want = profile
+            .vector_cores
+            .div_ceil(batch)
+            .min(h_out.div_ceil(t.tile_h))
+            .max(1);
+        t.h_per_task = round_up(h_out.div_ceil(want), t.tile_h);
+        t.h_split = h_out.div_ceil(t.h_per_task);
+        t.block_num = (batch * t.h_split).min(profile.vector_cores);
+        t.validate(shape, dtype, profile)?;
+        Ok(t)
+    }
+
+    /// Checks this tiling against the shape and the chip.
+    pub fn validate(
+        &self,
+        shape: ExpandShape,
+        dtype: DType,
+        profile: &DeviceProfile,
+    ) -> Result<()> {
+        if dtype == DType::F32 {
+            return Err(Error::parameter("dtype", "f16 or bf16", "f32"));
+        }
+        let given = (
+            self.batch as usize,
+            self.rank as usize,
+            self.hidden_out as usize,
+            self.hidden_full as usize,
+            self.slice_offset as usize,
+            self.num_loras as usize,
+        );
+        let expected = (
+            shape.batch,
+            shape.rank,
+            shape.hidden_out,
+            shape.hidden_full,
+            shape.slice_offset,
+            shape.num_loras,
+        );
+        if given != expected {
+            return Err(Error::shape(
+                "bgmv_expand tiling (B, R, H_out, H_full, off, L)",
+                format!("{expected:?}"),
+                format!("{given:?}"),
+            ));
+        }
+        if shape.slice_offset + shape.hidden_out > shape.hidden_full {
+            return Err(Error::shape(
+                "bgmv_expand slice",
+                format!("offset + H_out <= H_full = {}", shape.hidden_full),
+                shape.slice_offset + shape.hidden_out,
+            ));
+        }
+        if self.rank > 64 {
+            return Err(Error::parameter(
+                "rank",
+                "1..=64 (one WholeReduceSum repeat of f32 per output)",
+                self.rank,
+            ));
+        }
+        check_blocks(self.block_num, profile)?;
+        if self.tile_h == 0 || self.tile_h > MAX_REPEAT || self.tile_h % 8 != 0 {
+            return Err(Error::parameter(
+                "tileH",
+                "a multiple of 8 in 8..=255 (WholeReduceSum repeatTime)",
+                self.tile_h,
+            ));
+        }
+        if self.h_split == 0
+            || self.h_per_task == 0
+            || self.h_split * self.h_per_task < self.hidden_out
+        {
+            return Err(Error::parameter(
+                "hSplit * hPerTask",
+                format!(">= H_out {}", self.hidden_out),
+                format!("{} * {}", self.h_split, self.h_per_task),
+            ));
+        }
+        check_ub(self.ub_bytes(dtype), profile)
+    }
+}
+
+/// `kernels/tiling.h` ColdScoreTiling.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+#[allow(missing_docs)]
+pub struct ColdScoreTiling {
+    pub rows: u32,
+    pub vocab: u32,
+    pub block_num: u32,
+    pub splits: u32,
+    pub chunk_len: u32,
+    pub tile_len: u32,
+    pub resident: u32,
+    pub write_scores: u32,
+    pub ln_alpha: f32,
+    pub beta: f32,
+    pub ws_section: u32,
+    pub reserved: u32,
+}
+
+impl ColdScoreTiling {
+    /// UB bytes the kernel allocates (mirrors ColdScore::Init).
+    pub fn ub_bytes(&self, dtype: DType) -> u64 {
+        let t = u64::from(self.tile_len);
+        let repeats = self.tile_len.div_ceil(REPEAT_F32) as u64;
+        let resident = if self.resident != 0 {
+            ub32(u64::from(self.chunk_len) * u64::from(dtype.size()))
+        } else {
+            0
+        };
+        resident
+            + 4 * ub32(t * u64::from(dtype.size()))
+            + 2 * ub32(t * 4)
+            + 3 * ub32(t * 4)
+            + t.div_ceil(256) * 32
+            + 2 * (2 * repeats).div_ceil(8) * 32
+            + 32
+            + 32
+            + 256
+    }
+
+    /// Workspace bytes (4 sections) needed when `splits > 1`; at least 32.
+    pub fn workspace_bytes(&self) -> usize {
+        (4 * self.ws_section as usize).max(32)
+    }
+
+    /// A tiling for logits [rows, vocab]: rows over cores, and when rows < cores the vocabulary split into
+    /// chunks of at least 4096 elements over the idle cores; the row (or chunk) kept resident in UB when
+    /// it fits and splits == 1.
+    pub fn choose(
+        rows: usize,
+        vocab: usize,
+        dtype: DType,
+        alpha: f32,
+        beta: f32,
+        write_scores: bool,
+        profile: &DeviceProfile,
+    ) -> Result<Self> {
+        let n = nonzero("cold_score rows", rows)?;
+        let v = nonzero("cold_score vocab", vocab)?;
+        let splits = if n >= profile.vector_cores {
+            1
+        } else {
+            profile
+                .vector_cores
+                .div_ceil(n)
+                .min(v.div_ceil(4096))
+                .clamp(1, 64)
+        };
+        let tile_len = 2048;
+        let chunk_len = round_up(v.div_ceil(splits), tile_len);
+        let splits = v.div_ceil(chunk_len);
+        let mut t = ColdScoreTiling {
+            rows: n,
+            vocab: v,
+            block_num: (n * splits).min(profile.vector_cores),
+            splits,
+            chunk_len,
+            tile_len,
+            resident: 0,
+            write_scores: write_scores as u32,
+            ln_alpha: alpha.ln(),
+            beta,
+            ws_section: if splits > 1 {
+                (n * splits * 4).div_ceil(BLOCK) * BLOCK
+            } else {
+                0
+            },
+            reserved: 0,
+        };
+        if splits == 1 {
+            t.resident = 1;
+            if t.ub_bytes(dtype) > u64::from(profile.ub_bytes) {
+                t.resident = 0;
+            }
+        }
+        t.validate(rows, vocab, dtype, alpha, profile)?;
+        Ok(t)
+    }
+
+    /// Checks this tiling against the shape, parameters and the chip.
+    pub fn validate(
+        &self,
+        rows: usize,
+        vocab: usize,
+        dtype: DType,
+        alpha: f32,
+        profile: &DeviceProfile,
+    ) -> Result<()> {
+        if !(alpha > 0.0 && alpha <= 1.0) {
+            return Err(Error::parameter("alpha", "in (0, 1]", alpha));
+        }
+        if !(self.beta >= 0.0 && self.beta.is_finite()) {
+            return Err(Error::parameter("beta", "finite and >= 0", self.beta));
+        }
+        if (self.rows as usize, self.vocab as usize) != (rows, vocab) {
+            return Err(Error::shape(
+                "cold_score tiling [N, V]",
+                format!("[{rows}, {vocab}]"),
+                format!("[{}, {}]", self.rows, self.vocab),
+            ));
+        }
+        check_blocks(self.block_num, profile)?;
+        if self.tile_len == 0 || self.tile_len % REPEAT_F32 != 0 {
+            return Err(Error::parameter(
+                "tileLen",
+                "a positive multiple of 64",
+                self.tile_len,
+            ));
+        }
+        if self.splits == 0
+            || self.splits > 64
+            || self.chunk_len == 0
+            || self.chunk_len % self.tile_len != 0
+            || u64::from(self.splits) * u64::from(self.chunk_len) < u64::from(self.vocab)
+        {
+            return Err(Error::parameter(
+                "splits / chunkLen",
+                "1..=64 chunks of a multiple of tileLen covering V",
+                format!("{} x {}", self.splits, self.chunk_len),
+            ));
+        }
+        if self.resident != 0 && self.splits != 1 {
+            return Err(Error::parameter(
+                "resident",
+                "0 when splits > 1",
+                self.resident,
+            ));
+        }
+        if self.splits > 1
+            && (self.ws_section as u64) < u64::from(self.rows) * u64::from(self.splits) * 4
+        {
+            return Err(Error::parameter(
+                "wsSection",
+                format!(">= {}", self.rows * self.splits * 4),
+                self.ws_section,
+            ));
+        }
+        check_ub(self.ub_bytes(dtype), profile)
+    }
+}
+
+/// `kernels/tiling.h` SmokeAddTiling.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[allow(missing_docs)]
+pub struct SmokeAddTiling {
+    pub n: u32,
+    pub tile_len: u32,
+    pub block_num: u32,
+    pub reserved: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    mod c {
+        include!(concat!(env!("OUT_DIR"), "/tiling_layout.rs"));
+    }
+
+    #[test]
+    fn layouts_match_tiling_h() {
+        assert_eq!(size_of::<BgmvShrinkTiling>(), c::BGMVSHRINKTILING_SIZE);
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, hidden_in),
+            c::BGMVSHRINKTILING_HIDDENIN_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, rank),
+            c::BGMVSHRINKTILING_RANK_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, num_loras),
+            c::BGMVSHRINKTILING_NUMLORAS_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, block_num),
+            c::BGMVSHRINKTILING_BLOCKNUM_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, rank_split),
+            c::BGMVSHRINKTILING_RANKSPLIT_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, rank_per_task),
+            c::BGMVSHRINKTILING_RANKPERTASK_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, tile_h),
+            c::BGMVSHRINKTILING_TILEH_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvShrinkTiling, scale),
+            c::BGMVSHRINKTILING_SCALE_OFFSET
+        );
+
+        assert_eq!(size_of::<BgmvExpandTiling>(), c::BGMVEXPANDTILING_SIZE);
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, rank),
+            c::BGMVEXPANDTILING_RANK_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, hidden_out),
+            c::BGMVEXPANDTILING_HIDDENOUT_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, hidden_full),
+            c::BGMVEXPANDTILING_HIDDENFULL_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, slice_offset),
+            c::BGMVEXPANDTILING_SLICEOFFSET_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, num_loras),
+            c::BGMVEXPANDTILING_NUMLORAS_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, block_num),
+            c::BGMVEXPANDTILING_BLOCKNUM_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, h_split),
+            c::BGMVEXPANDTILING_HSPLIT_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, h_per_task),
+            c::BGMVEXPANDTILING_HPERTASK_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, tile_h),
+            c::BGMVEXPANDTILING_TILEH_OFFSET
+        );
+        assert_eq!(
+            offset_of!(BgmvExpandTiling, add_inputs),
+            c::BGMVEXPANDTILING_ADDINPUTS_OFFSET
+        );
+
+        assert_eq!(size_of::<ColdScoreTiling>(), c::COLDSCORETILING_SIZE);
+        assert_eq!(
+            offset_of!(ColdScoreTiling, vocab),
+            c::COLDSCORETILING_VOCAB_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, block_num),
+            c::COLDSCORETILING_BLOCKNUM_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, splits),
+            c::COLDSCORETILING_SPLITS_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, chunk_len),
+            c::COLDSCORETILING_CHUNKLEN_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, tile_len),
+            c::COLDSCORETILING_TILELEN_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, resident),
+            c::COLDSCORETILING_RESIDENT_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, write_scores),
+            c::COLDSCORETILING_WRITESCORES_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, ln_alpha),
+            c::COLDSCORETILING_LNALPHA_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, beta),
+            c::COLDSCORETILING_BETA_OFFSET
+        );
+        assert_eq!(
+            offset_of!(ColdScoreTiling, ws_section),
+            c::COLDSCORETILING_WSSECTION_OFFSET
+        );
+
+        assert_eq!(size_of::<SmokeAddTiling>(), c::SMOKEADDTILING_SIZE);
+        assert_eq!(
+            offset_of!(SmokeAddTiling, tile_len),
+            c::SMOKEADDTILING_TILELEN_OFFSET
+        );
+        assert_eq!(
+            offset_of!(SmokeAddTiling, block_num),
+            c::SMOKEADDTILING_BLOCKNUM_OFFSET
+        );
+        // Pin the first fields too (offset 0 by construction).
+        assert_eq!(
+            c::BGMVSHRINKTILING_BATCH_OFFSET
+                + c::BGMVEXPANDTILING_BATCH_OFFSET
+                + c::COLDSCORETILING_ROWS_OFFSET
+                + c::SMOKEADDTILING_N_OFFSET,
+            0
+        );
+    }
+
+    #[test]
+    fn validate_rejects_what_the_chip_would() {
+        let p = DeviceProfile::ascend_910b();
+        let shape = ShrinkShape {
+            batch: 4,
+            hidden_in: 4096,
+            rank: 16,
+            num_loras: 2,
+        };
+        let t = BgmvShrinkTiling::choose(shape, DType::F16, 1.0, &p).unwrap();
+        let bad = BgmvShrinkTiling { tile_h: 100, ..t };
+        assert!(matches!(
+            bad.validate(shape, DType::F16, &p),
+            Err(Error::BadParameter { name: "tileH", .. })
+        ));
+        let bad = BgmvShrinkTiling { block_num: 0, ..t };
+        assert!(bad.validate(shape, DType::F16, &p).is_err());
+        let bad = BgmvShrinkTiling { block_num: 41, ..t };
+        assert!(bad.validate(shape, DType::F16, &p).is_err());
+        let bad = BgmvShrinkTiling {
+            tile_h: 64 * 1024,
+            ..t
+        };
+        let err = bad.validate(shape, DType::F16, &p).unwrap_err().to_string();
+        assert!(err.contains("Unified Buffer"), "{err}");
+
+        let es = ExpandShape {
+            batch: 2,
+            rank: 16,
+            hidden_out: 1000,
+            hidden_full: 1200,
+            slice_offset: 100,
+            num_loras: 3,
+        };
+        let t = BgmvExpandTiling::choose(es, DType::Bf16, true, &p).unwrap();
+        assert!(BgmvExpandTiling { tile_h: 256, ..t }
+            .validate(es, DType::Bf16, &p)
+            .is_err());
+        let big = ExpandShape { rank: 128, ..es };
+        assert!(BgmvExpandTiling::choose(big, DType::F16, true, &p).is_err());
+
+        let t = ColdScoreTiling::choose(1, 32003, DType::F32, 0.1, 0.5, true, &p).unwrap();
+        assert!(t.splits > 1 && t.resident == 0);
+        assert!(ColdScoreTiling::choose(1, 100, DType::F32, 0.0, 0.5, false, &p).is_err());
+        assert!(ColdScoreTiling::choose(1, 100, DType::F32, 0.5, -1.0, false, &p).is_err());
+        let t = ColdScoreTiling::choose(64, 32000, DType::F16, 0.1, 0.5, false, &p).unwrap();
+        assert_eq!((t.splits, t.resident), (1, 1));
+    }
+}
