@@ -19,6 +19,7 @@ mod kernels;
 pub mod model;
 pub mod npy;
 pub mod reference;
+pub mod shapes;
 pub mod tiling;
 
 pub use ascend_sys;

@@ -3,6 +3,7 @@
 //! Semantics are those of design.md sections 2 and 3 (vLLM's LoRA ops for BGMV). Every kernel test
 //! compares against these; they are written for clarity, never for speed.
 
+pub use crate::shapes::{ColdShape, ExpandShape, ShrinkShape};
 use crate::{Error, Result};
 use half::{bf16, f16};
 
@@ -39,47 +40,6 @@ impl Float for bf16 {
     fn from_f64(value: f64) -> Self {
         bf16::from_f64(value)
     }
-}
-
-/// Dimensions of `bgmv_shrink`: `x [batch, hidden]`, `weights [num_adapters, rank, hidden]`,
-/// `indices [batch]`, `y [batch, rank]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShrinkDims {
-    /// Rows.
-    pub batch: usize,
-    /// Input width.
-    pub hidden: usize,
-    /// Adapters stacked in the weights.
-    pub num_adapters: usize,
-    /// LoRA rank.
-    pub rank: usize,
-}
-
-/// Dimensions of `bgmv_expand`: `x [batch, rank]`, `weights [num_adapters, hidden_out, rank]`,
-/// `y [batch, hidden_full]` written at columns `slice_offset..slice_offset + hidden_out`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExpandDims {
-    /// Rows.
-    pub batch: usize,
-    /// LoRA rank.
-    pub rank: usize,
-    /// Adapters stacked in the weights.
-    pub num_adapters: usize,
-    /// Output width of this slice.
-    pub hidden_out: usize,
-    /// Full width of a row of `y`.
-    pub hidden_full: usize,
-    /// First column of `y` this slice writes.
-    pub slice_offset: usize,
-}
-
-/// Dimensions of `cold_score`: logits `[rows, vocab]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ColdDims {
-    /// Rows (requests).
-    pub rows: usize,
-    /// Vocabulary size.
-    pub vocab: usize,
 }
 
 /// The CoLD choice for one row.
@@ -124,15 +84,15 @@ pub fn bgmv_shrink<T: Float>(
     weights: &[T],
     indices: &[i64],
     y: &mut [f32],
-    dims: ShrinkDims,
+    shape: ShrinkShape,
     scale: f32,
 ) -> Result<()> {
-    let ShrinkDims {
+    let ShrinkShape {
         batch,
-        hidden,
-        num_adapters,
+        hidden_in: hidden,
+        num_loras: num_adapters,
         rank,
-    } = dims;
+    } = shape;
     let dims_text = format!("batch {batch}, hidden {hidden}, adapters {num_adapters}, rank {rank}");
     expect_len("x", x.len(), batch * hidden, &dims_text)?;
     expect_len(
@@ -169,17 +129,17 @@ pub fn bgmv_expand<T: Float>(
     weights: &[T],
     indices: &[i64],
     y: &mut [T],
-    dims: ExpandDims,
+    shape: ExpandShape,
     add_inputs: bool,
 ) -> Result<()> {
-    let ExpandDims {
+    let ExpandShape {
         batch,
         rank,
-        num_adapters,
+        num_loras: num_adapters,
         hidden_out,
         hidden_full,
         slice_offset,
-    } = dims;
+    } = shape;
     let dims_text = format!(
         "batch {batch}, rank {rank}, adapters {num_adapters}, hidden_out {hidden_out}, hidden_full {hidden_full}"
     );
@@ -241,12 +201,12 @@ pub fn check_cold_params(alpha: f32, beta: f32) -> Result<()> {
 pub fn cold_score<T: Float>(
     expert: &[T],
     amateur: &[T],
-    dims: ColdDims,
+    shape: ColdShape,
     alpha: f32,
     beta: f32,
     mut scores: Option<&mut [f32]>,
 ) -> Result<Vec<ColdPick>> {
-    let ColdDims { rows, vocab } = dims;
+    let ColdShape { rows, vocab } = shape;
     let dims_text = format!("rows {rows}, vocab {vocab}");
     if vocab == 0 {
         return Err(Error::shape("vocab", "at least one token", "0"));
@@ -321,10 +281,10 @@ mod tests {
         let x = [1.0f32, 2.0, 3.0, 4.0];
         let w = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, -1.0];
         let mut y = [7.0f32; 4];
-        let dims = ShrinkDims {
+        let dims = ShrinkShape {
             batch: 2,
-            hidden: 2,
-            num_adapters: 2,
+            hidden_in: 2,
+            num_loras: 2,
             rank: 2,
         };
         bgmv_shrink(&x, &w, &[1, -1], &mut y, dims, 0.5).unwrap();
@@ -353,10 +313,10 @@ mod tests {
             f16::from_f32(0.5),
         ];
         let mut y = [f16::from_f32(1.0); 4];
-        let dims = ExpandDims {
+        let dims = ExpandShape {
             batch: 1,
             rank: 2,
-            num_adapters: 1,
+            num_loras: 1,
             hidden_out: 2,
             hidden_full: 4,
             slice_offset: 1,
@@ -377,7 +337,7 @@ mod tests {
         let picks = cold_score(
             &e,
             &a,
-            ColdDims { rows: 2, vocab: 3 },
+            ColdShape { rows: 2, vocab: 3 },
             0.1,
             0.5,
             Some(&mut s),
@@ -392,13 +352,13 @@ mod tests {
         let picks = cold_score(
             &[1.0f32, 3.0, 3.0],
             &[0.0f32, 9.0, 0.0],
-            ColdDims { rows: 1, vocab: 3 },
+            ColdShape { rows: 1, vocab: 3 },
             1.0,
             0.0,
             None,
         );
         assert_eq!(picks.unwrap()[0].token, 1);
-        assert!(cold_score(&e, &a, ColdDims { rows: 2, vocab: 3 }, 0.0, 0.5, None).is_err());
-        assert!(cold_score(&e, &a, ColdDims { rows: 2, vocab: 3 }, 0.5, -1.0, None).is_err());
+        assert!(cold_score(&e, &a, ColdShape { rows: 2, vocab: 3 }, 0.0, 0.5, None).is_err());
+        assert!(cold_score(&e, &a, ColdShape { rows: 2, vocab: 3 }, 0.5, -1.0, None).is_err());
     }
 }

@@ -8,6 +8,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+pub use crate::shapes::{ExpandShape, ShrinkShape};
 use crate::{Error, Result};
 
 /// What the tiling needs to know about the chip.
@@ -134,16 +135,6 @@ pub struct BgmvShrinkTiling {
     pub reserved: u32,
 }
 
-/// Shape of a bgmv_shrink call: x [batch, hidden_in], A [num_loras, rank, hidden_in].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub struct ShrinkShape {
-    pub batch: usize,
-    pub hidden_in: usize,
-    pub rank: usize,
-    pub num_loras: usize,
-}
-
 impl BgmvShrinkTiling {
     /// UB bytes the kernel allocates for this tiling (mirrors BgmvShrink::Init).
     pub fn ub_bytes(&self, dtype: DType) -> u64 {
@@ -255,18 +246,6 @@ pub struct BgmvExpandTiling {
     pub tile_h: u32,
     pub add_inputs: u32,
     pub reserved: u32,
-}
-
-/// Shape of a bgmv_expand call: x [batch, rank], Bw [num_loras, hidden_out, rank], y [batch, hidden_full].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub struct ExpandShape {
-    pub batch: usize,
-    pub rank: usize,
-    pub hidden_out: usize,
-    pub hidden_full: usize,
-    pub slice_offset: usize,
-    pub num_loras: usize,
 }
 
 impl BgmvExpandTiling {
