@@ -16,6 +16,7 @@
 pub mod error;
 mod kernels;
 pub mod model;
+pub mod runtime;
 
 pub use ascend_sys;
 pub use error::{Error, Result};
