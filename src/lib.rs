@@ -13,10 +13,21 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::missing_safety_doc)]
 
+mod device;
 pub mod error;
+mod event;
 mod kernels;
+mod memory;
 pub mod model;
+mod module;
 pub mod runtime;
+mod stream;
 
 pub use ascend_sys;
+pub use device::{Device, DeviceProfile};
 pub use error::{Error, Result};
+pub use event::Event;
+pub use memory::{DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut};
+pub use module::{Kernel, KernelArg, Module};
+pub use runtime::Provider;
+pub use stream::{HostFuture, HostSource, Stream};

@@ -7,7 +7,7 @@
 
 macro_rules! codes {
     ($($name:ident = $value:expr;)*) => {
-        $( #[allow(missing_docs)] pub const $name: i32 = $value; )*
+        $( #[doc = concat!("`", stringify!($name), "`")] pub const $name: i32 = $value; )*
 
         /// The header name of an `aclError` value, or `"unknown"`.
         pub fn error_name(code: i32) -> &'static str {

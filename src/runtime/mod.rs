@@ -15,7 +15,7 @@
 //! `aclFinalize` once.
 
 mod acl;
-mod codes;
+pub mod codes;
 pub mod emu;
 pub(crate) mod result;
 
