@@ -344,7 +344,7 @@ macro_rules! view_common {
             /// # Errors
             /// As `copy_to_host`.
             pub fn to_vec(&self) -> Result<Vec<T>> {
-                let mut v = vec![T::zeroed(); self.len];
+                let mut v: Vec<T> = bytemuck::zeroed_vec(self.len);
                 self.copy_to_host(&mut v)?;
                 Ok(v)
             }

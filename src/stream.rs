@@ -226,7 +226,7 @@ impl Stream {
     /// [`Error::BadParameter`] for memory of another device; AscendCL errors.
     pub fn download<T: DeviceRepr>(&self, src: DeviceView<'_, T>) -> Result<HostFuture<T>> {
         self.device().expect_same(src.device(), "download source")?;
-        let mut data = vec![T::zeroed(); src.len()];
+        let mut data: Vec<T> = bytemuck::zeroed_vec(src.len());
         let (addr, bytes) = (data.as_mut_ptr() as u64, std::mem::size_of_val(data.as_slice()));
         let slot = Arc::new(Mutex::new(Some(data)));
         let future = HostFuture { slot: Arc::clone(&slot), stream: self.clone() };
