@@ -57,14 +57,20 @@ fn add_user(users: Option<&Users>, stream: &Stream) {
 fn settle(users: Option<&Users>) -> Result<()> {
     let Some(users) = users else { return Ok(()) };
     let snapshot: Vec<_> = users.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut first = Ok(());
     for stream in &snapshot {
-        stream.synchronize()?;
+        if let Err(e) = stream.synchronize() {
+            if first.is_ok() {
+                first = Err(e);
+            }
+        }
     }
+    // Synchronised streams have stopped, successfully or not: their error is reported once, here.
     users
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|s| !snapshot.iter().any(|t| Arc::ptr_eq(s, t)));
-    Ok(())
+    first
 }
 
 /// An owned allocation of `len` elements of `T` on one device.
