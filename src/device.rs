@@ -64,7 +64,10 @@ pub struct DeviceProfile {
     pub ub_bytes: u64,
 }
 
-static DEVICES: Lazy<Mutex<HashMap<(Provider, i32), Arc<DeviceInner>>>> = Lazy::new(Default::default);
+/// Every device opened in this process, by provider and id: one shared state per device.
+type Registry = Mutex<HashMap<(Provider, i32), Arc<DeviceInner>>>;
+
+static DEVICES: Lazy<Registry> = Lazy::new(Default::default);
 
 thread_local! {
     /// The device (by identity) and generation this thread is bound to, as far as this crate knows.
@@ -99,7 +102,9 @@ impl Device {
                 profile: Mutex::new(None),
             })
         });
-        Ok(Device { inner: Arc::clone(inner) })
+        Ok(Device {
+            inner: Arc::clone(inner),
+        })
     }
 
     /// Emulated device 0 (see [`crate::runtime::emu`] for its configuration).
@@ -139,7 +144,10 @@ impl Device {
                     let reason = format!("NPU 0 through {}", driver.origin);
                     return Ok((device, reason));
                 }
-                Err(e) => format!("AscendCL loaded from {} but has no usable device: {e}", driver.origin),
+                Err(e) => format!(
+                    "AscendCL loaded from {} but has no usable device: {e}",
+                    driver.origin
+                ),
             },
             Err(e) => e.to_string(),
         };
@@ -181,17 +189,28 @@ impl Device {
     /// # Errors
     /// An AscendCL error from the queries.
     pub fn profile(&self) -> Result<DeviceProfile> {
-        if let Some(p) = self.inner.profile.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        if let Some(p) = self
+            .inner
+            .profile
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
             return Ok(p);
         }
         let ctx = self.enter(None, "device")?;
         let id = self.inner.id as u32;
         let fns = ctx.fns;
         let vector_cores = result::device::info(fns, id, ascend_sys::ACL_DEV_ATTR_VECTOR_CORE_NUM)
-            .or_else(|_| result::device::capability(fns, id, ascend_sys::ACL_DEVICE_INFO_VECTOR_CORE_NUM))?;
+            .or_else(|_| {
+                result::device::capability(fns, id, ascend_sys::ACL_DEVICE_INFO_VECTOR_CORE_NUM)
+            })?;
         let ai_cores = result::device::info(fns, id, ascend_sys::ACL_DEV_ATTR_AICORE_CORE_NUM)
-            .or_else(|_| result::device::capability(fns, id, ascend_sys::ACL_DEVICE_INFO_AI_CORE_NUM))?;
-        let ub_bytes = result::device::info(fns, id, ascend_sys::ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE)?;
+            .or_else(|_| {
+                result::device::capability(fns, id, ascend_sys::ACL_DEVICE_INFO_AI_CORE_NUM)
+            })?;
+        let ub_bytes =
+            result::device::info(fns, id, ascend_sys::ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE)?;
         let profile = DeviceProfile {
             soc_name: result::device::soc_name(fns)?,
             ai_cores: ai_cores.clamp(0, u32::MAX.into()) as u32,
@@ -250,7 +269,9 @@ impl Device {
     }
 
     fn bound_here(&self) -> Option<u64> {
-        BOUND.with(|b| b.get()).and_then(|(k, g)| (k == self.key()).then_some(g))
+        BOUND
+            .with(|b| b.get())
+            .and_then(|(k, g)| (k == self.key()).then_some(g))
     }
 
     /// The current generation (handles record it at creation).
@@ -266,7 +287,10 @@ impl Device {
         let fns = inner.driver.fns()?;
         let current = inner.generation.load(Ordering::Acquire);
         if generation.is_some_and(|g| g != current) {
-            return Err(Error::DeviceReset { what, device: self.to_string() });
+            return Err(Error::DeviceReset {
+                what,
+                device: self.to_string(),
+            });
         }
         if self.bound_here() != Some(current) {
             result::device::set(fns, inner.id)?;
@@ -286,7 +310,11 @@ impl Device {
         if self == other {
             Ok(())
         } else {
-            Err(Error::parameter(what, format!("memory or work on {self}"), format!("{other}")))
+            Err(Error::parameter(
+                what,
+                format!("memory or work on {self}"),
+                format!("{other}"),
+            ))
         }
     }
 }

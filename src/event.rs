@@ -53,7 +53,14 @@ impl Event {
         let raw = result::event::create(ctx.fns)?;
         let generation = device.generation();
         drop(ctx);
-        Ok(Event { inner: Arc::new(EventInner { device: device.clone(), generation, raw, lock: Mutex::new(()) }) })
+        Ok(Event {
+            inner: Arc::new(EventInner {
+                device: device.clone(),
+                generation,
+                raw,
+                lock: Mutex::new(()),
+            }),
+        })
     }
 
     /// The device the event belongs to.
@@ -120,15 +127,18 @@ impl Drop for EventInner {
         if !self.device.is_current(self.generation) {
             return; // the reset already released it
         }
-        let r = self.device.enter(Some(self.generation), "event").and_then(|ctx| {
-            // SAFETY: the event is live; streams that recorded or wait on it hold this inner alive, so
-            // reaching here means no queued work refers to it; it is not used again.
-            unsafe {
-                let sync = result::event::synchronize(ctx.fns, self.raw);
-                result::event::destroy(ctx.fns, self.raw)?;
-                sync
-            }
-        });
+        let r = self
+            .device
+            .enter(Some(self.generation), "event")
+            .and_then(|ctx| {
+                // SAFETY: the event is live; streams that recorded or wait on it hold this inner alive, so
+                // reaching here means no queued work refers to it; it is not used again.
+                unsafe {
+                    let sync = result::event::synchronize(ctx.fns, self.raw);
+                    result::event::destroy(ctx.fns, self.raw)?;
+                    sync
+                }
+            });
         if let Err(e) = r {
             record_drop_error(e);
         }

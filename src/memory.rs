@@ -97,13 +97,32 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
     /// Allocates `len` elements without initialising them (the emulator fills them with 0xFF bytes).
     fn alloc(device: &Device, len: usize) -> Result<Self> {
         let bytes = len.checked_mul(std::mem::size_of::<T>()).ok_or_else(|| {
-            Error::parameter("buffer length", format!("at most {} elements of {}", usize::MAX / std::mem::size_of::<T>(), T::NAME), len)
+            Error::parameter(
+                "buffer length",
+                format!(
+                    "at most {} elements of {}",
+                    usize::MAX / std::mem::size_of::<T>(),
+                    T::NAME
+                ),
+                len,
+            )
         })?;
         let ctx = device.enter(None, "device buffer")?;
-        let addr = if bytes == 0 { 0 } else { result::memory::malloc(ctx.fns, bytes)? };
+        let addr = if bytes == 0 {
+            0
+        } else {
+            result::memory::malloc(ctx.fns, bytes)?
+        };
         let generation = device.generation();
         drop(ctx);
-        Ok(DeviceBuffer { device: device.clone(), generation, addr, len, users: Mutex::default(), _elem: PhantomData })
+        Ok(DeviceBuffer {
+            device: device.clone(),
+            generation,
+            addr,
+            len,
+            users: Mutex::default(),
+            _elem: PhantomData,
+        })
     }
 
     /// Allocates `len` zeroed elements.
@@ -156,12 +175,26 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
 
     /// The whole buffer as a view.
     pub fn view(&self) -> DeviceView<'_, T> {
-        DeviceView { device: &self.device, generation: Some(self.generation), addr: self.addr, len: self.len, users: Some(&self.users), _elem: PhantomData }
+        DeviceView {
+            device: &self.device,
+            generation: Some(self.generation),
+            addr: self.addr,
+            len: self.len,
+            users: Some(&self.users),
+            _elem: PhantomData,
+        }
     }
 
     /// The whole buffer as a mutable view.
     pub fn view_mut(&mut self) -> DeviceViewMut<'_, T> {
-        DeviceViewMut { device: &self.device, generation: Some(self.generation), addr: self.addr, len: self.len, users: Some(&self.users), _elem: PhantomData }
+        DeviceViewMut {
+            device: &self.device,
+            generation: Some(self.generation),
+            addr: self.addr,
+            len: self.len,
+            users: Some(&self.users),
+            _elem: PhantomData,
+        }
     }
 
     /// Elements `range` as a view.
@@ -214,11 +247,14 @@ impl<T: DeviceRepr> Drop for DeviceBuffer<T> {
         if let Err(e) = settle(Some(&self.users)) {
             record_drop_error(e);
         }
-        let r = self.device.enter(Some(self.generation), "device buffer").and_then(|ctx| {
-            // SAFETY: allocated by `alloc` in this generation, freed only here, and every stream that
-            // had work on it was synchronised above.
-            unsafe { result::memory::free(ctx.fns, self.addr) }
-        });
+        let r = self
+            .device
+            .enter(Some(self.generation), "device buffer")
+            .and_then(|ctx| {
+                // SAFETY: allocated by `alloc` in this generation, freed only here, and every stream that
+                // had work on it was synchronised above.
+                unsafe { result::memory::free(ctx.fns, self.addr) }
+            });
         if let Err(e) = r {
             record_drop_error(e);
         }
@@ -227,7 +263,14 @@ impl<T: DeviceRepr> Drop for DeviceBuffer<T> {
 
 impl<T: DeviceRepr> std::fmt::Debug for DeviceBuffer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DeviceBuffer<{}>[{}] on {} at {:#x}", T::NAME, self.len, self.device, self.addr)
+        write!(
+            f,
+            "DeviceBuffer<{}>[{}] on {} at {:#x}",
+            T::NAME,
+            self.len,
+            self.device,
+            self.addr
+        )
     }
 }
 
@@ -331,7 +374,11 @@ macro_rules! view_common {
             /// that worked on it.
             pub fn copy_to_host(&self, dst: &mut [T]) -> Result<()> {
                 if dst.len() != self.len {
-                    return Err(Error::shape("host destination", format!("{} elements of {}", self.len, T::NAME), dst.len()));
+                    return Err(Error::shape(
+                        "host destination",
+                        format!("{} elements of {}", self.len, T::NAME),
+                        dst.len(),
+                    ));
                 }
                 if self.len == 0 {
                     return Ok(());
@@ -341,7 +388,13 @@ macro_rules! view_common {
                 // SAFETY: the view is live device memory of the entered device (generation checked) of
                 // `bytes()` bytes; `dst` is writable host memory of the same size.
                 unsafe {
-                    result::memory::memcpy(ctx.fns, dst.as_mut_ptr() as u64, self.addr, self.bytes(), ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST)
+                    result::memory::memcpy(
+                        ctx.fns,
+                        dst.as_mut_ptr() as u64,
+                        self.addr,
+                        self.bytes(),
+                        ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST,
+                    )
                 }
             }
 
@@ -358,7 +411,15 @@ macro_rules! view_common {
 
         impl<T: DeviceRepr> std::fmt::Debug for $v<'_, T> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "{}<{}>[{}] on {} at {:#x}", stringify!($v), T::NAME, self.len, self.device, self.addr)
+                write!(
+                    f,
+                    "{}<{}>[{}] on {} at {:#x}",
+                    stringify!($v),
+                    T::NAME,
+                    self.len,
+                    self.device,
+                    self.addr
+                )
             }
         }
     };
@@ -376,7 +437,14 @@ impl<'a, T: DeviceRepr> DeviceView<'a, T> {
     /// that stays allocated, and is not written by anyone else, for `'a` and until every stream this
     /// view is used on has passed that work (the caller synchronises: foreign memory is not tracked).
     pub unsafe fn from_raw(device: &'a Device, addr: u64, len: usize) -> Self {
-        DeviceView { device, generation: None, addr, len, users: None, _elem: PhantomData }
+        DeviceView {
+            device,
+            generation: None,
+            addr,
+            len,
+            users: None,
+            _elem: PhantomData,
+        }
     }
 
     /// Elements `range` of this view.
@@ -385,7 +453,11 @@ impl<'a, T: DeviceRepr> DeviceView<'a, T> {
     /// [`Error::BadShape`] if the range does not lie within the view.
     pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<DeviceView<'a, T>> {
         let (s, e) = resolve_range(range, self.len)?;
-        Ok(DeviceView { addr: self.addr + (s * std::mem::size_of::<T>()) as u64, len: e - s, ..*self })
+        Ok(DeviceView {
+            addr: self.addr + (s * std::mem::size_of::<T>()) as u64,
+            len: e - s,
+            ..*self
+        })
     }
 }
 
@@ -397,17 +469,38 @@ impl<'a, T: DeviceRepr> DeviceViewMut<'a, T> {
     /// As [`DeviceView::from_raw`], and nobody else reads or writes the range for `'a` and until the
     /// work queued on it has passed.
     pub unsafe fn from_raw(device: &'a Device, addr: u64, len: usize) -> Self {
-        DeviceViewMut { device, generation: None, addr, len, users: None, _elem: PhantomData }
+        DeviceViewMut {
+            device,
+            generation: None,
+            addr,
+            len,
+            users: None,
+            _elem: PhantomData,
+        }
     }
 
     /// A read-only view of the same range.
     pub fn as_view(&self) -> DeviceView<'_, T> {
-        DeviceView { device: self.device, generation: self.generation, addr: self.addr, len: self.len, users: self.users, _elem: PhantomData }
+        DeviceView {
+            device: self.device,
+            generation: self.generation,
+            addr: self.addr,
+            len: self.len,
+            users: self.users,
+            _elem: PhantomData,
+        }
     }
 
     /// A shorter-lived mutable view of the same range (to pass it on and keep using this one).
     pub fn reborrow(&mut self) -> DeviceViewMut<'_, T> {
-        DeviceViewMut { device: self.device, generation: self.generation, addr: self.addr, len: self.len, users: self.users, _elem: PhantomData }
+        DeviceViewMut {
+            device: self.device,
+            generation: self.generation,
+            addr: self.addr,
+            len: self.len,
+            users: self.users,
+            _elem: PhantomData,
+        }
     }
 
     /// Elements `range` of this view.
@@ -416,7 +509,11 @@ impl<'a, T: DeviceRepr> DeviceViewMut<'a, T> {
     /// [`Error::BadShape`] if the range does not lie within the view.
     pub fn into_slice(self, range: impl RangeBounds<usize>) -> Result<DeviceViewMut<'a, T>> {
         let (s, e) = resolve_range(range, self.len)?;
-        Ok(DeviceViewMut { addr: self.addr + (s * std::mem::size_of::<T>()) as u64, len: e - s, ..self })
+        Ok(DeviceViewMut {
+            addr: self.addr + (s * std::mem::size_of::<T>()) as u64,
+            len: e - s,
+            ..self
+        })
     }
 
     /// Copies host memory of the same length in, after the work queued on the memory.
@@ -425,7 +522,11 @@ impl<'a, T: DeviceRepr> DeviceViewMut<'a, T> {
     /// [`Error::BadShape`] on a length mismatch; [`Error::DeviceReset`]; a stream's error.
     pub fn copy_from_host(&mut self, src: &[T]) -> Result<()> {
         if src.len() != self.len {
-            return Err(Error::shape("host source", format!("{} elements of {}", self.len, T::NAME), src.len()));
+            return Err(Error::shape(
+                "host source",
+                format!("{} elements of {}", self.len, T::NAME),
+                src.len(),
+            ));
         }
         if self.len == 0 {
             return Ok(());
@@ -435,7 +536,13 @@ impl<'a, T: DeviceRepr> DeviceViewMut<'a, T> {
         // SAFETY: live device memory of the entered device (generation checked) of `bytes()` bytes;
         // `src` is readable host memory of the same size.
         unsafe {
-            result::memory::memcpy(ctx.fns, self.addr, src.as_ptr() as u64, self.bytes(), ascend_sys::ACL_MEMCPY_HOST_TO_DEVICE)
+            result::memory::memcpy(
+                ctx.fns,
+                self.addr,
+                src.as_ptr() as u64,
+                self.bytes(),
+                ascend_sys::ACL_MEMCPY_HOST_TO_DEVICE,
+            )
         }
     }
 
@@ -445,7 +552,11 @@ impl<'a, T: DeviceRepr> DeviceViewMut<'a, T> {
     /// [`Error::BadShape`] on a length mismatch; [`Error::BadParameter`] for memory of another device.
     pub fn copy_from(&mut self, src: DeviceView<'_, T>) -> Result<()> {
         if src.len() != self.len {
-            return Err(Error::shape("device source", format!("{} elements of {}", self.len, T::NAME), src.len()));
+            return Err(Error::shape(
+                "device source",
+                format!("{} elements of {}", self.len, T::NAME),
+                src.len(),
+            ));
         }
         self.device.expect_same(src.device(), "device source")?;
         if self.len == 0 {
@@ -457,7 +568,13 @@ impl<'a, T: DeviceRepr> DeviceViewMut<'a, T> {
         crate::stream::check_generation(src.device(), src.generation(), "device buffer")?;
         // SAFETY: both ranges are live device memory of the entered device, `bytes()` long.
         unsafe {
-            result::memory::memcpy(ctx.fns, self.addr, src.addr(), self.bytes(), ascend_sys::ACL_MEMCPY_DEVICE_TO_DEVICE)
+            result::memory::memcpy(
+                ctx.fns,
+                self.addr,
+                src.addr(),
+                self.bytes(),
+                ascend_sys::ACL_MEMCPY_DEVICE_TO_DEVICE,
+            )
         }
     }
 }

@@ -74,7 +74,14 @@ impl Module {
         let raw = result::module::load(ctx.fns, binary)?;
         let generation = device.generation();
         drop(ctx);
-        Ok(Module { inner: Arc::new(ModuleInner { device: device.clone(), generation, raw, lock: Mutex::new(()) }) })
+        Ok(Module {
+            inner: Arc::new(ModuleInner {
+                device: device.clone(),
+                generation,
+                raw,
+                lock: Mutex::new(()),
+            }),
+        })
     }
 
     /// The device the binary is loaded on.
@@ -92,7 +99,11 @@ impl Module {
         let _lock = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: the binary is loaded (generation checked) on the entered device.
         let raw = unsafe { result::module::get_function(ctx.fns, inner.raw, name) }?;
-        Ok(Kernel { module: Arc::clone(&self.inner), raw, name: name.to_string() })
+        Ok(Kernel {
+            module: Arc::clone(&self.inner),
+            raw,
+            name: name.to_string(),
+        })
     }
 }
 
@@ -101,11 +112,14 @@ impl Drop for ModuleInner {
         if !self.device.is_current(self.generation) {
             return; // the reset already released it
         }
-        let r = self.device.enter(Some(self.generation), "module").and_then(|ctx| {
-            // SAFETY: loaded in this generation; kernels and queued launches hold this inner alive, so
-            // none remains; not used again.
-            unsafe { result::module::unload(ctx.fns, self.raw) }
-        });
+        let r = self
+            .device
+            .enter(Some(self.generation), "module")
+            .and_then(|ctx| {
+                // SAFETY: loaded in this generation; kernels and queued launches hold this inner alive, so
+                // none remains; not used again.
+                unsafe { result::module::unload(ctx.fns, self.raw) }
+            });
         if let Err(e) = r {
             record_drop_error(e);
         }
@@ -159,18 +173,33 @@ mod sealed {
     }
     impl<T: DeviceRepr> Sealed for DeviceView<'_, T> {
         fn arg_info(&self) -> ArgInfo<'_> {
-            ArgInfo { device: self.device(), generation: self.generation(), addr: self.addr(), users: self.users() }
+            ArgInfo {
+                device: self.device(),
+                generation: self.generation(),
+                addr: self.addr(),
+                users: self.users(),
+            }
         }
     }
     impl<T: DeviceRepr> Sealed for DeviceViewMut<'_, T> {
         fn arg_info(&self) -> ArgInfo<'_> {
-            ArgInfo { device: self.device(), generation: self.generation(), addr: self.addr(), users: self.users() }
+            ArgInfo {
+                device: self.device(),
+                generation: self.generation(),
+                addr: self.addr(),
+                users: self.users(),
+            }
         }
     }
 
     impl<'a, T: DeviceRepr> DeviceView<'a, T> {
         pub(super) fn arg_info_owned(self) -> ArgInfo<'a> {
-            ArgInfo { device: self.device(), generation: self.generation(), addr: self.addr(), users: self.users() }
+            ArgInfo {
+                device: self.device(),
+                generation: self.generation(),
+                addr: self.addr(),
+                users: self.users(),
+            }
         }
     }
 }
@@ -198,7 +227,12 @@ impl Kernel {
     /// [`Error::BadParameter`] for `blocks == 0` or an argument, stream and kernel not on one device;
     /// [`Error::DeviceReset`]; AscendCL's error for a rejected launch (e.g. a wrong argument-block size).
     /// A fault while the kernel runs is reported by the next synchronisation.
-    pub unsafe fn launch(&self, stream: &Stream, blocks: u32, args: &[&dyn KernelArg]) -> Result<()> {
+    pub unsafe fn launch(
+        &self,
+        stream: &Stream,
+        blocks: u32,
+        args: &[&dyn KernelArg],
+    ) -> Result<()> {
         if blocks == 0 {
             return Err(Error::parameter("blocks", "at least 1", 0));
         }

@@ -130,7 +130,13 @@ impl Stream {
         let generation = device.generation();
         drop(ctx);
         Ok(Stream {
-            inner: Arc::new(StreamInner { device: device.clone(), generation, raw, owned: true, pending: Mutex::default() }),
+            inner: Arc::new(StreamInner {
+                device: device.clone(),
+                generation,
+                raw,
+                owned: true,
+                pending: Mutex::default(),
+            }),
         })
     }
 
@@ -195,12 +201,21 @@ impl Stream {
     ///
     /// # Errors
     /// [`Error::BadShape`] if the lengths differ; [`Error::BadParameter`] for memory of another device.
-    pub fn upload<T: DeviceRepr, H: HostSource<T>>(&self, dst: DeviceViewMut<'_, T>, src: H) -> Result<()> {
+    pub fn upload<T: DeviceRepr, H: HostSource<T>>(
+        &self,
+        dst: DeviceViewMut<'_, T>,
+        src: H,
+    ) -> Result<()> {
         let host = src.host_slice();
         if host.len() != dst.len() {
-            return Err(Error::shape("upload source", format!("{} elements (the destination)", dst.len()), host.len()));
+            return Err(Error::shape(
+                "upload source",
+                format!("{} elements (the destination)", dst.len()),
+                host.len(),
+            ));
         }
-        self.device().expect_same(dst.device(), "upload destination")?;
+        self.device()
+            .expect_same(dst.device(), "upload destination")?;
         if host.is_empty() {
             return Ok(());
         }
@@ -213,7 +228,14 @@ impl Stream {
             // the host range belongs to `src`, whose heap data does not move and is kept in `pending`
             // until the stream has passed this copy.
             unsafe {
-                result::memory::memcpy_async(ctx.fns, dst.addr(), addr, bytes, ascend_sys::ACL_MEMCPY_HOST_TO_DEVICE, raw)
+                result::memory::memcpy_async(
+                    ctx.fns,
+                    dst.addr(),
+                    addr,
+                    bytes,
+                    ascend_sys::ACL_MEMCPY_HOST_TO_DEVICE,
+                    raw,
+                )
             }?;
             pending.push(Box::new(src));
             Ok(())
@@ -227,9 +249,15 @@ impl Stream {
     pub fn download<T: DeviceRepr>(&self, src: DeviceView<'_, T>) -> Result<HostFuture<T>> {
         self.device().expect_same(src.device(), "download source")?;
         let mut data: Vec<T> = bytemuck::zeroed_vec(src.len());
-        let (addr, bytes) = (data.as_mut_ptr() as u64, std::mem::size_of_val(data.as_slice()));
+        let (addr, bytes) = (
+            data.as_mut_ptr() as u64,
+            std::mem::size_of_val(data.as_slice()),
+        );
         let slot = Arc::new(Mutex::new(Some(data)));
-        let future = HostFuture { slot: Arc::clone(&slot), stream: self.clone() };
+        let future = HostFuture {
+            slot: Arc::clone(&slot),
+            stream: self.clone(),
+        };
         if bytes == 0 {
             return Ok(future);
         }
@@ -241,7 +269,14 @@ impl Stream {
             // the Vec in `slot`, which nobody touches before `wait` synchronises, and which `pending`
             // keeps alive until the stream has passed this copy.
             unsafe {
-                result::memory::memcpy_async(ctx.fns, addr, src.addr(), bytes, ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST, raw)
+                result::memory::memcpy_async(
+                    ctx.fns,
+                    addr,
+                    src.addr(),
+                    bytes,
+                    ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST,
+                    raw,
+                )
             }?;
             pending.push(Box::new(slot));
             Ok(())
@@ -253,11 +288,20 @@ impl Stream {
     ///
     /// # Errors
     /// [`Error::BadShape`] if the lengths differ; [`Error::BadParameter`] for memory of another device.
-    pub fn copy<T: DeviceRepr>(&self, dst: DeviceViewMut<'_, T>, src: DeviceView<'_, T>) -> Result<()> {
+    pub fn copy<T: DeviceRepr>(
+        &self,
+        dst: DeviceViewMut<'_, T>,
+        src: DeviceView<'_, T>,
+    ) -> Result<()> {
         if dst.len() != src.len() {
-            return Err(Error::shape("copy source", format!("{} elements (the destination)", dst.len()), src.len()));
+            return Err(Error::shape(
+                "copy source",
+                format!("{} elements (the destination)", dst.len()),
+                src.len(),
+            ));
         }
-        self.device().expect_same(dst.device(), "copy destination")?;
+        self.device()
+            .expect_same(dst.device(), "copy destination")?;
         self.device().expect_same(src.device(), "copy source")?;
         if src.is_empty() {
             return Ok(());
@@ -283,9 +327,16 @@ impl Stream {
     }
 }
 
-pub(crate) fn check_generation(device: &Device, generation: Option<u64>, what: &'static str) -> Result<()> {
+pub(crate) fn check_generation(
+    device: &Device,
+    generation: Option<u64>,
+    what: &'static str,
+) -> Result<()> {
     match generation {
-        Some(g) if !device.is_current(g) => Err(Error::DeviceReset { what, device: device.to_string() }),
+        Some(g) if !device.is_current(g) => Err(Error::DeviceReset {
+            what,
+            device: device.to_string(),
+        }),
         _ => Ok(()),
     }
 }

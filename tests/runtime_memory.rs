@@ -2,7 +2,7 @@
 
 mod common;
 
-use ascend_cold::{DeviceBuffer, DeviceRepr, Device, Stream};
+use ascend_cold::{Device, DeviceBuffer, DeviceRepr, Stream};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 
 /// Random bit patterns (NaNs included: compared as bytes): 64 KiB of random bytes, tiled with a
@@ -30,22 +30,38 @@ fn round_trip<T: DeviceRepr>(device: &Device, rng: &mut StdRng) {
         let buf = DeviceBuffer::from_host(device, &host).unwrap();
         assert_eq!(buf.len(), len);
         let back = buf.to_vec().unwrap();
-        assert!(bytemuck::cast_slice::<T, u8>(&back) == bytemuck::cast_slice::<T, u8>(&host), "{} x {len} sync", T::NAME);
+        assert!(
+            bytemuck::cast_slice::<T, u8>(&back) == bytemuck::cast_slice::<T, u8>(&host),
+            "{} x {len} sync",
+            T::NAME
+        );
         // async: upload into a poisoned buffer, download, wait
         let mut dst = DeviceBuffer::<T>::zeroed(device, len).unwrap();
         stream.upload(dst.view_mut(), host.clone()).unwrap();
         let back = stream.download(dst.view()).unwrap().wait().unwrap();
-        assert!(bytemuck::cast_slice::<T, u8>(&back) == bytemuck::cast_slice::<T, u8>(&host), "{} x {len} async", T::NAME);
+        assert!(
+            bytemuck::cast_slice::<T, u8>(&back) == bytemuck::cast_slice::<T, u8>(&host),
+            "{} x {len} async",
+            T::NAME
+        );
         // device to device, sync and on the stream, on a sub-range
         if len >= 3 {
             let mut copy = DeviceBuffer::<T>::zeroed(device, len - 2).unwrap();
-            copy.view_mut().copy_from(buf.slice(1..len - 1).unwrap()).unwrap();
+            copy.view_mut()
+                .copy_from(buf.slice(1..len - 1).unwrap())
+                .unwrap();
             let got = copy.to_vec().unwrap();
-            assert!(bytemuck::cast_slice::<T, u8>(&got) == bytemuck::cast_slice::<T, u8>(&host[1..len - 1]));
+            assert!(
+                bytemuck::cast_slice::<T, u8>(&got)
+                    == bytemuck::cast_slice::<T, u8>(&host[1..len - 1])
+            );
             let mut again = DeviceBuffer::<T>::zeroed(device, len - 2).unwrap();
             stream.copy(again.view_mut(), copy.view()).unwrap();
             let got = again.to_vec().unwrap(); // waits for the stream that wrote it
-            assert!(bytemuck::cast_slice::<T, u8>(&got) == bytemuck::cast_slice::<T, u8>(&host[1..len - 1]));
+            assert!(
+                bytemuck::cast_slice::<T, u8>(&got)
+                    == bytemuck::cast_slice::<T, u8>(&host[1..len - 1])
+            );
         }
     }
 }
@@ -69,11 +85,26 @@ fn zeroed_is_zero_and_slices_write_in_place() {
     for device in common::devices() {
         let mut buf = DeviceBuffer::<i64>::zeroed(&device, 100).unwrap();
         assert!(buf.to_vec().unwrap().iter().all(|&x| x == 0));
-        buf.slice_mut(10..20).unwrap().copy_from_host(&[7; 10]).unwrap();
+        buf.slice_mut(10..20)
+            .unwrap()
+            .copy_from_host(&[7; 10])
+            .unwrap();
         let v = buf.to_vec().unwrap();
-        assert!(v[..10].iter().all(|&x| x == 0) && v[10..20].iter().all(|&x| x == 7) && v[20..].iter().all(|&x| x == 0));
+        assert!(
+            v[..10].iter().all(|&x| x == 0)
+                && v[10..20].iter().all(|&x| x == 7)
+                && v[20..].iter().all(|&x| x == 0)
+        );
         assert_eq!(buf.slice(95..).unwrap().len(), 5);
-        assert_eq!(buf.slice(..=4).unwrap().slice(1..3).unwrap().to_vec().unwrap(), [0, 0]);
+        assert_eq!(
+            buf.slice(..=4)
+                .unwrap()
+                .slice(1..3)
+                .unwrap()
+                .to_vec()
+                .unwrap(),
+            [0, 0]
+        );
     }
 }
 
@@ -81,9 +112,15 @@ fn zeroed_is_zero_and_slices_write_in_place() {
 fn device_facts_come_from_the_device() {
     for device in common::devices() {
         let p = device.profile().unwrap();
-        assert!(p.vector_cores > 0 && p.ub_bytes > 0 && !p.soc_name.is_empty(), "{p:?}");
+        assert!(
+            p.vector_cores > 0 && p.ub_bytes > 0 && !p.soc_name.is_empty(),
+            "{p:?}"
+        );
         if common::is_emu(&device) {
-            assert_eq!((p.soc_name.as_str(), p.ai_cores, p.vector_cores, p.ub_bytes), ("Ascend910B2", 24, 48, 192 * 1024));
+            assert_eq!(
+                (p.soc_name.as_str(), p.ai_cores, p.vector_cores, p.ub_bytes),
+                ("Ascend910B2", 24, 48, 192 * 1024)
+            );
         }
     }
 }

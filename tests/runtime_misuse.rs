@@ -9,9 +9,13 @@ use ascend_cold::{DeviceBuffer, DeviceView, Error, Module, Stream};
 fn out_of_bounds_copies_are_errors() {
     for device in common::devices() {
         let buf = DeviceBuffer::<f32>::zeroed(&device, 10).unwrap();
-        assert!(matches!(buf.copy_to_host(&mut [0.0; 11]), Err(Error::BadShape { .. })));
+        assert!(matches!(
+            buf.copy_to_host(&mut [0.0; 11]),
+            Err(Error::BadShape { .. })
+        ));
         assert!(matches!(buf.slice(5..11), Err(Error::BadShape { .. })));
-        assert!(matches!(buf.slice(7..3), Err(Error::BadShape { .. })));
+        let (start, end) = (7, 3);
+        assert!(matches!(buf.slice(start..end), Err(Error::BadShape { .. })));
         if common::is_emu(&device) {
             // A foreign view that claims more than the allocation holds (a broken safety contract):
             // the emulator's bounds check catches it instead of reading past the allocation.
@@ -30,15 +34,33 @@ fn copies_between_devices_or_sizes_are_errors() {
     let mut a = DeviceBuffer::<i32>::zeroed(&d0, 8).unwrap();
     let b = DeviceBuffer::<i32>::zeroed(&d1, 8).unwrap();
     let c = DeviceBuffer::<i32>::zeroed(&d0, 9).unwrap();
-    assert!(matches!(a.view_mut().copy_from(b.view()), Err(Error::BadParameter { .. })));
-    assert!(matches!(a.view_mut().copy_from(c.view()), Err(Error::BadShape { .. })));
+    assert!(matches!(
+        a.view_mut().copy_from(b.view()),
+        Err(Error::BadParameter { .. })
+    ));
+    assert!(matches!(
+        a.view_mut().copy_from(c.view()),
+        Err(Error::BadShape { .. })
+    ));
     let s1 = Stream::new(&d1).unwrap();
-    assert!(matches!(s1.upload(a.view_mut(), vec![0i32; 8]), Err(Error::BadParameter { .. })));
-    assert!(matches!(s1.upload(a.view_mut(), vec![0i32; 7]), Err(Error::BadShape { .. })));
-    assert!(matches!(s1.download(a.view()), Err(Error::BadParameter { .. })));
+    assert!(matches!(
+        s1.upload(a.view_mut(), vec![0i32; 8]),
+        Err(Error::BadParameter { .. })
+    ));
+    assert!(matches!(
+        s1.upload(a.view_mut(), vec![0i32; 7]),
+        Err(Error::BadShape { .. })
+    ));
+    assert!(matches!(
+        s1.download(a.view()),
+        Err(Error::BadParameter { .. })
+    ));
     if let Some(npu) = common::npu() {
         let n = DeviceBuffer::<i32>::zeroed(&npu, 8).unwrap();
-        assert!(matches!(a.view_mut().copy_from(n.view()), Err(Error::BadParameter { .. })));
+        assert!(matches!(
+            a.view_mut().copy_from(n.view()),
+            Err(Error::BadParameter { .. })
+        ));
     }
 }
 
@@ -57,7 +79,10 @@ fn zero_size_and_huge_allocations() {
             assert!(huge.is_err());
         }
         // Beyond the address space: rejected before any call.
-        assert!(matches!(DeviceBuffer::<i64>::zeroed(&device, usize::MAX / 4), Err(Error::BadParameter { .. })));
+        assert!(matches!(
+            DeviceBuffer::<i64>::zeroed(&device, usize::MAX / 4),
+            Err(Error::BadParameter { .. })
+        ));
     }
 }
 
@@ -68,15 +93,27 @@ fn wrong_argument_block_size_is_rejected_at_launch() {
         eprintln!("not run on the NPU: whether the board rejects a short argument block is unverified, and a kernel run with one would read garbage addresses");
     }
     let stream = Stream::new(&device).unwrap();
-    let add = Module::load(&device).unwrap().kernel("emu_selftest_add_f32").unwrap();
+    let add = Module::load(&device)
+        .unwrap()
+        .kernel("emu_selftest_add_f32")
+        .unwrap();
     let x = DeviceBuffer::<f32>::zeroed(&device, 4).unwrap();
     // SAFETY: the launch is rejected before the kernel could run (3 arguments for 4 parameters).
     let (code, message) = common::acl_code(unsafe { add.launch(&stream, 1, &[&x, &x, &x]) });
     assert_eq!(code, ACL_ERROR_INVALID_PARAM);
-    assert!(message.contains("argsSize must be 32 bytes, got 24"), "{message}");
+    assert!(
+        message.contains("argsSize must be 32 bytes, got 24"),
+        "{message}"
+    );
     // SAFETY: as above: zero blocks is rejected before any call.
-    assert!(matches!(unsafe { add.launch(&stream, 0, &[&x, &x, &x, &x]) }, Err(Error::BadParameter { .. })));
-    assert!(common::acl_code(Module::load(&device).unwrap().kernel("no_such_kernel")).0 == ACL_ERROR_RT_SYMBOL_NOT_FOUND);
+    assert!(matches!(
+        unsafe { add.launch(&stream, 0, &[&x, &x, &x, &x]) },
+        Err(Error::BadParameter { .. })
+    ));
+    assert!(
+        common::acl_code(Module::load(&device).unwrap().kernel("no_such_kernel")).0
+            == ACL_ERROR_RT_SYMBOL_NOT_FOUND
+    );
     stream.synchronize().unwrap();
 }
 
@@ -84,15 +121,21 @@ fn wrong_argument_block_size_is_rejected_at_launch() {
 fn a_kernel_fault_is_a_sticky_stream_error_with_the_kernel_message() {
     let device = common::emu(0);
     let stream = Stream::new(&device).unwrap();
-    let add = Module::load(&device).unwrap().kernel("emu_selftest_add_f32").unwrap();
+    let add = Module::load(&device)
+        .unwrap()
+        .kernel("emu_selftest_add_f32")
+        .unwrap();
     let x = DeviceBuffer::<f32>::zeroed(&device, 16).unwrap();
     let mut z = DeviceBuffer::<f32>::zeroed(&device, 16).unwrap();
     let n = DeviceBuffer::from_host(&device, &[17i64]).unwrap(); // one past the end
-    // SAFETY: deliberately broken contract, on the emulator only: its GM bounds check stops the kernel.
+                                                                 // SAFETY: deliberately broken contract, on the emulator only: its GM bounds check stops the kernel.
     unsafe { add.launch(&stream, 4, &[&x, &x, &z.view_mut(), &n]) }.unwrap();
     let (code, message) = common::acl_code(stream.synchronize());
     assert_eq!(code, ACL_ERROR_RT_VECTOR_CORE_EXCEPTION);
-    assert!(message.contains("GM bounds") && message.contains("emu_selftest_add_f32"), "{message}");
+    assert!(
+        message.contains("GM bounds") && message.contains("emu_selftest_add_f32"),
+        "{message}"
+    );
     // Sticky: later work on the stream is not run, and every synchronisation reports it.
     assert!(stream.upload(z.view_mut(), vec![1.0; 16]).is_ok());
     assert!(stream.synchronize().is_err());

@@ -21,7 +21,10 @@ fn use_after_reset(device: &Device) {
     assert!(reset(event.record(&stream)));
     assert!(reset(event.synchronize()));
     if let Some(m) = &module {
-        assert!(matches!(m.kernel("emu_selftest_add_f32"), Err(Error::DeviceReset { .. })));
+        assert!(matches!(
+            m.kernel("emu_selftest_add_f32"),
+            Err(Error::DeviceReset { .. })
+        ));
     }
     // Dropping the stale handles releases nothing twice and reports nothing.
     drop((buf, stream, event, module));
@@ -37,7 +40,15 @@ fn use_after_reset_is_an_error() {
     use_after_reset(&device);
     let stats = emu::stats(3).unwrap();
     assert_eq!(stats.freed_by_reset, 1, "{stats:?}");
-    assert_eq!((stats.live_allocations, stats.total_allocs, stats.total_frees), (0, 2, 1), "{stats:?}");
+    assert_eq!(
+        (
+            stats.live_allocations,
+            stats.total_allocs,
+            stats.total_frees
+        ),
+        (0, 2, 1),
+        "{stats:?}"
+    );
     if let Some(npu) = common::npu() {
         use_after_reset(&npu);
     }

@@ -7,13 +7,24 @@ use ascend_cold::runtime::emu;
 use ascend_cold::{Device, DeviceBuffer, Event, Module, Stream};
 
 fn inputs(n: usize) -> (Vec<f32>, Vec<f32>) {
-    ((0..n).map(|i| i as f32).collect(), (0..n).map(|i| 0.25 * i as f32 - 3.0).collect())
+    (
+        (0..n).map(|i| i as f32).collect(),
+        (0..n).map(|i| 0.25 * i as f32 - 3.0).collect(),
+    )
 }
 
 /// Queues z = x + y (emu_selftest_add_f32) on `stream`. Emulator only: the kernel is host-compiled.
-fn queue_add(device: &Device, stream: &Stream, x: Vec<f32>, y: Vec<f32>) -> (DeviceBuffer<f32>, [DeviceBuffer<f32>; 2], DeviceBuffer<i64>) {
+fn queue_add(
+    device: &Device,
+    stream: &Stream,
+    x: Vec<f32>,
+    y: Vec<f32>,
+) -> (DeviceBuffer<f32>, [DeviceBuffer<f32>; 2], DeviceBuffer<i64>) {
     let n = x.len();
-    let add = Module::load(device).unwrap().kernel("emu_selftest_add_f32").unwrap();
+    let add = Module::load(device)
+        .unwrap()
+        .kernel("emu_selftest_add_f32")
+        .unwrap();
     let mut xd = DeviceBuffer::<f32>::zeroed(device, n).unwrap();
     let mut yd = DeviceBuffer::<f32>::zeroed(device, n).unwrap();
     let mut nd = DeviceBuffer::<i64>::zeroed(device, 1).unwrap();
@@ -39,7 +50,11 @@ fn async_copy_kernel_copy_back_on_one_stream() {
         assert_eq!(got[i], x[i] + y[i], "element {i}");
     }
     let launches = emu::last_launches(0).unwrap();
-    let record = launches.iter().rev().find(|l| l.kernel == "emu_selftest_add_f32").expect("launch recorded");
+    let record = launches
+        .iter()
+        .rev()
+        .find(|l| l.kernel == "emu_selftest_add_f32")
+        .expect("launch recorded");
     assert_eq!(record.blocks, 8);
     assert_eq!(record.counters.len(), 8);
     assert!(record.counters.iter().all(|c| c.gm_write_bytes > 0));
@@ -67,7 +82,10 @@ fn two_streams_ordered_by_an_event() {
         let mut copy = DeviceBuffer::<f32>::zeroed(&device, n).unwrap();
         consumer.copy(copy.view_mut(), src.view()).unwrap();
         let got = consumer.download(copy.view()).unwrap().wait().unwrap();
-        assert!(got == expected, "the consumer ran before the producer's event");
+        assert!(
+            got == expected,
+            "the consumer ran before the producer's event"
+        );
     }
 }
 
@@ -76,14 +94,17 @@ fn elapsed_time_between_events() {
     for device in common::devices() {
         let stream = Stream::new(&device).unwrap();
         let (start, end) = (Event::new(&device).unwrap(), Event::new(&device).unwrap());
-        assert!(start.elapsed_ms(&end).is_err(), "never-recorded events have no elapsed time");
+        assert!(
+            start.elapsed_ms(&end).is_err(),
+            "never-recorded events have no elapsed time"
+        );
         start.record(&stream).unwrap();
         let mut buf = DeviceBuffer::<u8>::zeroed(&device, 8 << 20).unwrap();
         stream.upload(buf.view_mut(), vec![1u8; 8 << 20]).unwrap();
         end.record(&stream).unwrap();
         end.synchronize().unwrap();
         let ms = start.elapsed_ms(&end).unwrap();
-        assert!(ms >= 0.0 && ms < 60_000.0, "{ms}");
+        assert!((0.0..60_000.0).contains(&ms), "{ms}");
         assert!(end.elapsed_ms(&start).is_err() || end.elapsed_ms(&start).unwrap() <= 0.0);
     }
 }
@@ -105,11 +126,23 @@ fn dropping_buffers_and_streams_with_queued_work_frees_once_and_loses_nothing() 
         future
     };
     let got = future.wait().unwrap();
-    assert!(got.iter().zip(x.iter().zip(&y)).all(|(g, (a, b))| *g == a + b), "work was lost");
+    assert!(
+        got.iter()
+            .zip(x.iter().zip(&y))
+            .all(|(g, (a, b))| *g == a + b),
+        "work was lost"
+    );
     let after = emu::stats(2).unwrap();
-    assert_eq!(after.live_allocations, before.live_allocations, "every allocation freed");
+    assert_eq!(
+        after.live_allocations, before.live_allocations,
+        "every allocation freed"
+    );
     assert_eq!(after.total_allocs - before.total_allocs, 5);
-    assert_eq!(after.total_frees - before.total_frees, 5, "freed exactly once each");
+    assert_eq!(
+        after.total_frees - before.total_frees,
+        5,
+        "freed exactly once each"
+    );
     assert_eq!(after.launches - before.launches, 1);
     // A zero-length buffer allocates nothing.
     let empty = DeviceBuffer::<f32>::zeroed(&device, 0).unwrap();

@@ -55,7 +55,12 @@ pub(crate) struct Driver {
 impl Driver {
     fn new(fns: AclFunctions, provider: Provider, origin: String) -> crate::Result<Self> {
         result::init(&fns)?;
-        Ok(Driver { fns, provider, origin, finalized: AtomicBool::new(false) })
+        Ok(Driver {
+            fns,
+            provider,
+            origin,
+            finalized: AtomicBool::new(false),
+        })
     }
 
     /// The table, unless [`finalize`] ran.

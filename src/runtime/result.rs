@@ -21,10 +21,18 @@ pub(crate) fn check(fns: &AclFunctions, call: &'static str, code: aclError) -> R
         if p.is_null() {
             String::new()
         } else {
-            std::ffi::CStr::from_ptr(p).to_string_lossy().trim().to_string()
+            std::ffi::CStr::from_ptr(p)
+                .to_string_lossy()
+                .trim()
+                .to_string()
         }
     };
-    Err(Error::Acl { call, code, name: super::error_name(code), message })
+    Err(Error::Acl {
+        call,
+        code,
+        name: super::error_name(code),
+        message,
+    })
 }
 
 /// `aclInit(NULL)`; an earlier initialisation by someone else in the process (a host framework) is fine.
@@ -55,36 +63,50 @@ pub(crate) mod device {
     /// `aclrtResetDevice`: subtracts one from the reference count; at zero the device's resources go.
     pub(crate) fn reset(fns: &AclFunctions, id: i32) -> Result<()> {
         // SAFETY: plain integer argument.
-        check(fns, "aclrtResetDevice", unsafe { (fns.aclrtResetDevice)(id) })
+        check(fns, "aclrtResetDevice", unsafe {
+            (fns.aclrtResetDevice)(id)
+        })
     }
 
     /// `aclrtGetDeviceCount`.
     pub(crate) fn count(fns: &AclFunctions) -> Result<u32> {
         let mut n = 0u32;
         // SAFETY: `n` is a valid out-pointer.
-        check(fns, "aclrtGetDeviceCount", unsafe { (fns.aclrtGetDeviceCount)(&mut n) })?;
+        check(fns, "aclrtGetDeviceCount", unsafe {
+            (fns.aclrtGetDeviceCount)(&mut n)
+        })?;
         Ok(n)
     }
 
     /// `aclrtSynchronizeDevice` (the current device).
     pub(crate) fn synchronize(fns: &AclFunctions) -> Result<()> {
         // SAFETY: no arguments.
-        check(fns, "aclrtSynchronizeDevice", unsafe { (fns.aclrtSynchronizeDevice)() })
+        check(fns, "aclrtSynchronizeDevice", unsafe {
+            (fns.aclrtSynchronizeDevice)()
+        })
     }
 
     /// `aclrtGetDeviceInfo`.
     pub(crate) fn info(fns: &AclFunctions, id: u32, attr: ascend_sys::aclrtDevAttr) -> Result<i64> {
         let mut v = 0i64;
         // SAFETY: `v` is a valid out-pointer.
-        check(fns, "aclrtGetDeviceInfo", unsafe { (fns.aclrtGetDeviceInfo)(id, attr, &mut v) })?;
+        check(fns, "aclrtGetDeviceInfo", unsafe {
+            (fns.aclrtGetDeviceInfo)(id, attr, &mut v)
+        })?;
         Ok(v)
     }
 
     /// `aclGetDeviceCapability`.
-    pub(crate) fn capability(fns: &AclFunctions, id: u32, info: ascend_sys::aclDeviceInfo) -> Result<i64> {
+    pub(crate) fn capability(
+        fns: &AclFunctions,
+        id: u32,
+        info: ascend_sys::aclDeviceInfo,
+    ) -> Result<i64> {
         let mut v = 0i64;
         // SAFETY: `v` is a valid out-pointer.
-        check(fns, "aclGetDeviceCapability", unsafe { (fns.aclGetDeviceCapability)(id, info, &mut v) })?;
+        check(fns, "aclGetDeviceCapability", unsafe {
+            (fns.aclGetDeviceCapability)(id, info, &mut v)
+        })?;
         Ok(v)
     }
 
@@ -93,10 +115,17 @@ pub(crate) mod device {
         // SAFETY: no arguments; the result is null or a NUL-terminated string owned by the runtime.
         let p = unsafe { (fns.aclrtGetSocName)() };
         if p.is_null() {
-            return check(fns, "aclrtGetSocName", super::super::codes::ACL_ERROR_FAILURE).map(|_| String::new());
+            return check(
+                fns,
+                "aclrtGetSocName",
+                super::super::codes::ACL_ERROR_FAILURE,
+            )
+            .map(|_| String::new());
         }
         // SAFETY: non-null, NUL-terminated, copied out at once.
-        Ok(unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        Ok(unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned())
     }
 }
 
@@ -108,7 +137,9 @@ pub(crate) mod stream {
     pub(crate) fn create(fns: &AclFunctions) -> Result<aclrtStream> {
         let mut s: aclrtStream = std::ptr::null_mut();
         // SAFETY: `s` is a valid out-pointer.
-        check(fns, "aclrtCreateStream", unsafe { (fns.aclrtCreateStream)(&mut s) })?;
+        check(fns, "aclrtCreateStream", unsafe {
+            (fns.aclrtCreateStream)(&mut s)
+        })?;
         Ok(s)
     }
 
@@ -118,7 +149,9 @@ pub(crate) mod stream {
     /// `s` is a live stream not used again.
     pub(crate) unsafe fn destroy(fns: &AclFunctions, s: aclrtStream) -> Result<()> {
         // SAFETY: the caller's contract.
-        check(fns, "aclrtDestroyStream", unsafe { (fns.aclrtDestroyStream)(s) })
+        check(fns, "aclrtDestroyStream", unsafe {
+            (fns.aclrtDestroyStream)(s)
+        })
     }
 
     /// `aclrtSynchronizeStream`.
@@ -127,16 +160,24 @@ pub(crate) mod stream {
     /// `s` is a live stream.
     pub(crate) unsafe fn synchronize(fns: &AclFunctions, s: aclrtStream) -> Result<()> {
         // SAFETY: the caller's contract.
-        check(fns, "aclrtSynchronizeStream", unsafe { (fns.aclrtSynchronizeStream)(s) })
+        check(fns, "aclrtSynchronizeStream", unsafe {
+            (fns.aclrtSynchronizeStream)(s)
+        })
     }
 
     /// `aclrtStreamWaitEvent`.
     ///
     /// # Safety
     /// `s` and `e` are live and on the current device.
-    pub(crate) unsafe fn wait_event(fns: &AclFunctions, s: aclrtStream, e: aclrtEvent) -> Result<()> {
+    pub(crate) unsafe fn wait_event(
+        fns: &AclFunctions,
+        s: aclrtStream,
+        e: aclrtEvent,
+    ) -> Result<()> {
         // SAFETY: the caller's contract.
-        check(fns, "aclrtStreamWaitEvent", unsafe { (fns.aclrtStreamWaitEvent)(s, e) })
+        check(fns, "aclrtStreamWaitEvent", unsafe {
+            (fns.aclrtStreamWaitEvent)(s, e)
+        })
     }
 }
 
@@ -148,7 +189,9 @@ pub(crate) mod event {
     pub(crate) fn create(fns: &AclFunctions) -> Result<aclrtEvent> {
         let mut e: aclrtEvent = std::ptr::null_mut();
         // SAFETY: `e` is a valid out-pointer.
-        check(fns, "aclrtCreateEvent", unsafe { (fns.aclrtCreateEvent)(&mut e) })?;
+        check(fns, "aclrtCreateEvent", unsafe {
+            (fns.aclrtCreateEvent)(&mut e)
+        })?;
         Ok(e)
     }
 
@@ -158,7 +201,9 @@ pub(crate) mod event {
     /// `e` is a live event not used again.
     pub(crate) unsafe fn destroy(fns: &AclFunctions, e: aclrtEvent) -> Result<()> {
         // SAFETY: the caller's contract.
-        check(fns, "aclrtDestroyEvent", unsafe { (fns.aclrtDestroyEvent)(e) })
+        check(fns, "aclrtDestroyEvent", unsafe {
+            (fns.aclrtDestroyEvent)(e)
+        })
     }
 
     /// `aclrtRecordEvent`.
@@ -167,7 +212,9 @@ pub(crate) mod event {
     /// `e` and `s` are live and on the current device.
     pub(crate) unsafe fn record(fns: &AclFunctions, e: aclrtEvent, s: aclrtStream) -> Result<()> {
         // SAFETY: the caller's contract.
-        check(fns, "aclrtRecordEvent", unsafe { (fns.aclrtRecordEvent)(e, s) })
+        check(fns, "aclrtRecordEvent", unsafe {
+            (fns.aclrtRecordEvent)(e, s)
+        })
     }
 
     /// `aclrtSynchronizeEvent`.
@@ -176,17 +223,25 @@ pub(crate) mod event {
     /// `e` is live.
     pub(crate) unsafe fn synchronize(fns: &AclFunctions, e: aclrtEvent) -> Result<()> {
         // SAFETY: the caller's contract.
-        check(fns, "aclrtSynchronizeEvent", unsafe { (fns.aclrtSynchronizeEvent)(e) })
+        check(fns, "aclrtSynchronizeEvent", unsafe {
+            (fns.aclrtSynchronizeEvent)(e)
+        })
     }
 
     /// `aclrtEventElapsedTime` in milliseconds.
     ///
     /// # Safety
     /// Both events are live.
-    pub(crate) unsafe fn elapsed_ms(fns: &AclFunctions, start: aclrtEvent, end: aclrtEvent) -> Result<f32> {
+    pub(crate) unsafe fn elapsed_ms(
+        fns: &AclFunctions,
+        start: aclrtEvent,
+        end: aclrtEvent,
+    ) -> Result<f32> {
         let mut ms = 0f32;
         // SAFETY: the caller's contract; `ms` is a valid out-pointer.
-        check(fns, "aclrtEventElapsedTime", unsafe { (fns.aclrtEventElapsedTime)(&mut ms, start, end) })?;
+        check(fns, "aclrtEventElapsedTime", unsafe {
+            (fns.aclrtEventElapsedTime)(&mut ms, start, end)
+        })?;
         Ok(ms)
     }
 }
@@ -212,7 +267,9 @@ pub(crate) mod memory {
     /// `p` came from `malloc`, is freed once, and no queued work still uses it.
     pub(crate) unsafe fn free(fns: &AclFunctions, p: u64) -> Result<()> {
         // SAFETY: the caller's contract.
-        check(fns, "aclrtFree", unsafe { (fns.aclrtFree)(p as *mut c_void) })
+        check(fns, "aclrtFree", unsafe {
+            (fns.aclrtFree)(p as *mut c_void)
+        })
     }
 
     /// `aclrtMemset` of `bytes` bytes.
@@ -221,7 +278,9 @@ pub(crate) mod memory {
     /// `[p, p + bytes)` is device memory of the current device.
     pub(crate) unsafe fn memset(fns: &AclFunctions, p: u64, bytes: usize, value: u8) -> Result<()> {
         // SAFETY: the caller's contract.
-        check(fns, "aclrtMemset", unsafe { (fns.aclrtMemset)(p as *mut c_void, bytes, value.into(), bytes) })
+        check(fns, "aclrtMemset", unsafe {
+            (fns.aclrtMemset)(p as *mut c_void, bytes, value.into(), bytes)
+        })
     }
 
     /// `aclrtMemcpy` of `bytes` bytes.
@@ -229,7 +288,13 @@ pub(crate) mod memory {
     /// # Safety
     /// Both ranges are valid for `kind` (host memory readable/writable, device memory of the current
     /// device), and nothing else writes them meanwhile.
-    pub(crate) unsafe fn memcpy(fns: &AclFunctions, dst: u64, src: u64, bytes: usize, kind: aclrtMemcpyKind) -> Result<()> {
+    pub(crate) unsafe fn memcpy(
+        fns: &AclFunctions,
+        dst: u64,
+        src: u64,
+        bytes: usize,
+        kind: aclrtMemcpyKind,
+    ) -> Result<()> {
         // SAFETY: the caller's contract.
         check(fns, "aclrtMemcpy", unsafe {
             (fns.aclrtMemcpy)(dst as *mut c_void, bytes, src as *const c_void, bytes, kind)
@@ -250,7 +315,14 @@ pub(crate) mod memory {
     ) -> Result<()> {
         // SAFETY: the caller's contract.
         check(fns, "aclrtMemcpyAsync", unsafe {
-            (fns.aclrtMemcpyAsync)(dst as *mut c_void, bytes, src as *const c_void, bytes, kind, stream)
+            (fns.aclrtMemcpyAsync)(
+                dst as *mut c_void,
+                bytes,
+                src as *const c_void,
+                bytes,
+                kind,
+                stream,
+            )
         })
     }
 }
@@ -265,7 +337,12 @@ pub(crate) mod module {
         let mut h: aclrtBinHandle = std::ptr::null_mut();
         // SAFETY: `data` is readable for its length; null options are documented as "none".
         check(fns, "aclrtBinaryLoadFromData", unsafe {
-            (fns.aclrtBinaryLoadFromData)(data.as_ptr().cast(), data.len(), std::ptr::null(), &mut h)
+            (fns.aclrtBinaryLoadFromData)(
+                data.as_ptr().cast(),
+                data.len(),
+                std::ptr::null(),
+                &mut h,
+            )
         })?;
         Ok(h)
     }
@@ -276,18 +353,27 @@ pub(crate) mod module {
     /// `h` is loaded, not used again, and no queued launch uses its functions.
     pub(crate) unsafe fn unload(fns: &AclFunctions, h: aclrtBinHandle) -> Result<()> {
         // SAFETY: the caller's contract.
-        check(fns, "aclrtBinaryUnLoad", unsafe { (fns.aclrtBinaryUnLoad)(h) })
+        check(fns, "aclrtBinaryUnLoad", unsafe {
+            (fns.aclrtBinaryUnLoad)(h)
+        })
     }
 
     /// `aclrtBinaryGetFunction`.
     ///
     /// # Safety
     /// `h` is loaded.
-    pub(crate) unsafe fn get_function(fns: &AclFunctions, h: aclrtBinHandle, name: &str) -> Result<aclrtFuncHandle> {
-        let name = CString::new(name).map_err(|_| Error::parameter("kernel name", "no NUL bytes", name))?;
+    pub(crate) unsafe fn get_function(
+        fns: &AclFunctions,
+        h: aclrtBinHandle,
+        name: &str,
+    ) -> Result<aclrtFuncHandle> {
+        let name = CString::new(name)
+            .map_err(|_| Error::parameter("kernel name", "no NUL bytes", name))?;
         let mut f: aclrtFuncHandle = std::ptr::null_mut();
         // SAFETY: the caller's contract; `name` is NUL-terminated; `f` is a valid out-pointer.
-        check(fns, "aclrtBinaryGetFunction", unsafe { (fns.aclrtBinaryGetFunction)(h, name.as_ptr(), &mut f) })?;
+        check(fns, "aclrtBinaryGetFunction", unsafe {
+            (fns.aclrtBinaryGetFunction)(h, name.as_ptr(), &mut f)
+        })?;
         Ok(f)
     }
 
@@ -296,7 +382,13 @@ pub(crate) mod module {
     /// # Safety
     /// `f` and `stream` are live on the current device, and the kernel's contract holds for `args`
     /// (every address valid for what the kernel does with it until the launch completes).
-    pub(crate) unsafe fn launch(fns: &AclFunctions, f: aclrtFuncHandle, blocks: u32, args: &[u8], stream: aclrtStream) -> Result<()> {
+    pub(crate) unsafe fn launch(
+        fns: &AclFunctions,
+        f: aclrtFuncHandle,
+        blocks: u32,
+        args: &[u8],
+        stream: aclrtStream,
+    ) -> Result<()> {
         // SAFETY: the caller's contract; `args` is readable for its length (copied by the runtime).
         check(fns, "aclrtLaunchKernel", unsafe {
             (fns.aclrtLaunchKernel)(f, blocks, args.as_ptr().cast(), args.len(), stream)

@@ -10,7 +10,11 @@ use ascend_cold::{Device, Provider};
 pub const EMU_DEVICES: u32 = 4;
 
 pub fn configure_emulator() {
-    emu::configure(EmuConfig { devices: EMU_DEVICES, ..EmuConfig::default() }).expect("one emulator configuration per test process");
+    emu::configure(EmuConfig {
+        devices: EMU_DEVICES,
+        ..EmuConfig::default()
+    })
+    .expect("one emulator configuration per test process");
 }
 
 /// Emulated device `id` (configured for the tests).
@@ -24,7 +28,10 @@ pub fn npu() -> Option<Device> {
     configure_emulator();
     match std::env::var("ASCEND_TEST_DEVICE") {
         Ok(id) => {
-            let id: i32 = id.trim().parse().expect("ASCEND_TEST_DEVICE must be a device id");
+            let id: i32 = id
+                .trim()
+                .parse()
+                .expect("ASCEND_TEST_DEVICE must be a device id");
             Some(Device::npu(id).unwrap_or_else(|e| panic!("ASCEND_TEST_DEVICE={id} but: {e}")))
         }
         Err(_) => {

@@ -181,7 +181,12 @@ pub(super) unsafe extern "C" fn aclrtSynchronizeDevice() -> aclError {
     })
 }
 
-fn attribute(name: &'static str, device: i64, value: *mut i64, pick: impl FnOnce(&EmuProfile) -> Option<i64>) -> aclError {
+fn attribute(
+    name: &'static str,
+    device: i64,
+    value: *mut i64,
+    pick: impl FnOnce(&EmuProfile) -> Option<i64>,
+) -> aclError {
     entry(name, || {
         if value.is_null() {
             return fail(ACL_ERROR_INVALID_PARAM, "value is null");
@@ -195,26 +200,47 @@ fn attribute(name: &'static str, device: i64, value: *mut i64, pick: impl FnOnce
                 unsafe { *value = v };
                 ACL_SUCCESS
             }
-            None => fail(ACL_ERROR_INVALID_PARAM, format!("{name}: attribute not supported by the emulator")),
+            None => fail(
+                ACL_ERROR_INVALID_PARAM,
+                format!("{name}: attribute not supported by the emulator"),
+            ),
         }
     })
 }
 
-pub(super) unsafe extern "C" fn aclrtGetDeviceInfo(device_id: u32, attr: aclrtDevAttr, value: *mut i64) -> aclError {
-    attribute("aclrtGetDeviceInfo", device_id.into(), value, |p| match attr {
-        ascend_sys::ACL_DEV_ATTR_AICORE_CORE_NUM => Some(p.ai_cores.into()),
-        ascend_sys::ACL_DEV_ATTR_VECTOR_CORE_NUM => Some(p.vector_cores.into()),
-        ascend_sys::ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE => Some(p.ub_bytes.into()),
-        _ => None,
-    })
+pub(super) unsafe extern "C" fn aclrtGetDeviceInfo(
+    device_id: u32,
+    attr: aclrtDevAttr,
+    value: *mut i64,
+) -> aclError {
+    attribute(
+        "aclrtGetDeviceInfo",
+        device_id.into(),
+        value,
+        |p| match attr {
+            ascend_sys::ACL_DEV_ATTR_AICORE_CORE_NUM => Some(p.ai_cores.into()),
+            ascend_sys::ACL_DEV_ATTR_VECTOR_CORE_NUM => Some(p.vector_cores.into()),
+            ascend_sys::ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE => Some(p.ub_bytes.into()),
+            _ => None,
+        },
+    )
 }
 
-pub(super) unsafe extern "C" fn aclGetDeviceCapability(device_id: u32, info: aclDeviceInfo, value: *mut i64) -> aclError {
-    attribute("aclGetDeviceCapability", device_id.into(), value, |p| match info {
-        ascend_sys::ACL_DEVICE_INFO_AI_CORE_NUM => Some(p.ai_cores.into()),
-        ascend_sys::ACL_DEVICE_INFO_VECTOR_CORE_NUM => Some(p.vector_cores.into()),
-        _ => None,
-    })
+pub(super) unsafe extern "C" fn aclGetDeviceCapability(
+    device_id: u32,
+    info: aclDeviceInfo,
+    value: *mut i64,
+) -> aclError {
+    attribute(
+        "aclGetDeviceCapability",
+        device_id.into(),
+        value,
+        |p| match info {
+            ascend_sys::ACL_DEVICE_INFO_AI_CORE_NUM => Some(p.ai_cores.into()),
+            ascend_sys::ACL_DEVICE_INFO_VECTOR_CORE_NUM => Some(p.vector_cores.into()),
+            _ => None,
+        },
+    )
 }
 
 pub(super) unsafe extern "C" fn aclrtGetSocName() -> *const c_char {

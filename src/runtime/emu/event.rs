@@ -71,7 +71,11 @@ pub(super) unsafe extern "C" fn aclrtCreateEvent(event: *mut aclrtEvent) -> aclE
         };
         let emu = emu();
         let handle = emu.handle();
-        let e = Arc::new(EmuEvent { device: dev, marks: Mutex::default(), changed: Condvar::new() });
+        let e = Arc::new(EmuEvent {
+            device: dev,
+            marks: Mutex::default(),
+            changed: Condvar::new(),
+        });
         lock(&emu.objects).events.insert(handle, e);
         // SAFETY: non-null and writable (C contract).
         unsafe { *event = handle as aclrtEvent };
@@ -92,7 +96,10 @@ pub(super) unsafe extern "C" fn aclrtDestroyEvent(event: aclrtEvent) -> aclError
     })
 }
 
-pub(super) unsafe extern "C" fn aclrtRecordEvent(event: aclrtEvent, stream: aclrtStream) -> aclError {
+pub(super) unsafe extern "C" fn aclrtRecordEvent(
+    event: aclrtEvent,
+    stream: aclrtStream,
+) -> aclError {
     entry("aclrtRecordEvent", || {
         let (e, s) = match (lookup(event), stream::resolve(stream)) {
             (Ok(e), Ok(s)) => (e, s),
@@ -101,7 +108,10 @@ pub(super) unsafe extern "C" fn aclrtRecordEvent(event: aclrtEvent, stream: aclr
         if e.device != s.device {
             return fail(
                 ACL_ERROR_RT_STREAM_CONTEXT,
-                format!("event of device {} recorded on a stream of device {}", e.device, s.device),
+                format!(
+                    "event of device {} recorded on a stream of device {}",
+                    e.device, s.device
+                ),
             );
         }
         let target = {
@@ -131,7 +141,10 @@ pub(super) unsafe extern "C" fn aclrtSynchronizeEvent(event: aclrtEvent) -> aclE
     })
 }
 
-pub(super) unsafe extern "C" fn aclrtStreamWaitEvent(stream: aclrtStream, event: aclrtEvent) -> aclError {
+pub(super) unsafe extern "C" fn aclrtStreamWaitEvent(
+    stream: aclrtStream,
+    event: aclrtEvent,
+) -> aclError {
     entry("aclrtStreamWaitEvent", || {
         let (s, e) = match (stream::resolve(stream), lookup(event)) {
             (Ok(s), Ok(e)) => (s, e),
@@ -146,7 +159,11 @@ pub(super) unsafe extern "C" fn aclrtStreamWaitEvent(stream: aclrtStream, event:
     })
 }
 
-pub(super) unsafe extern "C" fn aclrtEventElapsedTime(ms: *mut f32, start: aclrtEvent, end: aclrtEvent) -> aclError {
+pub(super) unsafe extern "C" fn aclrtEventElapsedTime(
+    ms: *mut f32,
+    start: aclrtEvent,
+    end: aclrtEvent,
+) -> aclError {
     entry("aclrtEventElapsedTime", || {
         if ms.is_null() {
             return fail(ACL_ERROR_INVALID_PARAM, "ms is null");
@@ -157,7 +174,9 @@ pub(super) unsafe extern "C" fn aclrtEventElapsedTime(ms: *mut f32, start: aclrt
         };
         let stamp = |e: &EmuEvent| {
             let m = lock(&e.marks);
-            (m.issued > 0 && m.done == m.issued).then_some(m.stamp).flatten()
+            (m.issued > 0 && m.done == m.issued)
+                .then_some(m.stamp)
+                .flatten()
         };
         let (Some(t0), Some(t1)) = (stamp(&a), stamp(&b)) else {
             return fail(

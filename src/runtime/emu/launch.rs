@@ -38,7 +38,10 @@ pub(super) unsafe extern "C" fn aclrtBinaryLoadFromData(
 ) -> aclError {
     entry("aclrtBinaryLoadFromData", || {
         if data.is_null() || bin_handle.is_null() || length == 0 {
-            return fail(ACL_ERROR_INVALID_PARAM, "data, length and binHandle must be non-null / non-zero");
+            return fail(
+                ACL_ERROR_INVALID_PARAM,
+                "data, length and binHandle must be non-null / non-zero",
+            );
         }
         let dev = match current_device() {
             Ok(d) => d,
@@ -47,11 +50,17 @@ pub(super) unsafe extern "C" fn aclrtBinaryLoadFromData(
         // SAFETY: the caller provides `length` readable bytes at `data` (C contract).
         let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), length) };
         let Ok(text) = std::str::from_utf8(bytes) else {
-            return fail(ACL_ERROR_INVALID_FILE, "not an emulator kernel binary (not UTF-8)");
+            return fail(
+                ACL_ERROR_INVALID_FILE,
+                "not an emulator kernel binary (not UTF-8)",
+            );
         };
         let mut lines = text.lines();
         if lines.next() != Some(MAGIC) {
-            return fail(ACL_ERROR_INVALID_FILE, format!("not an emulator kernel binary: the first line must be {MAGIC:?}"));
+            return fail(
+                ACL_ERROR_INVALID_FILE,
+                format!("not an emulator kernel binary: the first line must be {MAGIC:?}"),
+            );
         }
         let mut kernels = Vec::new();
         for name in lines.map(str::trim).filter(|l| !l.is_empty()) {
@@ -67,7 +76,13 @@ pub(super) unsafe extern "C" fn aclrtBinaryLoadFromData(
         }
         let emu = emu();
         let handle = emu.handle();
-        lock(&emu.objects).bins.insert(handle, EmuBinary { device: dev, kernels });
+        lock(&emu.objects).bins.insert(
+            handle,
+            EmuBinary {
+                device: dev,
+                kernels,
+            },
+        );
         // SAFETY: non-null and writable (C contract).
         unsafe { *bin_handle = handle as aclrtBinHandle };
         ACL_SUCCESS
@@ -95,7 +110,10 @@ pub(super) unsafe extern "C" fn aclrtBinaryGetFunction(
 ) -> aclError {
     entry("aclrtBinaryGetFunction", || {
         if kernel_name.is_null() || func_handle.is_null() {
-            return fail(ACL_ERROR_INVALID_PARAM, "kernelName and funcHandle must be non-null");
+            return fail(
+                ACL_ERROR_INVALID_PARAM,
+                "kernelName and funcHandle must be non-null",
+            );
         }
         // SAFETY: a NUL-terminated string (C contract).
         let name = unsafe { std::ffi::CStr::from_ptr(kernel_name) }.to_string_lossy();
@@ -108,9 +126,16 @@ pub(super) unsafe extern "C" fn aclrtBinaryGetFunction(
             );
         };
         let Some(kernel) = bin.kernels.iter().find(|k| k.name() == name).copied() else {
-            return fail(ACL_ERROR_RT_SYMBOL_NOT_FOUND, format!("the binary has no kernel {name:?}"));
+            return fail(
+                ACL_ERROR_RT_SYMBOL_NOT_FOUND,
+                format!("the binary has no kernel {name:?}"),
+            );
         };
-        let function = EmuFunction { device: bin.device, binary: bin_handle as usize, kernel };
+        let function = EmuFunction {
+            device: bin.device,
+            binary: bin_handle as usize,
+            kernel,
+        };
         let handle = emu.handle();
         objects.funcs.insert(handle, function);
         // SAFETY: non-null and writable (C contract).
@@ -128,7 +153,11 @@ pub(super) unsafe extern "C" fn aclrtLaunchKernel(
 ) -> aclError {
     entry("aclrtLaunchKernel", || {
         let emu = emu();
-        let Some(function) = lock(&emu.objects).funcs.get(&(func_handle as usize)).copied() else {
+        let Some(function) = lock(&emu.objects)
+            .funcs
+            .get(&(func_handle as usize))
+            .copied()
+        else {
             return fail(
                 ACL_ERROR_RT_INVALID_HANDLE,
                 format!("function {func_handle:p} does not exist (its binary was unloaded, or its device was reset)"),
@@ -142,11 +171,19 @@ pub(super) unsafe extern "C" fn aclrtLaunchKernel(
         if function.device != stream.device {
             return fail(
                 ACL_ERROR_RT_STREAM_CONTEXT,
-                format!("kernel {} was loaded on device {}, the stream is on device {}", kernel.name(), function.device, stream.device),
+                format!(
+                    "kernel {} was loaded on device {}, the stream is on device {}",
+                    kernel.name(),
+                    function.device,
+                    stream.device
+                ),
             );
         }
         if num_blocks == 0 {
-            return fail(ACL_ERROR_INVALID_PARAM, format!("kernel {}: numBlocks must be at least 1", kernel.name()));
+            return fail(
+                ACL_ERROR_INVALID_PARAM,
+                format!("kernel {}: numBlocks must be at least 1", kernel.name()),
+            );
         }
         let expected = 8 * kernel.num_args();
         if args_size != expected || (args_size > 0 && args_data.is_null()) {
@@ -163,7 +200,13 @@ pub(super) unsafe extern "C" fn aclrtLaunchKernel(
         let mut args = vec![0u64; kernel.num_args()];
         if args_size > 0 {
             // SAFETY: `args_size` readable bytes at `args_data` (C contract); `args` has that many bytes.
-            unsafe { std::ptr::copy_nonoverlapping(args_data.cast::<u8>(), args.as_mut_ptr().cast::<u8>(), args_size) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    args_data.cast::<u8>(),
+                    args.as_mut_ptr().cast::<u8>(),
+                    args_size,
+                )
+            };
         }
         let device = stream.device;
         let ub_bytes = emu.config.profile.ub_bytes;
@@ -173,7 +216,8 @@ pub(super) unsafe extern "C" fn aclrtLaunchKernel(
             let regions = table.regions(device);
             // SAFETY: `args` has num_args() entries; `regions` are the live allocations of the device,
             // which stay allocated and untouched by anyone else while the table lock is held.
-            let result = unsafe { kernel.run_blocks(&args, num_blocks, &regions, ub_bytes, threads) };
+            let result =
+                unsafe { kernel.run_blocks(&args, num_blocks, &regions, ub_bytes, threads) };
             drop(table);
             let dev = &emu.devices[device as usize];
             lock(&dev.stats).launches += 1;
@@ -185,7 +229,12 @@ pub(super) unsafe extern "C" fn aclrtLaunchKernel(
                 Ok(c) => (c, None),
                 Err(m) => (Vec::new(), Some(m)),
             };
-            history.push_back(LaunchRecord { kernel: kernel.name().to_string(), blocks: num_blocks, counters, fault: fault.clone() });
+            history.push_back(LaunchRecord {
+                kernel: kernel.name().to_string(),
+                blocks: num_blocks,
+                counters,
+                fault: fault.clone(),
+            });
             match fault {
                 None => Ok(()),
                 Some(m) => Err((ACL_ERROR_RT_VECTOR_CORE_EXCEPTION, m)),

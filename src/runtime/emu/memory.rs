@@ -103,6 +103,7 @@ impl MemTable {
         bases.len() as u64
     }
 
+    #[allow(clippy::too_many_arguments)] // the C call's parameters, plus the context's device and a flag
     /// Validates a copy of `count` bytes of `kind` whose device side must be on `device`, and performs it
     /// if `perform`. The caller holds the table lock, so no allocation can vanish meanwhile.
     pub(super) fn copy(
@@ -163,7 +164,11 @@ impl MemTable {
     }
 }
 
-pub(super) unsafe extern "C" fn aclrtMalloc(dev_ptr: *mut *mut c_void, size: usize, _policy: aclrtMemMallocPolicy) -> aclError {
+pub(super) unsafe extern "C" fn aclrtMalloc(
+    dev_ptr: *mut *mut c_void,
+    size: usize,
+    _policy: aclrtMemMallocPolicy,
+) -> aclError {
     entry("aclrtMalloc", || {
         if dev_ptr.is_null() {
             return fail(ACL_ERROR_INVALID_PARAM, "devPtr is null");
@@ -183,7 +188,9 @@ pub(super) unsafe extern "C" fn aclrtMalloc(dev_ptr: *mut *mut c_void, size: usi
             _ => {
                 return fail(
                     ACL_ERROR_RT_MEMORY_ALLOCATION,
-                    format!("out of device memory: {size} bytes requested, device capacity {capacity}"),
+                    format!(
+                        "out of device memory: {size} bytes requested, device capacity {capacity}"
+                    ),
                 )
             }
         };
@@ -192,11 +199,17 @@ pub(super) unsafe extern "C" fn aclrtMalloc(dev_ptr: *mut *mut c_void, size: usi
         if used + padded as u64 > capacity {
             return fail(
                 ACL_ERROR_RT_MEMORY_ALLOCATION,
-                format!("out of device memory: {size} bytes requested, {} of {capacity} free", capacity - used),
+                format!(
+                    "out of device memory: {size} bytes requested, {} of {capacity} free",
+                    capacity - used
+                ),
             );
         }
         let Ok(layout) = Layout::from_size_align(padded, BASE_ALIGN) else {
-            return fail(ACL_ERROR_RT_MEMORY_ALLOCATION, format!("cannot lay out {size} bytes"));
+            return fail(
+                ACL_ERROR_RT_MEMORY_ALLOCATION,
+                format!("cannot lay out {size} bytes"),
+            );
         };
         // SAFETY: the layout has non-zero size.
         let ptr = unsafe { std::alloc::alloc(layout) };
@@ -208,7 +221,14 @@ pub(super) unsafe extern "C" fn aclrtMalloc(dev_ptr: *mut *mut c_void, size: usi
         }
         // SAFETY: `ptr` is a fresh allocation of `padded` bytes.
         unsafe { std::ptr::write_bytes(ptr, 0xFF, padded) };
-        table.allocs.insert(ptr as usize, Allocation { len: size, layout, device: dev });
+        table.allocs.insert(
+            ptr as usize,
+            Allocation {
+                len: size,
+                layout,
+                device: dev,
+            },
+        );
         *table.used.entry(dev).or_insert(0) += padded as u64;
         drop(table);
         let mut stats = lock(&emu.devices[dev as usize].stats);
@@ -249,13 +269,21 @@ pub(super) unsafe extern "C" fn aclrtFree(dev_ptr: *mut c_void) -> aclError {
     })
 }
 
-pub(super) unsafe extern "C" fn aclrtMemset(dev_ptr: *mut c_void, max_count: usize, value: i32, count: usize) -> aclError {
+pub(super) unsafe extern "C" fn aclrtMemset(
+    dev_ptr: *mut c_void,
+    max_count: usize,
+    value: i32,
+    count: usize,
+) -> aclError {
     entry("aclrtMemset", || {
         if dev_ptr.is_null() {
             return fail(ACL_ERROR_INVALID_PARAM, "devPtr is null");
         }
         if count > max_count {
-            return fail(ACL_ERROR_INVALID_PARAM, format!("count {count} exceeds maxCount {max_count}"));
+            return fail(
+                ACL_ERROR_INVALID_PARAM,
+                format!("count {count} exceeds maxCount {max_count}"),
+            );
         }
         let dev = match current_device() {
             Ok(d) => d,
@@ -270,7 +298,9 @@ pub(super) unsafe extern "C" fn aclrtMemset(dev_ptr: *mut c_void, max_count: usi
             }
             Ok(_) => fail(
                 ACL_ERROR_RT_PARAM_INVALID,
-                format!("memset target {dev_ptr:p} is not device memory of the current device {dev}"),
+                format!(
+                    "memset target {dev_ptr:p} is not device memory of the current device {dev}"
+                ),
             ),
             Err((code, message)) => fail(code, message),
         }
@@ -319,7 +349,9 @@ pub(super) unsafe extern "C" fn aclrtMemcpyAsync(
         let dev = stream.device;
         let (dst, src) = (dst as usize, src as usize);
         // Check now, so misuse fails at the call; check again when the copy runs (memory may be gone).
-        if let Err((code, message)) = lock(&emu().mem).copy(dst, dest_max, src, count, kind, dev, false) {
+        if let Err((code, message)) =
+            lock(&emu().mem).copy(dst, dest_max, src, count, kind, dev, false)
+        {
             return fail(code, message);
         }
         stream.submit(Box::new(move || {

@@ -161,14 +161,9 @@ impl EmuConfig {
             config.profile = EmuProfile::parse(&spec)?;
         }
         if let Ok(n) = std::env::var("ASCEND_COLD_EMU_DEVICES") {
-            config.devices = n
-                .trim()
-                .parse()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| {
-                    crate::Error::parameter("ASCEND_COLD_EMU_DEVICES", "a positive integer", &n)
-                })?;
+            config.devices = n.trim().parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                crate::Error::parameter("ASCEND_COLD_EMU_DEVICES", "a positive integer", &n)
+            })?;
         }
         Ok(config)
     }
@@ -318,11 +313,7 @@ fn emu() -> &'static Emu {
 impl Emu {
     fn device(&self, id: u32) -> crate::Result<&DevState> {
         self.devices.get(id as usize).ok_or_else(|| {
-            crate::Error::parameter(
-                "emulated device",
-                format!("0..{}", self.devices.len()),
-                id,
-            )
+            crate::Error::parameter("emulated device", format!("0..{}", self.devices.len()), id)
         })
     }
 
@@ -395,3 +386,136 @@ fn entry(name: &'static str, body: impl FnOnce() -> aclError) -> aclError {
 
 /// A device-side failure carried by a stream until synchronisation: (code, message).
 type Fault = (i32, String);
+
+#[cfg(test)]
+mod tests {
+    //! The C-level behaviour the safe layer never exercises (it validates first).
+    use super::*;
+    use std::os::raw::c_void;
+
+    fn code(f: impl FnOnce() -> aclError) -> (i32, String) {
+        let c = f();
+        // SAFETY: reads this thread's message (null or NUL-terminated).
+        let m = unsafe {
+            let p = (TABLE.aclGetRecentErrMsg)();
+            if p.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        (c, m)
+    }
+
+    #[test]
+    fn raw_entry_points_return_the_runtime_error_codes() {
+        crate::runtime::emulator().unwrap();
+        std::thread::spawn(move || {
+            let mut p: *mut c_void = std::ptr::null_mut();
+            // SAFETY (all calls below): valid out-pointers; deliberately invalid handles and sizes, which
+            // the emulator must reject.
+            unsafe {
+                assert_eq!(
+                    code(|| (TABLE.aclrtMalloc)(&mut p, 64, 0)).0,
+                    ACL_ERROR_RT_CONTEXT_NULL
+                );
+                assert_eq!((TABLE.aclrtSetDevice)(1), ACL_SUCCESS);
+                assert_eq!(
+                    code(|| (TABLE.aclrtSetDevice)(99)).0,
+                    ACL_ERROR_RT_INVALID_DEVICEID
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclrtMalloc)(&mut p, 0, 0)).0,
+                    ACL_ERROR_INVALID_PARAM
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclrtMalloc)(&mut p, usize::MAX, 0)).0,
+                    ACL_ERROR_RT_MEMORY_ALLOCATION
+                );
+                assert_eq!((TABLE.aclrtMalloc)(&mut p, 100, 0), ACL_SUCCESS);
+                assert_eq!(p as usize % 64, 0);
+                let mut host = [0u8; 100];
+                // Kind says host-to-device, but the destination is host memory.
+                let (c, m) = code(|| {
+                    (TABLE.aclrtMemcpy)(
+                        host.as_mut_ptr().cast(),
+                        100,
+                        p,
+                        100,
+                        ascend_sys::ACL_MEMCPY_HOST_TO_DEVICE,
+                    )
+                });
+                assert_eq!(c, ACL_ERROR_RT_PARAM_INVALID, "{m}");
+                assert_eq!(
+                    (TABLE.aclrtMemcpy)(
+                        host.as_mut_ptr().cast(),
+                        100,
+                        p,
+                        100,
+                        ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST
+                    ),
+                    ACL_SUCCESS
+                );
+                assert!(host.iter().all(|&b| b == 0xFF), "fresh memory is poisoned");
+                assert_eq!(
+                    code(|| (TABLE.aclrtMemcpy)(
+                        host.as_mut_ptr().cast(),
+                        50,
+                        p,
+                        100,
+                        ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST
+                    ))
+                    .0,
+                    ACL_ERROR_INVALID_PARAM
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclrtMemcpyAsync)(
+                        host.as_mut_ptr().cast(),
+                        100,
+                        host.as_ptr().cast(),
+                        100,
+                        ascend_sys::ACL_MEMCPY_HOST_TO_HOST,
+                        std::ptr::null_mut()
+                    ))
+                    .0,
+                    ACL_ERROR_RT_FEATURE_NOT_SUPPORT
+                );
+                assert_eq!((TABLE.aclrtFree)(p), ACL_SUCCESS);
+                assert_eq!(code(|| (TABLE.aclrtFree)(p)).0, ACL_ERROR_RT_MEMORY_FREE);
+                let (c, m) = code(|| {
+                    (TABLE.aclrtMemcpy)(
+                        host.as_mut_ptr().cast(),
+                        100,
+                        p,
+                        100,
+                        ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST,
+                    )
+                });
+                assert_eq!(
+                    c, ACL_ERROR_RT_PARAM_INVALID,
+                    "use after free is caught: {m}"
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclrtDestroyStream)(0x40 as *mut c_void)).0,
+                    ACL_ERROR_RT_INVALID_HANDLE
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclrtBinaryLoadFromData)(
+                        b"ELF".as_ptr().cast(),
+                        3,
+                        std::ptr::null(),
+                        &mut p
+                    ))
+                    .0,
+                    ACL_ERROR_INVALID_FILE
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclInit)(std::ptr::null())).0,
+                    ACL_ERROR_REPEAT_INITIALIZE
+                );
+            }
+        })
+        .join()
+        .unwrap();
+    }
+}

@@ -40,7 +40,12 @@ impl EmuStream {
         let join = std::thread::Builder::new()
             .name(format!("emu-stream-{device}-{handle:x}"))
             .spawn(move || worker.run())
-            .map_err(|e| fail(ACL_ERROR_RT_INTERNAL_ERROR, format!("cannot start a stream worker: {e}")))?;
+            .map_err(|e| {
+                fail(
+                    ACL_ERROR_RT_INTERNAL_ERROR,
+                    format!("cannot start a stream worker: {e}"),
+                )
+            })?;
         *lock(&stream.worker) = Some(join);
         Ok(stream)
     }
@@ -140,7 +145,10 @@ pub(super) fn resolve(stream: aclrtStream) -> Result<Arc<EmuStream>, aclError> {
         )),
         Some(s) if s.device != dev => Err(fail(
             ACL_ERROR_RT_STREAM_CONTEXT,
-            format!("stream {handle:#x} belongs to device {}, the current device is {dev}", s.device),
+            format!(
+                "stream {handle:#x} belongs to device {}, the current device is {dev}",
+                s.device
+            ),
         )),
         Some(s) => Ok(s),
     }
@@ -189,7 +197,10 @@ pub(super) unsafe extern "C" fn aclrtCreateStream(stream: *mut aclrtStream) -> a
 pub(super) unsafe extern "C" fn aclrtDestroyStream(stream: aclrtStream) -> aclError {
     entry("aclrtDestroyStream", || {
         if stream.is_null() {
-            return fail(ACL_ERROR_INVALID_PARAM, "the default stream cannot be destroyed");
+            return fail(
+                ACL_ERROR_INVALID_PARAM,
+                "the default stream cannot be destroyed",
+            );
         }
         let removed = lock(&emu().objects).streams.remove(&(stream as usize));
         match removed {
