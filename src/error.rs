@@ -70,6 +70,14 @@ pub enum Error {
         /// `aclGetRecentErrMsg()` at the time of the failure.
         message: String,
     },
+    /// A handle (buffer, stream, event, module) used after its device was reset: its resources are gone.
+    #[error("{what} used after {device} was reset: create it again on the device")]
+    DeviceReset {
+        /// The kind of handle.
+        what: &'static str,
+        /// The device, e.g. `emu:0` or `npu:1`.
+        device: String,
+    },
     /// A kernel reported a fault through its status word (raised at the next synchronisation).
     #[error("kernel {kernel} reported a fault: {detail}")]
     KernelFault {

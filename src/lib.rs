@@ -14,13 +14,26 @@
 #![warn(missing_docs, clippy::missing_safety_doc)]
 
 pub mod decode;
+mod device;
 pub mod error;
+mod event;
 mod kernels;
+mod memory;
 pub mod model;
+mod module;
 pub mod npy;
 pub mod reference;
+pub mod runtime;
 pub mod shapes;
+mod stream;
 pub mod tiling;
 
 pub use ascend_sys;
+pub use device::Device;
 pub use error::{Error, Result};
+pub use event::Event;
+pub use memory::{DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut};
+pub use module::{Kernel, KernelArg, Module};
+pub use runtime::Provider;
+pub use stream::{HostFuture, HostSource, Stream};
+pub use tiling::DeviceProfile;

@@ -11,31 +11,37 @@ use bytemuck::{Pod, Zeroable};
 pub use crate::shapes::{ExpandShape, ShrinkShape};
 use crate::{Error, Result};
 
-/// What the tiling needs to know about the chip.
+/// Bytes of the Unified Buffer a kernel cannot use: 256 B reserved for fused operators plus 8 KiB
+/// reserved by the Ascend C framework unless built with `--cce-disable-asc-reserved-ubuf` (asc-devkit
+/// docs/zh/guide/编程指南/高级编程/硬件实现/架构规格/NPU架构版本2201.md: "UB总容量为192KB").
+pub const UB_RESERVED_BYTES: u32 = 256 + 8 * 1024;
+
+/// What the tiling needs to know about the chip, read from the device (`Device::profile`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceProfile {
-    /// Vector cores (AIV) available to one launch.
-    pub vector_cores: u32,
-    /// Unified Buffer bytes usable by a kernel on one core.
-    pub ub_bytes: u32,
-    /// The SoC name (`aclrtGetSocName`), e.g. "Ascend910B3".
+    /// The SoC name (`aclrtGetSocName`), e.g. "Ascend910B2".
     pub soc_name: String,
+    /// AI (cube) cores: `aclrtGetDeviceInfo(ACL_DEV_ATTR_AICORE_CORE_NUM)`.
+    pub ai_cores: u32,
+    /// Vector cores (AIV) available to one launch: `ACL_DEV_ATTR_VECTOR_CORE_NUM`, else
+    /// `aclGetDeviceCapability(ACL_DEVICE_INFO_VECTOR_CORE_NUM)`.
+    pub vector_cores: u32,
+    /// Unified Buffer bytes usable by a kernel on one core: the device's
+    /// `ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE` less [`UB_RESERVED_BYTES`].
+    pub ub_bytes: u32,
 }
 
 impl DeviceProfile {
-    /// Ascend 910B (dav-c220, `__NPU_ARCH__` 2201), the conservative SKU.
-    ///
-    /// - UB: 192 KiB per core, of which 192 KiB - 256 B - 8 KiB are usable by default (asc-devkit
-    ///   docs/zh/guide/编程指南/高级编程/硬件实现/架构规格/NPU架构版本2201.md: "UB总容量为192KB", 256 B
-    ///   reserved for fused operators, a further 8 KiB unless built with --cce-disable-asc-reserved-ubuf).
-    /// - Cores: the same document gives AIC : AIV = 1 : 2; 910B3/910B4 have 20 AI cores (40 AIV),
-    ///   910B1/910B2 have 24 (48 AIV). 40 is the safe default; the runtime replaces it with the count read
-    ///   from the device (`aclGetDeviceCapability` / `aclrtGetDeviceInfo`).
+    /// Ascend 910B2 (dav-c220, `__NPU_ARCH__` 2201): 24 AI cores and 48 vector cores (the `[SoCInfo]` of
+    /// the CANN platform config quoted in Ascend/torchair `docs/context/limit_core_num.md`; asc-devkit's
+    /// NPU架构版本2201.md gives AIC : AIV = 1 : 2), 192 KiB of UB per core less [`UB_RESERVED_BYTES`].
+    /// Used when no device is at hand; a device's own numbers replace it.
     pub fn ascend_910b() -> Self {
         DeviceProfile {
-            vector_cores: 40,
-            ub_bytes: 192 * 1024 - 256 - 8 * 1024,
-            soc_name: "Ascend910B".into(),
+            soc_name: "Ascend910B2".into(),
+            ai_cores: 24,
+            vector_cores: 48,
+            ub_bytes: 192 * 1024 - UB_RESERVED_BYTES,
         }
     }
 }
@@ -710,7 +716,10 @@ mod tests {
         ));
         let bad = BgmvShrinkTiling { block_num: 0, ..t };
         assert!(bad.validate(shape, DType::F16, &p).is_err());
-        let bad = BgmvShrinkTiling { block_num: 41, ..t };
+        let bad = BgmvShrinkTiling {
+            block_num: p.vector_cores + 1,
+            ..t
+        };
         assert!(bad.validate(shape, DType::F16, &p).is_err());
         let bad = BgmvShrinkTiling {
             tile_h: 64 * 1024,

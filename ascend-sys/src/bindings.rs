@@ -153,7 +153,6 @@ pub const ACL_ERROR_RT_CCU_TIMEOUT: i32 = 507915;
 pub const ACL_ERROR_RT_CCU_EXCEPTION: i32 = 507916;
 pub type aclrtStream = *mut ::std::os::raw::c_void;
 pub type aclrtEvent = *mut ::std::os::raw::c_void;
-pub type aclrtContext = *mut ::std::os::raw::c_void;
 pub type aclError = ::std::os::raw::c_int;
 pub const ACL_ERROR_NONE: ::std::os::raw::c_int = 0;
 pub const ACL_SUCCESS: ::std::os::raw::c_int = 0;
@@ -292,8 +291,6 @@ pub const ACL_MEM_ACCESS_USER_SPACE_READONLY: aclrtMemMallocPolicy = 1048576;
 pub type aclrtMemMallocPolicy = ::std::os::raw::c_uint;
 pub type aclrtBinHandle = *mut ::std::os::raw::c_void;
 pub type aclrtFuncHandle = *mut ::std::os::raw::c_void;
-pub type aclrtArgsHandle = *mut ::std::os::raw::c_void;
-pub type aclrtParamHandle = *mut ::std::os::raw::c_void;
 pub const ACL_RT_BINARY_LOAD_OPT_LAZY_LOAD: aclrtBinaryLoadOptionType = 1;
 pub const ACL_RT_BINARY_LOAD_OPT_LAZY_MAGIC: aclrtBinaryLoadOptionType = 2;
 pub const ACL_RT_BINARY_LOAD_OPT_MAGIC: aclrtBinaryLoadOptionType = 2;
@@ -354,106 +351,6 @@ const _: () = {
     ["Offset of field: aclrtBinaryLoadOptions::numOpt"]
         [::std::mem::offset_of!(aclrtBinaryLoadOptions, numOpt) - 8usize];
 };
-pub const ACL_RT_ENGINE_TYPE_AIC: aclrtEngineType = 0;
-pub const ACL_RT_ENGINE_TYPE_AIV: aclrtEngineType = 1;
-pub type aclrtEngineType = ::std::os::raw::c_uint;
-pub const ACL_RT_LAUNCH_KERNEL_ATTR_SCHEM_MODE: aclrtLaunchKernelAttrId = 1;
-pub const ACL_RT_LAUNCH_KERNEL_ATTR_LOCAL_MEMORY_SIZE: aclrtLaunchKernelAttrId = 2;
-pub const ACL_RT_LAUNCH_KERNEL_ATTR_DYN_UBUF_SIZE: aclrtLaunchKernelAttrId = 2;
-pub const ACL_RT_LAUNCH_KERNEL_ATTR_ENGINE_TYPE: aclrtLaunchKernelAttrId = 3;
-pub const ACL_RT_LAUNCH_KERNEL_ATTR_BLOCKDIM_OFFSET: aclrtLaunchKernelAttrId = 4;
-pub const ACL_RT_LAUNCH_KERNEL_ATTR_BLOCK_TASK_PREFETCH: aclrtLaunchKernelAttrId = 5;
-pub const ACL_RT_LAUNCH_KERNEL_ATTR_DATA_DUMP: aclrtLaunchKernelAttrId = 6;
-pub const ACL_RT_LAUNCH_KERNEL_ATTR_TIMEOUT: aclrtLaunchKernelAttrId = 7;
-pub const ACL_RT_LAUNCH_KERNEL_ATTR_TIMEOUT_US: aclrtLaunchKernelAttrId = 8;
-pub type aclrtLaunchKernelAttrId = ::std::os::raw::c_uint;
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct aclrtTimeoutUs {
-    pub timeoutLow: u32,
-    pub timeoutHigh: u32,
-}
-#[allow(clippy::unnecessary_operation, clippy::identity_op)]
-const _: () = {
-    ["Size of aclrtTimeoutUs"][::std::mem::size_of::<aclrtTimeoutUs>() - 8usize];
-    ["Alignment of aclrtTimeoutUs"][::std::mem::align_of::<aclrtTimeoutUs>() - 4usize];
-    ["Offset of field: aclrtTimeoutUs::timeoutLow"]
-        [::std::mem::offset_of!(aclrtTimeoutUs, timeoutLow) - 0usize];
-    ["Offset of field: aclrtTimeoutUs::timeoutHigh"]
-        [::std::mem::offset_of!(aclrtTimeoutUs, timeoutHigh) - 4usize];
-};
-#[repr(C)]
-#[derive(Copy, Clone)]
-pub union aclrtLaunchKernelAttrValue {
-    pub schemMode: u8,
-    pub localMemorySize: u32,
-    pub dynUBufSize: u32,
-    pub engineType: aclrtEngineType,
-    pub blockDimOffset: u32,
-    pub isBlockTaskPrefetch: u8,
-    pub isDataDump: u8,
-    pub timeout: u16,
-    pub timeoutUs: aclrtTimeoutUs,
-    pub rsv: [u32; 4usize],
-}
-#[allow(clippy::unnecessary_operation, clippy::identity_op)]
-const _: () = {
-    ["Size of aclrtLaunchKernelAttrValue"]
-        [::std::mem::size_of::<aclrtLaunchKernelAttrValue>() - 16usize];
-    ["Alignment of aclrtLaunchKernelAttrValue"]
-        [::std::mem::align_of::<aclrtLaunchKernelAttrValue>() - 4usize];
-    ["Offset of field: aclrtLaunchKernelAttrValue::schemMode"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, schemMode) - 0usize];
-    ["Offset of field: aclrtLaunchKernelAttrValue::localMemorySize"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, localMemorySize) - 0usize];
-    ["Offset of field: aclrtLaunchKernelAttrValue::dynUBufSize"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, dynUBufSize) - 0usize];
-    ["Offset of field: aclrtLaunchKernelAttrValue::engineType"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, engineType) - 0usize];
-    ["Offset of field: aclrtLaunchKernelAttrValue::blockDimOffset"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, blockDimOffset) - 0usize];
-    ["Offset of field: aclrtLaunchKernelAttrValue::isBlockTaskPrefetch"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, isBlockTaskPrefetch) - 0usize];
-    ["Offset of field: aclrtLaunchKernelAttrValue::isDataDump"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, isDataDump) - 0usize];
-    ["Offset of field: aclrtLaunchKernelAttrValue::timeout"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, timeout) - 0usize];
-    ["Offset of field: aclrtLaunchKernelAttrValue::timeoutUs"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, timeoutUs) - 0usize];
-    ["Offset of field: aclrtLaunchKernelAttrValue::rsv"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, rsv) - 0usize];
-};
-#[repr(C)]
-#[derive(Copy, Clone)]
-pub struct aclrtLaunchKernelAttr {
-    pub id: aclrtLaunchKernelAttrId,
-    pub value: aclrtLaunchKernelAttrValue,
-}
-#[allow(clippy::unnecessary_operation, clippy::identity_op)]
-const _: () = {
-    ["Size of aclrtLaunchKernelAttr"][::std::mem::size_of::<aclrtLaunchKernelAttr>() - 20usize];
-    ["Alignment of aclrtLaunchKernelAttr"]
-        [::std::mem::align_of::<aclrtLaunchKernelAttr>() - 4usize];
-    ["Offset of field: aclrtLaunchKernelAttr::id"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttr, id) - 0usize];
-    ["Offset of field: aclrtLaunchKernelAttr::value"]
-        [::std::mem::offset_of!(aclrtLaunchKernelAttr, value) - 4usize];
-};
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct aclrtLaunchKernelCfg {
-    pub attrs: *mut aclrtLaunchKernelAttr,
-    pub numAttrs: usize,
-}
-#[allow(clippy::unnecessary_operation, clippy::identity_op)]
-const _: () = {
-    ["Size of aclrtLaunchKernelCfg"][::std::mem::size_of::<aclrtLaunchKernelCfg>() - 16usize];
-    ["Alignment of aclrtLaunchKernelCfg"][::std::mem::align_of::<aclrtLaunchKernelCfg>() - 8usize];
-    ["Offset of field: aclrtLaunchKernelCfg::attrs"]
-        [::std::mem::offset_of!(aclrtLaunchKernelCfg, attrs) - 0usize];
-    ["Offset of field: aclrtLaunchKernelCfg::numAttrs"]
-        [::std::mem::offset_of!(aclrtLaunchKernelCfg, numAttrs) - 8usize];
-};
 pub const ACL_DEV_ATTR_AICPU_CORE_NUM: aclrtDevAttr = 1;
 pub const ACL_DEV_ATTR_AICORE_CORE_NUM: aclrtDevAttr = 101;
 pub const ACL_DEV_ATTR_CUBE_CORE_NUM: aclrtDevAttr = 102;
@@ -494,10 +391,6 @@ extern "C" {
     pub fn aclInit(configPath: *const ::std::os::raw::c_char) -> aclError;
     pub fn aclFinalize() -> aclError;
     pub fn aclGetRecentErrMsg() -> *const ::std::os::raw::c_char;
-    pub fn aclrtCreateContext(context: *mut aclrtContext, deviceId: i32) -> aclError;
-    pub fn aclrtDestroyContext(context: aclrtContext) -> aclError;
-    pub fn aclrtSetCurrentContext(context: aclrtContext) -> aclError;
-    pub fn aclrtGetCurrentContext(context: *mut aclrtContext) -> aclError;
     pub fn aclrtSetDevice(deviceId: i32) -> aclError;
     pub fn aclrtResetDevice(deviceId: i32) -> aclError;
     pub fn aclrtSynchronizeDevice() -> aclError;
@@ -538,13 +431,6 @@ extern "C" {
         kind: aclrtMemcpyKind,
         stream: aclrtStream,
     ) -> aclError;
-    pub fn aclrtMemsetAsync(
-        devPtr: *mut ::std::os::raw::c_void,
-        maxCount: usize,
-        value: i32,
-        count: usize,
-        stream: aclrtStream,
-    ) -> aclError;
     pub fn aclrtCreateStream(stream: *mut aclrtStream) -> aclError;
     pub fn aclrtDestroyStream(stream: aclrtStream) -> aclError;
     pub fn aclrtSynchronizeStream(stream: aclrtStream) -> aclError;
@@ -562,25 +448,6 @@ extern "C" {
         argsSize: usize,
         stream: aclrtStream,
     ) -> aclError;
-    pub fn aclrtKernelArgsInit(
-        funcHandle: aclrtFuncHandle,
-        argsHandle: *mut aclrtArgsHandle,
-    ) -> aclError;
-    pub fn aclrtKernelArgsAppend(
-        argsHandle: aclrtArgsHandle,
-        param: *mut ::std::os::raw::c_void,
-        paramSize: usize,
-        paramHandle: *mut aclrtParamHandle,
-    ) -> aclError;
-    pub fn aclrtLaunchKernelWithConfig(
-        funcHandle: aclrtFuncHandle,
-        numBlocks: u32,
-        stream: aclrtStream,
-        cfg: *mut aclrtLaunchKernelCfg,
-        argsHandle: aclrtArgsHandle,
-        reserve: *mut ::std::os::raw::c_void,
-    ) -> aclError;
-    pub fn aclrtKernelArgsFinalize(argsHandle: aclrtArgsHandle) -> aclError;
     pub fn aclrtGetDeviceInfo(deviceId: u32, attr: aclrtDevAttr, value: *mut i64) -> aclError;
     pub fn aclrtBinaryLoadFromData(
         data: *const ::std::os::raw::c_void,

@@ -79,11 +79,6 @@ acl_functions! {
     aclrtGetDeviceInfo: fn(u32, aclrtDevAttr, *mut i64) -> aclError;
     aclGetDeviceCapability: fn(u32, aclDeviceInfo, *mut i64) -> aclError;
     aclrtGetSocName: fn() -> *const c_char;
-    // Contexts (the per-thread current context; a runtime that shares its own passes it in).
-    aclrtCreateContext: fn(*mut aclrtContext, i32) -> aclError;
-    aclrtDestroyContext: fn(aclrtContext) -> aclError;
-    aclrtSetCurrentContext: fn(aclrtContext) -> aclError;
-    aclrtGetCurrentContext: fn(*mut aclrtContext) -> aclError;
     // Streams and events.
     aclrtCreateStream: fn(*mut aclrtStream) -> aclError;
     aclrtDestroyStream: fn(aclrtStream) -> aclError;
@@ -98,7 +93,6 @@ acl_functions! {
     aclrtMalloc: fn(*mut *mut c_void, usize, aclrtMemMallocPolicy) -> aclError;
     aclrtFree: fn(*mut c_void) -> aclError;
     aclrtMemset: fn(*mut c_void, usize, i32, usize) -> aclError;
-    aclrtMemsetAsync: fn(*mut c_void, usize, i32, usize, aclrtStream) -> aclError;
     aclrtMemcpy: fn(*mut c_void, usize, *const c_void, usize, aclrtMemcpyKind) -> aclError;
     aclrtMemcpyAsync: fn(*mut c_void, usize, *const c_void, usize, aclrtMemcpyKind, aclrtStream) -> aclError;
     // Kernel binaries and launch.
@@ -106,9 +100,4 @@ acl_functions! {
     aclrtBinaryUnLoad: fn(aclrtBinHandle) -> aclError;
     aclrtBinaryGetFunction: fn(aclrtBinHandle, *const c_char, *mut aclrtFuncHandle) -> aclError;
     aclrtLaunchKernel: fn(aclrtFuncHandle, u32, *const c_void, usize, aclrtStream) -> aclError;
-    // The argument-builder launch path (the runtime packs and places the arguments).
-    aclrtKernelArgsInit: fn(aclrtFuncHandle, *mut aclrtArgsHandle) -> aclError;
-    aclrtKernelArgsAppend: fn(aclrtArgsHandle, *mut c_void, usize, *mut aclrtParamHandle) -> aclError;
-    aclrtKernelArgsFinalize: fn(aclrtArgsHandle) -> aclError;
-    aclrtLaunchKernelWithConfig: fn(aclrtFuncHandle, u32, aclrtStream, *mut aclrtLaunchKernelCfg, aclrtArgsHandle, *mut c_void) -> aclError;
 }

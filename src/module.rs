@@ -1,0 +1,268 @@
+//! [`Module`] (a loaded kernel binary), [`Kernel`] (one entry point) and the launch API.
+//!
+//! # Argument block
+//! Every kernel parameter is an 8-byte GM address (docs/design.md section 4), so the block passed to
+//! `aclrtLaunchKernel` is the arguments' device addresses, little-endian, in declaration order, and
+//! `argsSize` is 8 × their count. Tiling structs travel the same way: uploaded to device memory
+//! (e.g. a `DeviceBuffer<u8>`), passed by address. No compile flag that adds hidden parameters is used.
+
+use crate::device::Device;
+use crate::memory::{DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut, Users};
+use crate::runtime::{record_drop_error, result, Provider};
+use crate::stream::{check_generation, Stream};
+use crate::{Error, Result};
+use ascend_sys::{aclrtBinHandle, aclrtFuncHandle};
+use std::sync::{Arc, Mutex};
+
+/// A kernel binary loaded on one device.
+///
+/// ```
+/// use ascend_cold::{Device, DeviceBuffer, Module, Stream};
+/// let device = Device::emulator()?;
+/// let stream = Stream::new(&device)?;
+/// let add = Module::load(&device)?.kernel("emu_selftest_add_f32")?;
+/// let x = DeviceBuffer::from_host(&device, &[1.0f32, 2.0, 3.0])?;
+/// let y = DeviceBuffer::from_host(&device, &[10.0f32, 20.0, 30.0])?;
+/// let mut z = DeviceBuffer::<f32>::zeroed(&device, 3)?;
+/// let n = DeviceBuffer::from_host(&device, &[3i64])?;
+/// // SAFETY: the kernel reads n[0] elements of x and y and writes as many of z; all hold 3.
+/// unsafe { add.launch(&stream, 2, &[&x, &y, &z.view_mut(), &n]) }?;
+/// assert_eq!(z.to_vec()?, [11.0, 22.0, 33.0]); // waits for the launch first
+/// # Ok::<(), ascend_cold::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Module {
+    inner: Arc<ModuleInner>,
+}
+
+struct ModuleInner {
+    device: Device,
+    generation: u64,
+    raw: aclrtBinHandle,
+    /// Serialises calls on `raw`.
+    lock: Mutex<()>,
+}
+
+// SAFETY: `raw` is an opaque runtime handle, used only under `lock` from threads bound to the device.
+unsafe impl Send for ModuleInner {}
+// SAFETY: as above.
+unsafe impl Sync for ModuleInner {}
+
+impl Module {
+    /// Loads this crate's kernels for `device`: the emulator's manifest on an emulated device, the
+    /// device binary built by bisheng on an NPU.
+    ///
+    /// # Errors
+    /// [`Error::RuntimeMissing`] on an NPU when this build has no device binary (CANN was not present
+    /// at build time); AscendCL errors.
+    pub fn load(device: &Device) -> Result<Module> {
+        match device.provider() {
+            Provider::Emulator => Module::from_binary(device, crate::kernels::EMU_BINARY),
+            Provider::Npu => Err(Error::RuntimeMissing {
+                reason: "this build carries no NPU kernel binary (CANN's bisheng was not found at build time)".into(),
+                remedy: "rebuild with the CANN toolkit installed, or use the emulator".into(),
+            }),
+        }
+    }
+
+    /// Loads a kernel binary from memory (`aclrtBinaryLoadFromData`).
+    ///
+    /// # Errors
+    /// AscendCL's error for a malformed binary.
+    pub fn from_binary(device: &Device, binary: &[u8]) -> Result<Module> {
+        let ctx = device.enter(None, "module")?;
+        let raw = result::module::load(ctx.fns, binary)?;
+        let generation = device.generation();
+        drop(ctx);
+        Ok(Module {
+            inner: Arc::new(ModuleInner {
+                device: device.clone(),
+                generation,
+                raw,
+                lock: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The device the binary is loaded on.
+    pub fn device(&self) -> &Device {
+        &self.inner.device
+    }
+
+    /// The entry point `name`.
+    ///
+    /// # Errors
+    /// AscendCL's error if the binary has no such kernel; [`Error::DeviceReset`].
+    pub fn kernel(&self, name: &str) -> Result<Kernel> {
+        let inner = &*self.inner;
+        let ctx = inner.device.enter(Some(inner.generation), "module")?;
+        let _lock = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the binary is loaded (generation checked) on the entered device.
+        let raw = unsafe { result::module::get_function(ctx.fns, inner.raw, name) }?;
+        Ok(Kernel {
+            module: Arc::clone(&self.inner),
+            raw,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for ModuleInner {
+    fn drop(&mut self) {
+        if !self.device.is_current(self.generation) {
+            return; // the reset already released it
+        }
+        let r = self
+            .device
+            .enter(Some(self.generation), "module")
+            .and_then(|ctx| {
+                // SAFETY: loaded in this generation; kernels and queued launches hold this inner alive, so
+                // none remains; not used again.
+                unsafe { result::module::unload(ctx.fns, self.raw) }
+            });
+        if let Err(e) = r {
+            record_drop_error(e);
+        }
+    }
+}
+
+/// One kernel entry point of a [`Module`].
+#[derive(Clone)]
+pub struct Kernel {
+    module: Arc<ModuleInner>,
+    raw: aclrtFuncHandle,
+    name: String,
+}
+
+// SAFETY: `raw` is an immutable runtime handle; it is passed to AscendCL only under the launching
+// stream's lock, from a thread bound to its device.
+unsafe impl Send for Kernel {}
+// SAFETY: as above.
+unsafe impl Sync for Kernel {}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kernel({} on {})", self.name, self.module.device)
+    }
+}
+
+/// Something whose device address can be a kernel argument: [`DeviceBuffer`], [`DeviceView`],
+/// [`DeviceViewMut`]. Sealed.
+pub trait KernelArg: sealed::Sealed {}
+
+mod sealed {
+    use super::*;
+
+    /// What a launch needs to know about an argument.
+    #[allow(private_interfaces)]
+    pub struct ArgInfo<'a> {
+        pub device: &'a Device,
+        pub generation: Option<u64>,
+        pub addr: u64,
+        pub users: Option<&'a Users>,
+    }
+
+    pub trait Sealed {
+        fn arg_info(&self) -> ArgInfo<'_>;
+    }
+
+    impl<T: DeviceRepr> Sealed for DeviceBuffer<T> {
+        fn arg_info(&self) -> ArgInfo<'_> {
+            self.view().arg_info_owned()
+        }
+    }
+    impl<T: DeviceRepr> Sealed for DeviceView<'_, T> {
+        fn arg_info(&self) -> ArgInfo<'_> {
+            ArgInfo {
+                device: self.device(),
+                generation: self.generation(),
+                addr: self.addr(),
+                users: self.users(),
+            }
+        }
+    }
+    impl<T: DeviceRepr> Sealed for DeviceViewMut<'_, T> {
+        fn arg_info(&self) -> ArgInfo<'_> {
+            ArgInfo {
+                device: self.device(),
+                generation: self.generation(),
+                addr: self.addr(),
+                users: self.users(),
+            }
+        }
+    }
+
+    impl<'a, T: DeviceRepr> DeviceView<'a, T> {
+        pub(super) fn arg_info_owned(self) -> ArgInfo<'a> {
+            ArgInfo {
+                device: self.device(),
+                generation: self.generation(),
+                addr: self.addr(),
+                users: self.users(),
+            }
+        }
+    }
+}
+
+impl<T: DeviceRepr> KernelArg for DeviceBuffer<T> {}
+impl<T: DeviceRepr> KernelArg for DeviceView<'_, T> {}
+impl<T: DeviceRepr> KernelArg for DeviceViewMut<'_, T> {}
+
+impl Kernel {
+    /// The entry point's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Queues the kernel on `stream` over `blocks` blocks, with the arguments' device addresses packed
+    /// in order. Each argument's memory is kept allocated until the stream has passed the launch.
+    ///
+    /// # Safety
+    /// The kernel's contract, which this crate cannot check: the arguments match its parameters in
+    /// number, order, element type and length, so that every access it makes falls inside them; memory
+    /// it writes is not read or written by other queued work without ordering (events); and it
+    /// terminates. (On the emulator a violated bound is caught and reported; on a board it is not.)
+    ///
+    /// # Errors
+    /// [`Error::BadParameter`] for `blocks == 0` or an argument, stream and kernel not on one device;
+    /// [`Error::DeviceReset`]; AscendCL's error for a rejected launch (e.g. a wrong argument-block size).
+    /// A fault while the kernel runs is reported by the next synchronisation.
+    pub unsafe fn launch(
+        &self,
+        stream: &Stream,
+        blocks: u32,
+        args: &[&dyn KernelArg],
+    ) -> Result<()> {
+        if blocks == 0 {
+            return Err(Error::parameter("blocks", "at least 1", 0));
+        }
+        let device = &self.module.device;
+        device.expect_same(stream.device(), "launch stream")?;
+        let infos: Vec<_> = args.iter().map(|a| a.arg_info()).collect();
+        for info in &infos {
+            device.expect_same(info.device, "kernel argument")?;
+        }
+        let packed: Vec<u8> = infos.iter().flat_map(|i| i.addr.to_le_bytes()).collect();
+        for info in &infos {
+            if let Some(users) = info.users {
+                let mut list = users.lock().unwrap_or_else(|e| e.into_inner());
+                if !list.iter().any(|s| Arc::ptr_eq(s, &stream.inner)) {
+                    list.push(Arc::clone(&stream.inner));
+                }
+            }
+        }
+        let keep = Box::new(Arc::clone(&self.module));
+        stream.inner.with("stream", |ctx, raw, pending| {
+            check_generation(device, Some(self.module.generation), "module")?;
+            for info in &infos {
+                check_generation(info.device, info.generation, "device buffer")?;
+            }
+            // SAFETY: kernel and stream are live on the entered device (generations checked); the
+            // argument memory stays allocated until the stream passes the launch (buffers synchronise
+            // their streams before freeing); the kernel's own contract is the caller's.
+            unsafe { result::module::launch(ctx.fns, self.raw, blocks, &packed, raw) }?;
+            pending.push(keep);
+            Ok(())
+        })
+    }
+}

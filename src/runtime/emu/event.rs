@@ -1,0 +1,197 @@
+//! Events: a record is a task on a stream that stamps the host clock when the stream reaches it.
+//!
+//! `aclrtSynchronizeEvent` waits for the records issued before the call; an event never recorded is
+//! complete. `aclrtStreamWaitEvent` queues a task that blocks its stream until the records issued before
+//! the call have completed. `aclrtEventElapsedTime` needs both events completed
+//! (`ACL_ERROR_RT_EVENT_TIMESTAMP_INVALID` otherwise) and the end not before the start
+//! (`ACL_ERROR_RT_EVENT_TIMESTAMP_REVERSAL`).
+#![allow(non_snake_case)]
+
+use super::*;
+use ascend_sys::{aclrtEvent, aclrtStream};
+use std::sync::Condvar;
+use std::time::Instant;
+
+#[derive(Default)]
+struct Marks {
+    /// Records issued.
+    issued: u64,
+    /// Records completed (in issue order per stream).
+    done: u64,
+    /// Host time of the latest completed record.
+    stamp: Option<Instant>,
+    /// The device was reset: nobody may wait on this event any more.
+    dead: bool,
+}
+
+pub(super) struct EmuEvent {
+    pub(super) device: u32,
+    marks: Mutex<Marks>,
+    changed: Condvar,
+}
+
+impl EmuEvent {
+    fn wait_for(&self, target: u64) {
+        let mut m = lock(&self.marks);
+        while m.done < target && !m.dead {
+            m = self.changed.wait(m).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub(super) fn kill(&self) {
+        lock(&self.marks).dead = true;
+        self.changed.notify_all();
+    }
+}
+
+fn lookup(event: aclrtEvent) -> Result<Arc<EmuEvent>, aclError> {
+    if event.is_null() {
+        return Err(fail(ACL_ERROR_INVALID_PARAM, "event is null"));
+    }
+    lock(&emu().objects)
+        .events
+        .get(&(event as usize))
+        .cloned()
+        .ok_or_else(|| {
+            fail(
+                ACL_ERROR_RT_INVALID_HANDLE,
+                format!("event {event:p} does not exist (destroyed, or its device was reset)"),
+            )
+        })
+}
+
+pub(super) unsafe extern "C" fn aclrtCreateEvent(event: *mut aclrtEvent) -> aclError {
+    entry("aclrtCreateEvent", || {
+        if event.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "event is null");
+        }
+        let dev = match current_device() {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        let emu = emu();
+        let handle = emu.handle();
+        let e = Arc::new(EmuEvent {
+            device: dev,
+            marks: Mutex::default(),
+            changed: Condvar::new(),
+        });
+        lock(&emu.objects).events.insert(handle, e);
+        // SAFETY: non-null and writable (C contract).
+        unsafe { *event = handle as aclrtEvent };
+        ACL_SUCCESS
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtDestroyEvent(event: aclrtEvent) -> aclError {
+    entry("aclrtDestroyEvent", || {
+        match lock(&emu().objects).events.remove(&(event as usize)) {
+            // Tasks already queued keep their own reference: a pending record or wait still completes.
+            Some(_) => ACL_SUCCESS,
+            None => fail(
+                ACL_ERROR_RT_INVALID_HANDLE,
+                format!("event {event:p} does not exist (destroyed, or its device was reset)"),
+            ),
+        }
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtRecordEvent(
+    event: aclrtEvent,
+    stream: aclrtStream,
+) -> aclError {
+    entry("aclrtRecordEvent", || {
+        let (e, s) = match (lookup(event), stream::resolve(stream)) {
+            (Ok(e), Ok(s)) => (e, s),
+            (Err(code), _) | (_, Err(code)) => return code,
+        };
+        if e.device != s.device {
+            return fail(
+                ACL_ERROR_RT_STREAM_CONTEXT,
+                format!(
+                    "event of device {} recorded on a stream of device {}",
+                    e.device, s.device
+                ),
+            );
+        }
+        let target = {
+            let mut m = lock(&e.marks);
+            m.issued += 1;
+            m.issued
+        };
+        s.submit(Box::new(move || {
+            let mut m = lock(&e.marks);
+            m.done = m.done.max(target);
+            m.stamp = Some(Instant::now());
+            e.changed.notify_all();
+            Ok(())
+        }));
+        ACL_SUCCESS
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtSynchronizeEvent(event: aclrtEvent) -> aclError {
+    entry("aclrtSynchronizeEvent", || match lookup(event) {
+        Ok(e) => {
+            let target = lock(&e.marks).issued;
+            e.wait_for(target);
+            ACL_SUCCESS
+        }
+        Err(code) => code,
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtStreamWaitEvent(
+    stream: aclrtStream,
+    event: aclrtEvent,
+) -> aclError {
+    entry("aclrtStreamWaitEvent", || {
+        let (s, e) = match (stream::resolve(stream), lookup(event)) {
+            (Ok(s), Ok(e)) => (s, e),
+            (Err(code), _) | (_, Err(code)) => return code,
+        };
+        let target = lock(&e.marks).issued;
+        s.submit(Box::new(move || {
+            e.wait_for(target);
+            Ok(())
+        }));
+        ACL_SUCCESS
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtEventElapsedTime(
+    ms: *mut f32,
+    start: aclrtEvent,
+    end: aclrtEvent,
+) -> aclError {
+    entry("aclrtEventElapsedTime", || {
+        if ms.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "ms is null");
+        }
+        let (a, b) = match (lookup(start), lookup(end)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(code), _) | (_, Err(code)) => return code,
+        };
+        let stamp = |e: &EmuEvent| {
+            let m = lock(&e.marks);
+            (m.issued > 0 && m.done == m.issued)
+                .then_some(m.stamp)
+                .flatten()
+        };
+        let (Some(t0), Some(t1)) = (stamp(&a), stamp(&b)) else {
+            return fail(
+                ACL_ERROR_RT_EVENT_TIMESTAMP_INVALID,
+                "both events must be recorded and completed before their elapsed time is read",
+            );
+        };
+        if t1 < t0 {
+            return fail(
+                ACL_ERROR_RT_EVENT_TIMESTAMP_REVERSAL,
+                "the end event completed before the start event",
+            );
+        }
+        // SAFETY: non-null and writable (C contract).
+        unsafe { *ms = ((t1 - t0).as_secs_f64() * 1000.0) as f32 };
+        ACL_SUCCESS
+    })
+}

@@ -1,0 +1,362 @@
+//! Device memory: an allocation table over host memory, bounds-checked copies.
+//!
+//! AscendCL facts modelled (hicann/runtime `docs/zh/api_ref/11-01_device_memory_malloc_and_free.md`,
+//! `11-03_memory_copy_and_set.md`): `aclrtMalloc` rejects size 0, returns a 64-byte aligned address and
+//! reserves the size rounded up to 32 bytes plus 32 bytes (910B); it does not initialise the memory (the
+//! emulator fills it with 0xFF so a read before a write shows up as NaN / -1). `aclrtFree` releases at
+//! once, without synchronising any stream. `aclrtMemcpy` copies at once without synchronising any
+//! stream; the runtime checks from the pointers whether the copy is possible. `aclrtMemcpyAsync` is
+//! asynchronous for page-locked host memory; the emulator treats all host memory as page-locked (the
+//! stricter case) and rejects host-to-host kinds on a stream.
+//!
+//! Bounds use the requested size, not the padded one: stricter than the board, which would not fault on
+//! an overrun into the padding.
+#![allow(non_snake_case)]
+
+use super::*;
+use ascend_sys::{aclrtMemMallocPolicy, aclrtMemcpyKind, aclrtStream};
+use std::alloc::Layout;
+use std::collections::BTreeMap;
+use std::os::raw::c_void;
+
+/// Alignment of every allocation's base address.
+const BASE_ALIGN: usize = 64;
+
+pub(super) struct Allocation {
+    len: usize,
+    layout: Layout,
+    device: u32,
+}
+
+#[derive(Default)]
+pub(super) struct MemTable {
+    allocs: BTreeMap<usize, Allocation>,
+    used: HashMap<u32, u64>,
+}
+
+/// Where a byte range lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    Host,
+    Device(u32),
+}
+
+impl MemTable {
+    /// Classifies `[ptr, ptr + count)`: wholly inside one allocation, wholly outside every allocation,
+    /// or (an error) starting in one and running past its end.
+    fn locate(&self, ptr: usize, count: usize, what: &str) -> Result<Loc, Fault> {
+        if let Some((&base, a)) = self.allocs.range(..=ptr).next_back() {
+            let offset = ptr - base;
+            if offset < a.layout.size() {
+                return if offset <= a.len && count <= a.len - offset {
+                    Ok(Loc::Device(a.device))
+                } else {
+                    Err((
+                        ACL_ERROR_RT_PARAM_INVALID,
+                        format!(
+                            "{what}: {count} bytes at offset {offset} of a {}-byte device allocation on device {} run past its end",
+                            a.len, a.device
+                        ),
+                    ))
+                };
+            }
+        }
+        if let Some((&base, a)) = self.allocs.range(ptr.saturating_add(1)..).next() {
+            if count > base - ptr {
+                return Err((
+                    ACL_ERROR_RT_PARAM_INVALID,
+                    format!(
+                        "{what}: {count} bytes starting outside device memory run into a {}-byte allocation on device {}",
+                        a.len, a.device
+                    ),
+                ));
+            }
+        }
+        Ok(Loc::Host)
+    }
+
+    /// The device allocations of `device` as GM regions, sorted by base.
+    pub(super) fn regions(&self, device: u32) -> Vec<crate::kernels::EmuGmRegion> {
+        self.allocs
+            .iter()
+            .filter(|(_, a)| a.device == device)
+            .map(|(&base, a)| crate::kernels::EmuGmRegion { base, len: a.len })
+            .collect()
+    }
+
+    /// Frees every allocation of `device`; returns how many there were.
+    pub(super) fn release_device(&mut self, device: u32) -> u64 {
+        let bases: Vec<usize> = self
+            .allocs
+            .iter()
+            .filter(|(_, a)| a.device == device)
+            .map(|(&b, _)| b)
+            .collect();
+        for base in &bases {
+            if let Some(a) = self.allocs.remove(base) {
+                // SAFETY: `base` was returned by `alloc` with this layout and is removed from the table,
+                // so it is deallocated exactly once.
+                unsafe { std::alloc::dealloc(*base as *mut u8, a.layout) };
+            }
+        }
+        self.used.remove(&device);
+        bases.len() as u64
+    }
+
+    #[allow(clippy::too_many_arguments)] // the C call's parameters, plus the context's device and a flag
+    /// Validates a copy of `count` bytes of `kind` whose device side must be on `device`, and performs it
+    /// if `perform`. The caller holds the table lock, so no allocation can vanish meanwhile.
+    pub(super) fn copy(
+        &self,
+        dst: usize,
+        dst_max: usize,
+        src: usize,
+        count: usize,
+        kind: aclrtMemcpyKind,
+        device: u32,
+        perform: bool,
+    ) -> Result<(), Fault> {
+        if dst == 0 || src == 0 {
+            return Err((ACL_ERROR_INVALID_PARAM, "dst or src is null".into()));
+        }
+        if count > dst_max {
+            return Err((
+                ACL_ERROR_INVALID_PARAM,
+                format!("count {count} exceeds destMax {dst_max}"),
+            ));
+        }
+        let d = self.locate(dst, count, "memcpy destination")?;
+        let s = self.locate(src, count, "memcpy source")?;
+        let (want_d, want_s) = match kind {
+            ascend_sys::ACL_MEMCPY_HOST_TO_HOST => (Loc::Host, Loc::Host),
+            ascend_sys::ACL_MEMCPY_HOST_TO_DEVICE => (Loc::Device(device), Loc::Host),
+            ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST => (Loc::Host, Loc::Device(device)),
+            ascend_sys::ACL_MEMCPY_DEVICE_TO_DEVICE => (Loc::Device(device), Loc::Device(device)),
+            _ => {
+                return Err((
+                    ACL_ERROR_INVALID_PARAM,
+                    format!("memcpy kind {kind} is not one of ACL_MEMCPY_HOST_TO_HOST..=ACL_MEMCPY_DEVICE_TO_DEVICE"),
+                ))
+            }
+        };
+        let describe = |l: Loc| match l {
+            Loc::Host => "host memory".to_string(),
+            Loc::Device(d) => format!("device {d} memory"),
+        };
+        if (d, s) != (want_d, want_s) {
+            return Err((
+                ACL_ERROR_RT_PARAM_INVALID,
+                format!(
+                    "memcpy kind {kind} (context on device {device}) needs dst in {} and src in {}, got dst in {} and src in {}",
+                    describe(want_d),
+                    describe(want_s),
+                    describe(d),
+                    describe(s)
+                ),
+            ));
+        }
+        if perform && count > 0 {
+            // SAFETY: device ranges were checked against live allocations above (and the table lock is
+            // held); host ranges are the caller's contract, as in C. `copy` allows overlap.
+            unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, count) };
+        }
+        Ok(())
+    }
+}
+
+pub(super) unsafe extern "C" fn aclrtMalloc(
+    dev_ptr: *mut *mut c_void,
+    size: usize,
+    _policy: aclrtMemMallocPolicy,
+) -> aclError {
+    entry("aclrtMalloc", || {
+        if dev_ptr.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "devPtr is null");
+        }
+        if size == 0 {
+            return fail(ACL_ERROR_INVALID_PARAM, "size must not be 0");
+        }
+        let dev = match current_device() {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        let emu = emu();
+        let capacity = emu.config.hbm_bytes;
+        // 910B: the size rounded up to 32 bytes, plus 32 bytes.
+        let padded = match size.checked_add(31).map(|s| (s & !31) + 32) {
+            Some(p) if (p as u64) <= capacity => p,
+            _ => {
+                return fail(
+                    ACL_ERROR_RT_MEMORY_ALLOCATION,
+                    format!(
+                        "out of device memory: {size} bytes requested, device capacity {capacity}"
+                    ),
+                )
+            }
+        };
+        let mut table = lock(&emu.mem);
+        let used = table.used.get(&dev).copied().unwrap_or(0);
+        if used + padded as u64 > capacity {
+            return fail(
+                ACL_ERROR_RT_MEMORY_ALLOCATION,
+                format!(
+                    "out of device memory: {size} bytes requested, {} of {capacity} free",
+                    capacity - used
+                ),
+            );
+        }
+        let Ok(layout) = Layout::from_size_align(padded, BASE_ALIGN) else {
+            return fail(
+                ACL_ERROR_RT_MEMORY_ALLOCATION,
+                format!("cannot lay out {size} bytes"),
+            );
+        };
+        // SAFETY: the layout has non-zero size.
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        if ptr.is_null() {
+            return fail(
+                ACL_ERROR_RT_MEMORY_ALLOCATION,
+                format!("the host cannot back {size} bytes of emulated device memory"),
+            );
+        }
+        // SAFETY: `ptr` is a fresh allocation of `padded` bytes.
+        unsafe { std::ptr::write_bytes(ptr, 0xFF, padded) };
+        table.allocs.insert(
+            ptr as usize,
+            Allocation {
+                len: size,
+                layout,
+                device: dev,
+            },
+        );
+        *table.used.entry(dev).or_insert(0) += padded as u64;
+        drop(table);
+        let mut stats = lock(&emu.devices[dev as usize].stats);
+        stats.live_allocations += 1;
+        stats.live_bytes += padded as u64;
+        stats.total_allocs += 1;
+        // SAFETY: dev_ptr is non-null and writable (C contract).
+        unsafe { *dev_ptr = ptr.cast() };
+        ACL_SUCCESS
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtFree(dev_ptr: *mut c_void) -> aclError {
+    entry("aclrtFree", || {
+        if dev_ptr.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "devPtr is null");
+        }
+        let emu = emu();
+        // Taking the table lock waits for any kernel or copy that is touching device memory right now.
+        let mut table = lock(&emu.mem);
+        let Some(a) = table.allocs.remove(&(dev_ptr as usize)) else {
+            return fail(
+                ACL_ERROR_RT_MEMORY_FREE,
+                format!("{dev_ptr:p} is not the base of a live device allocation (double free, or not from aclrtMalloc)"),
+            );
+        };
+        if let Some(u) = table.used.get_mut(&a.device) {
+            *u -= a.layout.size() as u64;
+        }
+        drop(table);
+        // SAFETY: the allocation was removed from the table, so this is its only deallocation.
+        unsafe { std::alloc::dealloc(dev_ptr.cast(), a.layout) };
+        let mut stats = lock(&emu.devices[a.device as usize].stats);
+        stats.live_allocations -= 1;
+        stats.live_bytes -= a.layout.size() as u64;
+        stats.total_frees += 1;
+        ACL_SUCCESS
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtMemset(
+    dev_ptr: *mut c_void,
+    max_count: usize,
+    value: i32,
+    count: usize,
+) -> aclError {
+    entry("aclrtMemset", || {
+        if dev_ptr.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "devPtr is null");
+        }
+        if count > max_count {
+            return fail(
+                ACL_ERROR_INVALID_PARAM,
+                format!("count {count} exceeds maxCount {max_count}"),
+            );
+        }
+        let dev = match current_device() {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        let table = lock(&emu().mem);
+        match table.locate(dev_ptr as usize, count, "memset") {
+            Ok(Loc::Device(d)) if d == dev => {
+                // SAFETY: the range lies in a live allocation and the table lock is held.
+                unsafe { std::ptr::write_bytes(dev_ptr.cast::<u8>(), value as u8, count) };
+                ACL_SUCCESS
+            }
+            Ok(_) => fail(
+                ACL_ERROR_RT_PARAM_INVALID,
+                format!(
+                    "memset target {dev_ptr:p} is not device memory of the current device {dev}"
+                ),
+            ),
+            Err((code, message)) => fail(code, message),
+        }
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtMemcpy(
+    dst: *mut c_void,
+    dest_max: usize,
+    src: *const c_void,
+    count: usize,
+    kind: aclrtMemcpyKind,
+) -> aclError {
+    entry("aclrtMemcpy", || {
+        let dev = match current_device() {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        let table = lock(&emu().mem);
+        match table.copy(dst as usize, dest_max, src as usize, count, kind, dev, true) {
+            Ok(()) => ACL_SUCCESS,
+            Err((code, message)) => fail(code, message),
+        }
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtMemcpyAsync(
+    dst: *mut c_void,
+    dest_max: usize,
+    src: *const c_void,
+    count: usize,
+    kind: aclrtMemcpyKind,
+    stream: aclrtStream,
+) -> aclError {
+    entry("aclrtMemcpyAsync", || {
+        if kind == ascend_sys::ACL_MEMCPY_HOST_TO_HOST {
+            return fail(
+                ACL_ERROR_RT_FEATURE_NOT_SUPPORT,
+                "aclrtMemcpyAsync does not copy host to host",
+            );
+        }
+        let stream = match stream::resolve(stream) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        let dev = stream.device;
+        let (dst, src) = (dst as usize, src as usize);
+        // Check now, so misuse fails at the call; check again when the copy runs (memory may be gone).
+        if let Err((code, message)) =
+            lock(&emu().mem).copy(dst, dest_max, src, count, kind, dev, false)
+        {
+            return fail(code, message);
+        }
+        stream.submit(Box::new(move || {
+            lock(&emu().mem).copy(dst, dest_max, src, count, kind, dev, true)
+        }));
+        ACL_SUCCESS
+    })
+}

@@ -1,0 +1,521 @@
+//! The AscendCL emulator: the same C entry points as `libascendcl.so`, implemented over host memory.
+//!
+//! It is a provider of the driver table ([`ascend_sys::AclFunctions`]), not a test double: every entry
+//! point has the C signature of the header and implements the documented behaviour, returning the same
+//! error codes the real runtime returns (`acl_base_rt.h`, `rt_error_codes.h`).
+//!
+//! - `device.rs`: init/finalize, per-thread current device, reset with AscendCL's reference count, the
+//!   device profile (SoC name, core counts, UB size).
+//! - `memory.rs`: the allocation table (opaque, bounds-checked device pointers), memset and memcpy with
+//!   kind and direction checks.
+//! - `stream.rs`: one worker thread per stream, in-order execution asynchronous to the host, sticky errors.
+//! - `event.rs`: record, synchronise, elapsed time from a host clock, stream waits.
+//! - `launch.rs`: binary load from the emulator manifest, function lookup, kernel launch over every block.
+//!
+//! This module's public items ([`EmuConfig`], [`EmuProfile`], [`configure`], [`stats`],
+//! [`last_launches`]) are emulator-only inspection and configuration: code that runs the same on a board
+//! must not depend on them.
+
+mod device;
+mod event;
+mod launch;
+mod memory;
+mod stream;
+
+use crate::runtime::codes::*;
+use ascend_sys::{aclError, AclFunctions};
+use once_cell::sync::{Lazy, OnceCell};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use crate::kernels::BlockCounters;
+
+/// The table of emulator entry points, one per AscendCL function.
+pub(crate) static TABLE: AclFunctions = AclFunctions {
+    aclInit: device::aclInit,
+    aclFinalize: device::aclFinalize,
+    aclGetRecentErrMsg: device::aclGetRecentErrMsg,
+    aclrtSetDevice: device::aclrtSetDevice,
+    aclrtResetDevice: device::aclrtResetDevice,
+    aclrtGetDeviceCount: device::aclrtGetDeviceCount,
+    aclrtSynchronizeDevice: device::aclrtSynchronizeDevice,
+    aclrtGetDeviceInfo: device::aclrtGetDeviceInfo,
+    aclGetDeviceCapability: device::aclGetDeviceCapability,
+    aclrtGetSocName: device::aclrtGetSocName,
+    aclrtCreateStream: stream::aclrtCreateStream,
+    aclrtDestroyStream: stream::aclrtDestroyStream,
+    aclrtSynchronizeStream: stream::aclrtSynchronizeStream,
+    aclrtStreamWaitEvent: event::aclrtStreamWaitEvent,
+    aclrtCreateEvent: event::aclrtCreateEvent,
+    aclrtDestroyEvent: event::aclrtDestroyEvent,
+    aclrtRecordEvent: event::aclrtRecordEvent,
+    aclrtSynchronizeEvent: event::aclrtSynchronizeEvent,
+    aclrtEventElapsedTime: event::aclrtEventElapsedTime,
+    aclrtMalloc: memory::aclrtMalloc,
+    aclrtFree: memory::aclrtFree,
+    aclrtMemset: memory::aclrtMemset,
+    aclrtMemcpy: memory::aclrtMemcpy,
+    aclrtMemcpyAsync: memory::aclrtMemcpyAsync,
+    aclrtBinaryLoadFromData: launch::aclrtBinaryLoadFromData,
+    aclrtBinaryUnLoad: launch::aclrtBinaryUnLoad,
+    aclrtBinaryGetFunction: launch::aclrtBinaryGetFunction,
+    aclrtLaunchKernel: launch::aclrtLaunchKernel,
+};
+
+/// What the emulated device reports about itself (the facts tiling reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmuProfile {
+    /// `aclrtGetSocName`.
+    pub soc_name: String,
+    /// `ACL_DEV_ATTR_AICORE_CORE_NUM` / `ACL_DEVICE_INFO_AI_CORE_NUM` (cube cores).
+    pub ai_cores: u32,
+    /// `ACL_DEV_ATTR_VECTOR_CORE_NUM` / `ACL_DEVICE_INFO_VECTOR_CORE_NUM`.
+    pub vector_cores: u32,
+    /// `ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE`: Unified Buffer bytes per vector core, also the capacity the
+    /// kernel emulation enforces.
+    pub ub_bytes: u32,
+}
+
+impl EmuProfile {
+    /// The default: an Atlas A2 (910B) with 24 AI cores and 48 vector cores (the `[SoCInfo]` of the CANN
+    /// platform config quoted in Ascend/torchair `docs/context/limit_core_num.md`) and a 192 KiB Unified
+    /// Buffer per vector core (docs/design.md section 4).
+    pub fn ascend910b() -> Self {
+        EmuProfile {
+            soc_name: "Ascend910B2".into(),
+            ai_cores: 24,
+            vector_cores: 48,
+            ub_bytes: 192 * 1024,
+        }
+    }
+
+    /// Parses `NAME[,aic=N][,aiv=N][,ub=BYTES]`, starting from the 910B defaults
+    /// (e.g. `Ascend910B4,aic=20,aiv=40`).
+    pub fn parse(spec: &str) -> crate::Result<Self> {
+        let mut parts = spec.split(',').map(str::trim);
+        let mut profile = EmuProfile::ascend910b();
+        match parts.next() {
+            Some(name) if !name.is_empty() => profile.soc_name = name.to_string(),
+            _ => {}
+        }
+        for part in parts {
+            let bad = || {
+                crate::Error::parameter(
+                    "ASCEND_COLD_EMU_PROFILE",
+                    "NAME[,aic=N][,aiv=N][,ub=BYTES] with positive integers",
+                    spec,
+                )
+            };
+            let (key, value) = part.split_once('=').ok_or_else(bad)?;
+            let value: u32 = value.trim().parse().map_err(|_| bad())?;
+            if value == 0 {
+                return Err(bad());
+            }
+            match key.trim() {
+                "aic" => profile.ai_cores = value,
+                "aiv" => profile.vector_cores = value,
+                "ub" => profile.ub_bytes = value,
+                _ => return Err(bad()),
+            }
+        }
+        Ok(profile)
+    }
+}
+
+/// Emulator configuration, fixed at first use (see [`configure`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmuConfig {
+    /// Number of emulated devices (`aclrtGetDeviceCount`). Default 2, so cross-device misuse is testable.
+    pub devices: u32,
+    /// Emulated HBM capacity per device: allocations beyond it fail with `ACL_ERROR_RT_MEMORY_ALLOCATION`
+    /// without touching host memory. Default 64 GiB (a 910B's HBM).
+    pub hbm_bytes: u64,
+    /// The device profile every emulated device reports.
+    pub profile: EmuProfile,
+    /// Host threads a kernel launch spreads its blocks over.
+    pub kernel_threads: usize,
+}
+
+impl Default for EmuConfig {
+    fn default() -> Self {
+        EmuConfig {
+            devices: 2,
+            hbm_bytes: 64 << 30,
+            profile: EmuProfile::ascend910b(),
+            kernel_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4),
+        }
+    }
+}
+
+impl EmuConfig {
+    /// The default, overridden by `ASCEND_COLD_EMU_PROFILE` (see [`EmuProfile::parse`]) and
+    /// `ASCEND_COLD_EMU_DEVICES`.
+    pub fn from_env() -> crate::Result<Self> {
+        let mut config = EmuConfig::default();
+        if let Ok(spec) = std::env::var("ASCEND_COLD_EMU_PROFILE") {
+            config.profile = EmuProfile::parse(&spec)?;
+        }
+        if let Ok(n) = std::env::var("ASCEND_COLD_EMU_DEVICES") {
+            config.devices = n.trim().parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                crate::Error::parameter("ASCEND_COLD_EMU_DEVICES", "a positive integer", &n)
+            })?;
+        }
+        Ok(config)
+    }
+}
+
+static CONFIG: OnceCell<EmuConfig> = OnceCell::new();
+
+/// Fixes the emulator's configuration. Must run before the emulator's first use; afterwards it succeeds
+/// only if `config` equals the configuration in effect.
+///
+/// # Errors
+/// [`crate::Error::BadParameter`] if the emulator already runs with a different configuration.
+pub fn configure(config: EmuConfig) -> crate::Result<()> {
+    let current = CONFIG.get_or_init(|| config.clone());
+    if *current == config {
+        Ok(())
+    } else {
+        Err(crate::Error::parameter(
+            "emulator configuration",
+            format!("{current:?} (fixed at first use)"),
+            format!("{config:?}"),
+        ))
+    }
+}
+
+/// The configuration in effect (fixing it from the environment if nothing was configured yet).
+///
+/// # Errors
+/// A malformed `ASCEND_COLD_EMU_PROFILE` or `ASCEND_COLD_EMU_DEVICES`.
+pub fn config() -> crate::Result<EmuConfig> {
+    CONFIG.get_or_try_init(EmuConfig::from_env).cloned()
+}
+
+/// Allocation and launch counters of one emulated device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmuStats {
+    /// Allocations currently live.
+    pub live_allocations: u64,
+    /// Bytes currently allocated (after AscendCL's 32-byte rounding and padding).
+    pub live_bytes: u64,
+    /// `aclrtMalloc` successes since start.
+    pub total_allocs: u64,
+    /// `aclrtFree` successes since start.
+    pub total_frees: u64,
+    /// Allocations released by `aclrtResetDevice` instead of `aclrtFree`.
+    pub freed_by_reset: u64,
+    /// Kernel launches executed (successfully or not).
+    pub launches: u64,
+}
+
+/// One executed kernel launch, as the emulator saw it.
+#[derive(Debug, Clone)]
+pub struct LaunchRecord {
+    /// The kernel entry point.
+    pub kernel: String,
+    /// `numBlocks` of the launch.
+    pub blocks: u32,
+    /// Every block's counters, by block index (empty if the launch faulted).
+    pub counters: Vec<BlockCounters>,
+    /// The fault message, if the kernel faulted.
+    pub fault: Option<String>,
+}
+
+/// How many launch records each device keeps.
+const LAUNCH_HISTORY: usize = 32;
+
+/// Counters of emulated device `device` (emulator-only inspection).
+///
+/// # Errors
+/// [`crate::Error::BadParameter`] for a device the emulator does not have.
+pub fn stats(device: u32) -> crate::Result<EmuStats> {
+    let emu = emu();
+    let dev = emu.device(device)?;
+    Ok(*lock(&dev.stats))
+}
+
+/// The most recent kernel launches executed on emulated device `device`, oldest first (at most 32).
+///
+/// # Errors
+/// [`crate::Error::BadParameter`] for a device the emulator does not have.
+pub fn last_launches(device: u32) -> crate::Result<Vec<LaunchRecord>> {
+    let emu = emu();
+    let dev = emu.device(device)?;
+    Ok(lock(&dev.launches).iter().cloned().collect())
+}
+
+// ---- shared state -------------------------------------------------------------------------------------
+
+struct DevState {
+    inner: Mutex<DevInner>,
+    stats: Mutex<EmuStats>,
+    launches: Mutex<VecDeque<LaunchRecord>>,
+}
+
+#[derive(Default)]
+struct DevInner {
+    /// aclrtSetDevice calls not yet matched by aclrtResetDevice.
+    refcount: u64,
+    /// Bumped when the device's resources are released; stale thread bindings and handles die with it.
+    generation: u64,
+    /// The implicit stream that a null `aclrtStream` means.
+    default_stream: Option<usize>,
+}
+
+struct Emu {
+    config: EmuConfig,
+    soc_name: CString,
+    /// 0 = not initialised, 1 = initialised, 2 = finalized.
+    state: AtomicU8,
+    devices: Vec<DevState>,
+    mem: Mutex<memory::MemTable>,
+    objects: Mutex<Objects>,
+    next_handle: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Objects {
+    streams: HashMap<usize, Arc<stream::EmuStream>>,
+    events: HashMap<usize, Arc<event::EmuEvent>>,
+    bins: HashMap<usize, launch::EmuBinary>,
+    funcs: HashMap<usize, launch::EmuFunction>,
+}
+
+static EMU: Lazy<Emu> = Lazy::new(|| {
+    let config = config().unwrap_or_default();
+    Emu {
+        soc_name: CString::new(config.profile.soc_name.replace('\0', "")).unwrap_or_default(),
+        state: AtomicU8::new(0),
+        devices: (0..config.devices)
+            .map(|_| DevState {
+                inner: Mutex::new(DevInner::default()),
+                stats: Mutex::new(EmuStats::default()),
+                launches: Mutex::new(VecDeque::new()),
+            })
+            .collect(),
+        mem: Mutex::new(memory::MemTable::default()),
+        objects: Mutex::new(Objects::default()),
+        next_handle: AtomicUsize::new(1),
+        config,
+    }
+});
+
+fn emu() -> &'static Emu {
+    &EMU
+}
+
+impl Emu {
+    fn device(&self, id: u32) -> crate::Result<&DevState> {
+        self.devices.get(id as usize).ok_or_else(|| {
+            crate::Error::parameter("emulated device", format!("0..{}", self.devices.len()), id)
+        })
+    }
+
+    /// A fresh opaque handle: never dereferenced, never reused, never null, 64-byte spaced so it cannot
+    /// be mistaken for a small integer.
+    fn handle(&self) -> usize {
+        self.next_handle.fetch_add(1, Ordering::Relaxed) << 6
+    }
+
+    fn generation(&self, device: u32) -> u64 {
+        lock(&self.devices[device as usize].inner).generation
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: the emulator's invariants hold between statements, and an
+/// entry point must never unwind into C.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---- per-thread state: current device, recent error message -------------------------------------------
+
+thread_local! {
+    /// (device, generation) bound by aclrtSetDevice on this thread.
+    static CURRENT: std::cell::Cell<Option<(u32, u64)>> = const { std::cell::Cell::new(None) };
+    /// The message aclGetRecentErrMsg returns, and the buffer it last handed out.
+    static RECENT: RefCell<(Option<String>, CString)> = RefCell::new((None, CString::default()));
+}
+
+/// Records `message` for aclGetRecentErrMsg on this thread and returns `code`.
+fn fail(code: i32, message: impl Into<String>) -> aclError {
+    let message = message.into();
+    RECENT.with(|r| r.borrow_mut().0 = Some(format!("{} ({code}): {message}", error_name(code))));
+    code
+}
+
+/// The calling thread's current device, if its binding is still valid.
+fn current_device() -> Result<u32, aclError> {
+    let emu = emu();
+    match CURRENT.with(|c| c.get()) {
+        Some((dev, generation)) if emu.generation(dev) == generation => Ok(dev),
+        Some((dev, _)) => Err(fail(
+            ACL_ERROR_RT_CONTEXT_NULL,
+            format!("device {dev} was reset since this thread set it; call aclrtSetDevice again"),
+        )),
+        None => Err(fail(
+            ACL_ERROR_RT_CONTEXT_NULL,
+            "no current device on this thread: call aclrtSetDevice first",
+        )),
+    }
+}
+
+/// Runs an entry point's body: checks initialisation and turns a panic (an emulator bug) into
+/// `ACL_ERROR_RT_INTERNAL_ERROR` instead of unwinding into C.
+fn entry(name: &'static str, body: impl FnOnce() -> aclError) -> aclError {
+    if emu().state.load(Ordering::Acquire) != 1 {
+        return fail(
+            ACL_ERROR_UNINITIALIZE,
+            format!("{name}: AscendCL is not initialised (aclInit) or was finalized"),
+        );
+    }
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(code) => code,
+        Err(_) => fail(
+            ACL_ERROR_RT_INTERNAL_ERROR,
+            format!("{name}: emulator internal error"),
+        ),
+    }
+}
+
+/// A device-side failure carried by a stream until synchronisation: (code, message).
+type Fault = (i32, String);
+
+#[cfg(test)]
+mod tests {
+    //! The C-level behaviour the safe layer never exercises (it validates first).
+    use super::*;
+    use std::os::raw::c_void;
+
+    fn code(f: impl FnOnce() -> aclError) -> (i32, String) {
+        let c = f();
+        // SAFETY: reads this thread's message (null or NUL-terminated).
+        let m = unsafe {
+            let p = (TABLE.aclGetRecentErrMsg)();
+            if p.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        (c, m)
+    }
+
+    #[test]
+    fn raw_entry_points_return_the_runtime_error_codes() {
+        crate::runtime::emulator().unwrap();
+        std::thread::spawn(move || {
+            let mut p: *mut c_void = std::ptr::null_mut();
+            // SAFETY (all calls below): valid out-pointers; deliberately invalid handles and sizes, which
+            // the emulator must reject.
+            unsafe {
+                assert_eq!(
+                    code(|| (TABLE.aclrtMalloc)(&mut p, 64, 0)).0,
+                    ACL_ERROR_RT_CONTEXT_NULL
+                );
+                assert_eq!((TABLE.aclrtSetDevice)(1), ACL_SUCCESS);
+                assert_eq!(
+                    code(|| (TABLE.aclrtSetDevice)(99)).0,
+                    ACL_ERROR_RT_INVALID_DEVICEID
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclrtMalloc)(&mut p, 0, 0)).0,
+                    ACL_ERROR_INVALID_PARAM
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclrtMalloc)(&mut p, usize::MAX, 0)).0,
+                    ACL_ERROR_RT_MEMORY_ALLOCATION
+                );
+                assert_eq!((TABLE.aclrtMalloc)(&mut p, 100, 0), ACL_SUCCESS);
+                assert_eq!(p as usize % 64, 0);
+                let mut host = [0u8; 100];
+                // Kind says host-to-device, but the destination is host memory.
+                let (c, m) = code(|| {
+                    (TABLE.aclrtMemcpy)(
+                        host.as_mut_ptr().cast(),
+                        100,
+                        p,
+                        100,
+                        ascend_sys::ACL_MEMCPY_HOST_TO_DEVICE,
+                    )
+                });
+                assert_eq!(c, ACL_ERROR_RT_PARAM_INVALID, "{m}");
+                assert_eq!(
+                    (TABLE.aclrtMemcpy)(
+                        host.as_mut_ptr().cast(),
+                        100,
+                        p,
+                        100,
+                        ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST
+                    ),
+                    ACL_SUCCESS
+                );
+                assert!(host.iter().all(|&b| b == 0xFF), "fresh memory is poisoned");
+                assert_eq!(
+                    code(|| (TABLE.aclrtMemcpy)(
+                        host.as_mut_ptr().cast(),
+                        50,
+                        p,
+                        100,
+                        ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST
+                    ))
+                    .0,
+                    ACL_ERROR_INVALID_PARAM
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclrtMemcpyAsync)(
+                        host.as_mut_ptr().cast(),
+                        100,
+                        host.as_ptr().cast(),
+                        100,
+                        ascend_sys::ACL_MEMCPY_HOST_TO_HOST,
+                        std::ptr::null_mut()
+                    ))
+                    .0,
+                    ACL_ERROR_RT_FEATURE_NOT_SUPPORT
+                );
+                assert_eq!((TABLE.aclrtFree)(p), ACL_SUCCESS);
+                assert_eq!(code(|| (TABLE.aclrtFree)(p)).0, ACL_ERROR_RT_MEMORY_FREE);
+                let (c, m) = code(|| {
+                    (TABLE.aclrtMemcpy)(
+                        host.as_mut_ptr().cast(),
+                        100,
+                        p,
+                        100,
+                        ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST,
+                    )
+                });
+                assert_eq!(
+                    c, ACL_ERROR_RT_PARAM_INVALID,
+                    "use after free is caught: {m}"
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclrtDestroyStream)(0x40 as *mut c_void)).0,
+                    ACL_ERROR_RT_INVALID_HANDLE
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclrtBinaryLoadFromData)(
+                        b"ELF".as_ptr().cast(),
+                        3,
+                        std::ptr::null(),
+                        &mut p
+                    ))
+                    .0,
+                    ACL_ERROR_INVALID_FILE
+                );
+                assert_eq!(
+                    code(|| (TABLE.aclInit)(std::ptr::null())).0,
+                    ACL_ERROR_REPEAT_INITIALIZE
+                );
+            }
+        })
+        .join()
+        .unwrap();
+    }
+}

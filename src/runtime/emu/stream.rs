@@ -1,0 +1,227 @@
+//! Streams: one worker thread per stream runs its tasks in order, asynchronously to the host.
+//!
+//! A failed task (a kernel fault, a copy whose memory vanished) makes the stream's error sticky: later
+//! tasks on it are skipped and every synchronisation reports the first fault, with its message, as on a
+//! board where an AI core exception poisons the stream.
+#![allow(non_snake_case)]
+
+use super::*;
+use ascend_sys::aclrtStream;
+use std::sync::Condvar;
+use std::thread::JoinHandle;
+
+type Task = Box<dyn FnOnce() -> Result<(), Fault> + Send>;
+
+#[derive(Default)]
+struct Queue {
+    tasks: VecDeque<Task>,
+    submitted: u64,
+    completed: u64,
+    fault: Option<Fault>,
+    shutdown: bool,
+}
+
+pub(super) struct EmuStream {
+    pub(super) device: u32,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EmuStream {
+    fn spawn(device: u32, handle: usize) -> Result<Arc<Self>, aclError> {
+        let stream = Arc::new(EmuStream {
+            device,
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+            worker: Mutex::new(None),
+        });
+        let worker = Arc::clone(&stream);
+        let join = std::thread::Builder::new()
+            .name(format!("emu-stream-{device}-{handle:x}"))
+            .spawn(move || worker.run())
+            .map_err(|e| {
+                fail(
+                    ACL_ERROR_RT_INTERNAL_ERROR,
+                    format!("cannot start a stream worker: {e}"),
+                )
+            })?;
+        *lock(&stream.worker) = Some(join);
+        Ok(stream)
+    }
+
+    fn run(&self) {
+        loop {
+            let task = {
+                let mut q = lock(&self.queue);
+                loop {
+                    if let Some(task) = q.tasks.pop_front() {
+                        break Some((task, q.fault.is_some()));
+                    }
+                    if q.shutdown {
+                        break None;
+                    }
+                    q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let Some((task, poisoned)) = task else { return };
+            let result = if poisoned {
+                Ok(())
+            } else {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).unwrap_or_else(|_| {
+                    Err((ACL_ERROR_RT_INTERNAL_ERROR, "emulator task panicked".into()))
+                })
+            };
+            let mut q = lock(&self.queue);
+            q.completed += 1;
+            if let Err(fault) = result {
+                q.fault.get_or_insert(fault);
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    /// Queues a task behind everything already submitted.
+    pub(super) fn submit(&self, task: Task) {
+        let mut q = lock(&self.queue);
+        q.tasks.push_back(task);
+        q.submitted += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until every task submitted so far has run; returns the sticky fault, if any.
+    pub(super) fn synchronize(&self) -> Result<(), Fault> {
+        let mut q = lock(&self.queue);
+        let target = q.submitted;
+        while q.completed < target {
+            q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        match &q.fault {
+            None => Ok(()),
+            Some(f) => Err(f.clone()),
+        }
+    }
+
+    /// Lets the queued tasks finish, then stops the worker.
+    pub(super) fn shutdown(&self) {
+        {
+            let mut q = lock(&self.queue);
+            q.shutdown = true;
+            self.changed.notify_all();
+        }
+        if let Some(join) = lock(&self.worker).take() {
+            if join.thread().id() != std::thread::current().id() {
+                let _ = join.join();
+            }
+        }
+    }
+}
+
+/// The stream a handle names, checked to belong to the calling thread's current device; null means the
+/// device's default stream.
+pub(super) fn resolve(stream: aclrtStream) -> Result<Arc<EmuStream>, aclError> {
+    let dev = current_device()?;
+    let emu = emu();
+    let handle = if stream.is_null() {
+        let mut inner = lock(&emu.devices[dev as usize].inner);
+        match inner.default_stream {
+            Some(h) => h,
+            None => {
+                let h = emu.handle();
+                let s = EmuStream::spawn(dev, h)?;
+                lock(&emu.objects).streams.insert(h, s);
+                inner.default_stream = Some(h);
+                h
+            }
+        }
+    } else {
+        stream as usize
+    };
+    let found = lock(&emu.objects).streams.get(&handle).cloned();
+    match found {
+        None => Err(fail(
+            ACL_ERROR_RT_INVALID_HANDLE,
+            format!("stream {handle:#x} does not exist (destroyed, or its device was reset)"),
+        )),
+        Some(s) if s.device != dev => Err(fail(
+            ACL_ERROR_RT_STREAM_CONTEXT,
+            format!(
+                "stream {handle:#x} belongs to device {}, the current device is {dev}",
+                s.device
+            ),
+        )),
+        Some(s) => Ok(s),
+    }
+}
+
+/// The stream a handle names, whatever the current device (for synchronise and destroy).
+fn lookup(stream: aclrtStream) -> Result<Arc<EmuStream>, aclError> {
+    if stream.is_null() {
+        return resolve(stream);
+    }
+    lock(&emu().objects)
+        .streams
+        .get(&(stream as usize))
+        .cloned()
+        .ok_or_else(|| {
+            fail(
+                ACL_ERROR_RT_INVALID_HANDLE,
+                format!("stream {stream:p} does not exist (destroyed, or its device was reset)"),
+            )
+        })
+}
+
+pub(super) unsafe extern "C" fn aclrtCreateStream(stream: *mut aclrtStream) -> aclError {
+    entry("aclrtCreateStream", || {
+        if stream.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "stream is null");
+        }
+        let dev = match current_device() {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        let emu = emu();
+        let handle = emu.handle();
+        match EmuStream::spawn(dev, handle) {
+            Ok(s) => {
+                lock(&emu.objects).streams.insert(handle, s);
+                // SAFETY: non-null and writable (C contract).
+                unsafe { *stream = handle as aclrtStream };
+                ACL_SUCCESS
+            }
+            Err(code) => code,
+        }
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtDestroyStream(stream: aclrtStream) -> aclError {
+    entry("aclrtDestroyStream", || {
+        if stream.is_null() {
+            return fail(
+                ACL_ERROR_INVALID_PARAM,
+                "the default stream cannot be destroyed",
+            );
+        }
+        let removed = lock(&emu().objects).streams.remove(&(stream as usize));
+        match removed {
+            Some(s) => {
+                s.shutdown();
+                ACL_SUCCESS
+            }
+            None => fail(
+                ACL_ERROR_RT_INVALID_HANDLE,
+                format!("stream {stream:p} does not exist (destroyed, or its device was reset)"),
+            ),
+        }
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtSynchronizeStream(stream: aclrtStream) -> aclError {
+    entry("aclrtSynchronizeStream", || match lookup(stream) {
+        Ok(s) => match s.synchronize() {
+            Ok(()) => ACL_SUCCESS,
+            Err((code, message)) => fail(code, message),
+        },
+        Err(code) => code,
+    })
+}
