@@ -22,6 +22,7 @@ mod memory;
 pub mod model;
 mod module;
 pub mod npy;
+pub mod ops;
 pub mod reference;
 pub mod runtime;
 pub mod shapes;

@@ -47,6 +47,11 @@ pub(crate) struct StreamInner {
     owned: bool,
     /// Host data and handles queued work still uses; the lock also serialises calls on `raw`.
     pending: Mutex<Vec<Box<dyn Any + Send>>>,
+    /// Checks of device status words, run after the next successful synchronisation (ops' sticky errors).
+    checks: Mutex<Vec<Box<dyn FnOnce() -> Result<()> + Send>>>,
+    /// Device scratch memory the ops reuse on this stream (in-order use makes reuse safe); dropped after
+    /// the stream's final synchronisation.
+    pub(crate) scratch: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 // SAFETY: `raw` is an opaque runtime handle, only passed to AscendCL while `pending` is locked, and the
@@ -116,6 +121,12 @@ impl<T: DeviceRepr> HostFuture<T> {
         let data = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         data.ok_or_else(|| Error::parameter("download", "a result not yet taken", "none"))
     }
+
+    /// The destination alone, for a check that runs after the stream's next synchronisation (holding the
+    /// stream itself there would keep it alive forever).
+    pub(crate) fn into_slot(self) -> Arc<Mutex<Option<Vec<T>>>> {
+        self.slot
+    }
 }
 
 impl Stream {
@@ -136,6 +147,8 @@ impl Stream {
                 raw,
                 owned: true,
                 pending: Mutex::default(),
+                checks: Mutex::default(),
+                scratch: Mutex::default(),
             }),
         })
     }
@@ -156,6 +169,8 @@ impl Stream {
                 raw,
                 owned: false,
                 pending: Mutex::default(),
+                checks: Mutex::default(),
+                scratch: Mutex::default(),
             }),
         }
     }
@@ -177,6 +192,16 @@ impl Stream {
     /// [`Error::DeviceReset`] if the device was reset.
     pub fn synchronize(&self) -> Result<()> {
         self.inner.synchronize()
+    }
+
+    /// Registers a check that runs after the next successful synchronisation; its error is that
+    /// synchronisation's error (how a kernel's status word becomes a sticky error naming the row).
+    pub(crate) fn check_after_sync(&self, check: Box<dyn FnOnce() -> Result<()> + Send>) {
+        self.inner
+            .checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(check);
     }
 
     /// Makes work queued on this stream after this call wait until `event`'s latest record completes.
@@ -362,7 +387,13 @@ impl StreamInner {
             Ok((r, std::mem::take(pending)))
         })?;
         drop(released.1);
-        released.0
+        let checks = std::mem::take(&mut *self.checks.lock().unwrap_or_else(|e| e.into_inner()));
+        released.0?;
+        // Every check runs (each consumes its readback); the first failure is reported.
+        checks.into_iter().fold(Ok(()), |first, check| {
+            let r = check();
+            first.and(r)
+        })
     }
 }
 

@@ -1,0 +1,212 @@
+//! `bgmv_shrink` and `bgmv_expand`: each row of a batch through its own LoRA adapter, or none.
+
+use super::{expect_len, kernel, scratch, status_fault, AdapterIndices, LoraFloat};
+use crate::memory::{DeviceView, DeviceViewMut};
+use crate::module::KernelArg;
+use crate::reference::check_indices;
+use crate::shapes::{ExpandShape, ShrinkShape};
+use crate::tiling::{BgmvExpandTiling, BgmvShrinkTiling};
+use crate::{Error, Result, Stream};
+
+/// The kernels' status word for "adapter index >= number of adapters" (kernels/kernel_common.h).
+const STATUS_BAD_ADAPTER_INDEX: u32 = 0x8000_0000 | (1 << 24);
+
+/// Uploads host indices (after checking them) or takes the device's, and registers the check of the
+/// kernel's status words for the latter.
+fn indices_on_device<'s>(
+    stream: &'s Stream,
+    indices: AdapterIndices<'s>,
+    num_loras: usize,
+) -> Result<DeviceView<'s, i64>> {
+    match indices {
+        AdapterIndices::Host(host) => {
+            check_indices(host, num_loras)?;
+            let bytes = scratch::upload(stream, "indices", bytemuck::cast_slice(host).to_vec())?;
+            // SAFETY: the same scratch memory, `host.len()` i64 values long.
+            Ok(unsafe { DeviceView::from_raw(stream.device(), bytes.device_addr(), host.len()) })
+        }
+        AdapterIndices::Device(view) => Ok(view),
+    }
+}
+
+/// Reads back the status words after the launch when the indices were not host-checked, and reports a
+/// skipped row at the stream's next synchronisation.
+fn watch_status(
+    stream: &Stream,
+    kernel_name: &str,
+    status: DeviceView<'_, u32>,
+    host_checked: bool,
+    num_loras: usize,
+) -> Result<()> {
+    if host_checked {
+        return Ok(());
+    }
+    let slot = stream.download(status)?.into_slot();
+    let name = kernel_name.to_string();
+    stream.check_after_sync(Box::new(move || {
+        let words = slot.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        status_fault(&name, &words, |row, word| {
+            (word == STATUS_BAD_ADAPTER_INDEX).then(|| {
+                format!("row {row}: adapter index >= {num_loras} (the number of adapters); the row was skipped")
+            })
+        })
+    }));
+    Ok(())
+}
+
+/// `y[b] = scale * weights[indices[b]] @ x[b]` for rows with `indices[b] >= 0`; other rows of `y` are
+/// left untouched. `x [batch, hidden_in]` and `weights [num_loras, rank, hidden_in]` in f16 or bf16,
+/// `y [batch, rank]` f32, accumulation in f32. Queued on `stream`; `tiling` overrides the default
+/// choice (it is validated against the device first).
+///
+/// ```
+/// use ascend_cold::{ops, shapes::ShrinkShape, Device, DeviceBuffer, Stream};
+/// use half::f16;
+/// let device = Device::emulator()?;
+/// let stream = Stream::new(&device)?;
+/// let shape = ShrinkShape { batch: 2, hidden_in: 4, rank: 1, num_loras: 1 };
+/// let x = DeviceBuffer::from_host(&device, &[f16::ONE; 8])?;
+/// let a = DeviceBuffer::from_host(&device, &[f16::from_f32(0.5); 4])?;
+/// let mut y = DeviceBuffer::from_host(&device, &[7.0f32, 7.0])?;
+/// ops::bgmv_shrink(&stream, x.view(), a.view(), ops::AdapterIndices::Host(&[0, -1]), y.view_mut(), shape, 2.0, None)?;
+/// stream.synchronize()?;
+/// assert_eq!(y.to_vec()?, [4.0, 7.0]); // row 1 has no adapter: untouched
+/// # Ok::<(), ascend_cold::Error>(())
+/// ```
+///
+/// # Errors
+/// Before launch: lengths that do not match `shape`, an index >= `num_loras` in host indices, a
+/// non-finite `scale`, a tiling the device cannot run, memory of another device. At the next
+/// synchronisation: a bad index in device-resident indices, naming the row.
+#[allow(clippy::too_many_arguments)] // mirrors vLLM's op: inputs, weights, indices, output, scale
+pub fn bgmv_shrink<T: LoraFloat>(
+    stream: &Stream,
+    x: DeviceView<'_, T>,
+    weights: DeviceView<'_, T>,
+    indices: AdapterIndices<'_>,
+    y: DeviceViewMut<'_, f32>,
+    shape: ShrinkShape,
+    scale: f32,
+    tiling: Option<&BgmvShrinkTiling>,
+) -> Result<()> {
+    let ShrinkShape {
+        batch,
+        hidden_in,
+        rank,
+        num_loras,
+    } = shape;
+    let text = format!("batch {batch}, hidden_in {hidden_in}, rank {rank}, num_loras {num_loras}");
+    expect_len("bgmv_shrink x", x.len(), batch * hidden_in, &text)?;
+    expect_len(
+        "bgmv_shrink weights",
+        weights.len(),
+        num_loras * rank * hidden_in,
+        &text,
+    )?;
+    expect_len("bgmv_shrink indices", indices.len(), batch, &text)?;
+    expect_len("bgmv_shrink y", y.len(), batch * rank, &text)?;
+    if !scale.is_finite() {
+        return Err(Error::parameter("scale", "a finite number", scale));
+    }
+    if batch == 0 {
+        return Ok(());
+    }
+    let name = format!("bgmv_shrink_{}", T::DTYPE.suffix());
+    let (kernel, profile) = kernel(stream.device(), &name)?;
+    let tiling = match tiling {
+        Some(t) => {
+            t.validate(shape, T::DTYPE, &profile)?;
+            BgmvShrinkTiling { scale, ..*t }
+        }
+        None => BgmvShrinkTiling::choose(shape, T::DTYPE, scale, &profile)?,
+    };
+    let host_checked = matches!(indices, AdapterIndices::Host(_));
+    let idx = indices_on_device(stream, indices, num_loras)?;
+    let status = status_view(stream, batch)?;
+    let tiling_dev = scratch::upload(stream, "tiling", bytemuck::bytes_of(&tiling).to_vec())?;
+    let args: [&dyn KernelArg; 6] = [&x, &weights, &idx, &y, &status, &tiling_dev];
+    // SAFETY: every argument was checked against the kernel's contract above (lengths from `shape`,
+    // element types from `T`, indices < num_loras or checked by the kernel, a validated tiling).
+    unsafe { kernel.launch(stream, tiling.block_num, &args) }?;
+    watch_status(stream, &name, status.as_view(), host_checked, num_loras)
+}
+
+/// `y[b, slice_offset..slice_offset + hidden_out] (+)= weights[indices[b]] @ x[b]` for rows with
+/// `indices[b] >= 0` (added into `y` when `add_inputs`); other rows and columns untouched.
+/// `x [batch, rank]` f32, `weights [num_loras, hidden_out, rank]` and `y [batch, hidden_full]` in f16 or
+/// bf16. Queued on `stream`.
+///
+/// # Errors
+/// As [`bgmv_shrink`], plus a slice that does not fit in `hidden_full`.
+#[allow(clippy::too_many_arguments)] // mirrors vLLM's op: inputs, weights, indices, output, offset, add
+pub fn bgmv_expand<T: LoraFloat>(
+    stream: &Stream,
+    x: DeviceView<'_, f32>,
+    weights: DeviceView<'_, T>,
+    indices: AdapterIndices<'_>,
+    y: DeviceViewMut<'_, T>,
+    shape: ExpandShape,
+    add_inputs: bool,
+    tiling: Option<&BgmvExpandTiling>,
+) -> Result<()> {
+    let ExpandShape {
+        batch,
+        rank,
+        hidden_out,
+        hidden_full,
+        slice_offset,
+        num_loras,
+    } = shape;
+    let text = format!(
+        "batch {batch}, rank {rank}, hidden_out {hidden_out}, hidden_full {hidden_full}, num_loras {num_loras}"
+    );
+    if slice_offset
+        .checked_add(hidden_out)
+        .is_none_or(|end| end > hidden_full)
+    {
+        return Err(Error::parameter(
+            "slice_offset",
+            format!("slice_offset + hidden_out <= hidden_full ({hidden_full})"),
+            format!("{slice_offset} + {hidden_out}"),
+        ));
+    }
+    expect_len("bgmv_expand x", x.len(), batch * rank, &text)?;
+    expect_len(
+        "bgmv_expand weights",
+        weights.len(),
+        num_loras * hidden_out * rank,
+        &text,
+    )?;
+    expect_len("bgmv_expand indices", indices.len(), batch, &text)?;
+    expect_len("bgmv_expand y", y.len(), batch * hidden_full, &text)?;
+    if batch == 0 {
+        return Ok(());
+    }
+    let name = format!("bgmv_expand_{}", T::DTYPE.suffix());
+    let (kernel, profile) = kernel(stream.device(), &name)?;
+    let tiling = match tiling {
+        Some(t) => {
+            t.validate(shape, T::DTYPE, &profile)?;
+            BgmvExpandTiling {
+                add_inputs: add_inputs.into(),
+                ..*t
+            }
+        }
+        None => BgmvExpandTiling::choose(shape, T::DTYPE, add_inputs, &profile)?,
+    };
+    let host_checked = matches!(indices, AdapterIndices::Host(_));
+    let idx = indices_on_device(stream, indices, num_loras)?;
+    let status = status_view(stream, batch)?;
+    let tiling_dev = scratch::upload(stream, "tiling", bytemuck::bytes_of(&tiling).to_vec())?;
+    let args: [&dyn KernelArg; 6] = [&x, &weights, &idx, &y, &status, &tiling_dev];
+    // SAFETY: as in bgmv_shrink: lengths from `shape`, types from `T`, indices checked, tiling valid.
+    unsafe { kernel.launch(stream, tiling.block_num, &args) }?;
+    watch_status(stream, &name, status.as_view(), host_checked, num_loras)
+}
+
+/// One status word per row in the stream's scratch.
+pub(super) fn status_view(stream: &Stream, rows: usize) -> Result<DeviceViewMut<'_, u32>> {
+    let bytes = scratch::region(stream, "status", rows * 4)?;
+    // SAFETY: the same scratch memory, `rows` u32 words long.
+    Ok(unsafe { DeviceViewMut::from_raw(stream.device(), bytes.device_addr(), rows) })
+}

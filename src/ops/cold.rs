@@ -1,0 +1,164 @@
+//! `cold_score`: CoLD's alpha-mask, beta-penalty and argmax over the vocabulary, fused.
+
+use super::bgmv::status_view;
+use super::{expect_len, kernel, scratch, LogitFloat};
+use crate::memory::{DeviceBuffer, DeviceView, DeviceViewMut};
+use crate::module::KernelArg;
+use crate::reference::{check_cold_params, ColdPick};
+use crate::shapes::ColdShape;
+use crate::tiling::ColdScoreTiling;
+use crate::{Error, Result, Stream};
+
+/// Where `cold_score` writes: per row the token (`-1` for a row holding a non-finite logit) and its
+/// score, and optionally the masked score rows (`-inf` where masked).
+pub struct ColdOutputs<'a> {
+    /// `[rows]` i64.
+    pub tokens: DeviceViewMut<'a, i64>,
+    /// `[rows]` f32 (NaN for a non-finite row).
+    pub best_scores: DeviceViewMut<'a, f32>,
+    /// `[rows, vocab]` f32, when wanted (for sampling or top-k on the scores).
+    pub scores: Option<DeviceViewMut<'a, f32>>,
+}
+
+/// CoLD per row (design.md section 2): mask tokens with `e < max(e) + ln(alpha)`, score the rest
+/// `(1 + beta) e - beta a`, pick the highest score, lowest index on ties. `expert` and `amateur` are
+/// logits `[rows, vocab]` in f16, bf16 or f32. A row holding a NaN or infinity gets token `-1`: it is
+/// reported, never turned into a confident token. Queued on `stream`.
+///
+/// ```
+/// use ascend_cold::{ops, shapes::ColdShape, Device, DeviceBuffer, Stream};
+/// let device = Device::emulator()?;
+/// let stream = Stream::new(&device)?;
+/// // The expert slightly prefers token 0, the amateur loves it: CoLD picks token 1.
+/// let e = DeviceBuffer::from_host(&device, &[2.0f32, 1.9, -10.0])?;
+/// let a = DeviceBuffer::from_host(&device, &[3.0f32, 0.0, -50.0])?;
+/// let picks = ops::cold_score_host(&stream, e.view(), a.view(), ColdShape { rows: 1, vocab: 3 }, 0.1, 0.5)?;
+/// assert_eq!(picks[0].token, 1);
+/// # Ok::<(), ascend_cold::Error>(())
+/// ```
+///
+/// # Errors
+/// Before launch: lengths that do not match `shape`, an empty vocabulary, `alpha` outside (0, 1],
+/// `beta` negative or non-finite, a tiling the device cannot run, memory of another device.
+#[allow(clippy::too_many_arguments)] // logits, shape, the two parameters, outputs, tiling
+pub fn cold_score<T: LogitFloat>(
+    stream: &Stream,
+    expert: DeviceView<'_, T>,
+    amateur: DeviceView<'_, T>,
+    shape: ColdShape,
+    alpha: f32,
+    beta: f32,
+    out: ColdOutputs<'_>,
+    tiling: Option<&ColdScoreTiling>,
+) -> Result<()> {
+    let ColdShape { rows, vocab } = shape;
+    let text = format!("rows {rows}, vocab {vocab}");
+    if vocab == 0 {
+        return Err(Error::shape("cold_score vocab", "at least one token", 0));
+    }
+    check_cold_params(alpha, beta)?;
+    expect_len("cold_score expert", expert.len(), rows * vocab, &text)?;
+    expect_len("cold_score amateur", amateur.len(), rows * vocab, &text)?;
+    expect_len("cold_score tokens", out.tokens.len(), rows, &text)?;
+    expect_len("cold_score best_scores", out.best_scores.len(), rows, &text)?;
+    if let Some(s) = &out.scores {
+        expect_len("cold_score scores", s.len(), rows * vocab, &text)?;
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    let dt = T::DTYPE.suffix();
+    let (score_kernel, profile) = kernel(stream.device(), &format!("cold_score_{dt}"))?;
+    let write_scores = out.scores.is_some();
+    let tiling = match tiling {
+        Some(t) => {
+            let t = ColdScoreTiling {
+                ln_alpha: alpha.ln(),
+                beta,
+                write_scores: write_scores.into(),
+                ..*t
+            };
+            t.validate(rows, vocab, T::DTYPE, alpha, &profile)?;
+            t
+        }
+        None => {
+            ColdScoreTiling::choose(rows, vocab, T::DTYPE, alpha, beta, write_scores, &profile)?
+        }
+    };
+    let status = status_view(stream, rows)?;
+    let workspace = scratch::region(stream, "cold_workspace", tiling.workspace_bytes())?;
+    let tiling_dev = scratch::upload(stream, "tiling", bytemuck::bytes_of(&tiling).to_vec())?;
+    // Without a score row the kernel never touches that argument; any valid address will do.
+    let scores: &dyn KernelArg = match &out.scores {
+        Some(s) => s,
+        None => &status,
+    };
+    if tiling.splits > 1 {
+        let (rowmax, _) = kernel(stream.device(), &format!("cold_rowmax_{dt}"))?;
+        // SAFETY: e is [rows, vocab] of T, the workspace holds workspace_bytes(), the tiling is valid.
+        unsafe {
+            rowmax.launch(
+                stream,
+                tiling.block_num,
+                &[&expert, &workspace, &tiling_dev],
+            )
+        }?;
+    }
+    let args: [&dyn KernelArg; 8] = [
+        &expert,
+        &amateur,
+        &out.tokens,
+        &out.best_scores,
+        scores,
+        &status,
+        &workspace,
+        &tiling_dev,
+    ];
+    // SAFETY: lengths checked against `shape`, element types from `T`, the tiling validated for the
+    // device, the score row present whenever the tiling says it is written.
+    unsafe { score_kernel.launch(stream, tiling.block_num, &args) }?;
+    if tiling.splits > 1 {
+        let (reduce, _) = kernel(stream.device(), "cold_reduce")?;
+        let blocks = tiling.rows.min(profile.vector_cores).max(1);
+        let args: [&dyn KernelArg; 5] = [
+            &out.tokens,
+            &out.best_scores,
+            &status,
+            &workspace,
+            &tiling_dev,
+        ];
+        // SAFETY: as above; the reduce reads the workspace the score launch wrote, in stream order.
+        unsafe { reduce.launch(stream, blocks, &args) }?;
+    }
+    Ok(())
+}
+
+/// [`cold_score`] with outputs allocated here, synchronised and returned per row.
+///
+/// # Errors
+/// As [`cold_score`], and the stream's errors.
+pub fn cold_score_host<T: LogitFloat>(
+    stream: &Stream,
+    expert: DeviceView<'_, T>,
+    amateur: DeviceView<'_, T>,
+    shape: ColdShape,
+    alpha: f32,
+    beta: f32,
+) -> Result<Vec<ColdPick>> {
+    let device = stream.device();
+    let mut tokens = DeviceBuffer::<i64>::zeroed(device, shape.rows)?;
+    let mut best = DeviceBuffer::<f32>::zeroed(device, shape.rows)?;
+    let out = ColdOutputs {
+        tokens: tokens.view_mut(),
+        best_scores: best.view_mut(),
+        scores: None,
+    };
+    cold_score(stream, expert, amateur, shape, alpha, beta, out, None)?;
+    stream.synchronize()?;
+    let (tokens, best) = (tokens.to_vec()?, best.to_vec()?);
+    Ok(tokens
+        .into_iter()
+        .zip(best)
+        .map(|(token, score)| ColdPick { token, score })
+        .collect())
+}

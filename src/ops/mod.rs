@@ -1,0 +1,134 @@
+//! Validated kernel launches: `bgmv_shrink`, `bgmv_expand` and `cold_score` on a [`Stream`].
+//!
+//! Contract: every op checks its inputs before anything is queued (shapes against lengths, dtypes by
+//! type, devices, adapter indices when they are host-visible, parameters, a caller's tiling against
+//! the device), then queues its launches and returns without waiting. What only the device can see is
+//! reported by the stream's next synchronisation: an adapter index >= the number of adapters in an
+//! index tensor that already lives on the device (the row is skipped and named), or a kernel fault.
+//! Non-finite logits are reported per row by `cold_score` (token -1).
+//!
+//! Semantics are [`crate::reference`]'s (design.md sections 2 and 3, vLLM's LoRA ops).
+//!
+//! Scratch: each stream keeps the small device buffers the ops need (tiling structs, status words,
+//! uploaded indices, the cold_score workspace) and reuses them; work on one stream runs in order, so a
+//! later op cannot overwrite what an earlier one still reads.
+
+mod bgmv;
+mod cold;
+mod scratch;
+
+pub use bgmv::{bgmv_expand, bgmv_shrink};
+pub use cold::{cold_score, cold_score_host, ColdOutputs};
+
+use crate::memory::{DeviceRepr, DeviceView};
+use crate::module::{Kernel, Module};
+use crate::reference::Float;
+use crate::tiling::DType;
+use crate::{Device, DeviceProfile, Error, Result};
+use once_cell::sync::Lazy;
+use std::sync::{Arc, Mutex};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for half::f16 {}
+    impl Sealed for half::bf16 {}
+    impl Sealed for f32 {}
+}
+
+/// An element type of LoRA activations and weights: `f16` or `bf16`.
+pub trait LoraFloat: DeviceRepr + Float + sealed::Sealed {
+    /// The kernels' dtype.
+    const DTYPE: DType;
+}
+impl LoraFloat for half::f16 {
+    const DTYPE: DType = DType::F16;
+}
+impl LoraFloat for half::bf16 {
+    const DTYPE: DType = DType::Bf16;
+}
+
+/// An element type of logits: `f16`, `bf16` or `f32`.
+pub trait LogitFloat: DeviceRepr + Float + sealed::Sealed {
+    /// The kernels' dtype.
+    const DTYPE: DType;
+}
+impl LogitFloat for half::f16 {
+    const DTYPE: DType = DType::F16;
+}
+impl LogitFloat for half::bf16 {
+    const DTYPE: DType = DType::Bf16;
+}
+impl LogitFloat for f32 {
+    const DTYPE: DType = DType::F32;
+}
+
+/// The adapter index of each row (`-1`, or any negative value: no adapter).
+#[derive(Debug, Clone, Copy)]
+pub enum AdapterIndices<'a> {
+    /// Indices the host can read: checked before launch, then uploaded.
+    Host(&'a [i64]),
+    /// Indices already on the device (a runtime's tensor): an index >= the number of adapters makes the
+    /// kernel skip the row, and the stream's next synchronisation reports it.
+    Device(DeviceView<'a, i64>),
+}
+
+impl AdapterIndices<'_> {
+    fn len(&self) -> usize {
+        match self {
+            AdapterIndices::Host(h) => h.len(),
+            AdapterIndices::Device(d) => d.len(),
+        }
+    }
+}
+
+/// The loaded kernel module of one device, and its profile.
+struct DeviceKernels {
+    device: Device,
+    module: Module,
+    profile: DeviceProfile,
+}
+
+static LOADED: Lazy<Mutex<Vec<Arc<DeviceKernels>>>> = Lazy::new(Default::default);
+
+/// The kernel `name` on `device`, loading the module once per device (again after a reset).
+fn kernel(device: &Device, name: &str) -> Result<(Kernel, DeviceProfile)> {
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pos) = loaded.iter().position(|k| k.device == *device) {
+        match loaded[pos].module.kernel(name) {
+            Ok(k) => return Ok((k, loaded[pos].profile.clone())),
+            Err(Error::DeviceReset { .. }) => {
+                loaded.remove(pos);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let entry = Arc::new(DeviceKernels {
+        device: device.clone(),
+        module: Module::load(device)?,
+        profile: device.profile()?,
+    });
+    let k = entry.module.kernel(name)?;
+    let profile = entry.profile.clone();
+    loaded.push(entry);
+    Ok((k, profile))
+}
+
+fn expect_len(what: &str, len: usize, expected: usize, shape: &str) -> Result<()> {
+    crate::reference::expect_len(what, len, expected, shape)
+}
+
+fn status_fault(
+    kernel: &str,
+    statuses: &[u32],
+    what: impl Fn(usize, u32) -> Option<String>,
+) -> Result<()> {
+    for (row, &word) in statuses.iter().enumerate() {
+        if let Some(detail) = what(row, word) {
+            return Err(Error::KernelFault {
+                kernel: kernel.to_string(),
+                detail,
+            });
+        }
+    }
+    Ok(())
+}
