@@ -48,7 +48,7 @@ pub(crate) struct StreamInner {
     /// Host data and handles queued work still uses; the lock also serialises calls on `raw`.
     pending: Mutex<Vec<Box<dyn Any + Send>>>,
     /// Checks of device status words, run after the next successful synchronisation (ops' sticky errors).
-    checks: Mutex<Vec<Box<dyn FnOnce() -> Result<()> + Send>>>,
+    checks: Mutex<Vec<AfterSyncCheck>>,
     /// Device scratch memory the ops reuse on this stream (in-order use makes reuse safe); dropped after
     /// the stream's final synchronisation.
     pub(crate) scratch: Mutex<Option<Box<dyn Any + Send>>>,
@@ -59,6 +59,9 @@ pub(crate) struct StreamInner {
 unsafe impl Send for StreamInner {}
 // SAFETY: as above: shared access never touches `raw` outside the lock.
 unsafe impl Sync for StreamInner {}
+
+/// A check of device results that runs after a successful synchronisation.
+pub(crate) type AfterSyncCheck = Box<dyn FnOnce() -> Result<()> + Send>;
 
 /// Host data an async upload may read after the call returns: owned, with a heap address that does not
 /// change when the owner moves. Sealed: implemented for `Vec<T>`, `Box<[T]>`, `Arc<[T]>`, `Arc<Vec<T>>`
@@ -196,7 +199,7 @@ impl Stream {
 
     /// Registers a check that runs after the next successful synchronisation; its error is that
     /// synchronisation's error (how a kernel's status word becomes a sticky error naming the row).
-    pub(crate) fn check_after_sync(&self, check: Box<dyn FnOnce() -> Result<()> + Send>) {
+    pub(crate) fn check_after_sync(&self, check: AfterSyncCheck) {
         self.inner
             .checks
             .lock()
@@ -390,10 +393,14 @@ impl StreamInner {
         let checks = std::mem::take(&mut *self.checks.lock().unwrap_or_else(|e| e.into_inner()));
         released.0?;
         // Every check runs (each consumes its readback); the first failure is reported.
-        checks.into_iter().fold(Ok(()), |first, check| {
+        let mut first = Ok(());
+        for check in checks {
             let r = check();
-            first.and(r)
-        })
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
     }
 }
 
