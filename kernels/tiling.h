@@ -28,7 +28,7 @@ typedef struct BgmvShrinkTiling {
 
 typedef struct BgmvExpandTiling {
     uint32_t batch;        // B
-    uint32_t rank;         // R (1..64: one f32 repeat per output element)
+    uint32_t rank;         // R (1..128: one or two 64-lane f32 repeats per output element)
     uint32_t hiddenOut;    // H_out
     uint32_t hiddenFull;   // H_full (row stride of y)
     uint32_t sliceOffset;  // first column of y written

@@ -78,6 +78,8 @@ impl DType {
 const BLOCK: u32 = 32; // UB and DataCopy granularity (bytes)
 const REPEAT_F32: u32 = 64; // f32 elements per 256-byte vector repeat
 const MAX_REPEAT: u32 = 255; // level-0 repeatTime is uint8_t
+/// Largest rank bgmv_expand takes: vLLM's LoRA ops go up to 128; the kernel folds a row in 64-lane chunks.
+pub const MAX_EXPAND_RANK: u32 = 128;
 
 fn round_up(v: u32, m: u32) -> u32 {
     v.div_ceil(m) * m
@@ -260,7 +262,7 @@ impl BgmvExpandTiling {
         2 * ub32(w * u64::from(dtype.size()))
             + 2 * ub32(w * 4)
             + 2 * ub32(t * u64::from(dtype.size()))
-            + 2 * ub32(t * 4)
+            + 3 * ub32(t * 4)
             + 32
     }
 
@@ -344,10 +346,10 @@ impl BgmvExpandTiling {
                 shape.slice_offset + shape.hidden_out,
             ));
         }
-        if self.rank > 64 {
+        if self.rank > MAX_EXPAND_RANK {
             return Err(Error::parameter(
                 "rank",
-                "1..=64 (one WholeReduceSum repeat of f32 per output)",
+                format!("1..={MAX_EXPAND_RANK} (vLLM's LoRA ranks)"),
                 self.rank,
             ));
         }
@@ -732,7 +734,10 @@ mod tests {
             .validate(es, DType::Bf16, &p)
             .is_err());
         let big = ExpandShape { rank: 128, ..es };
-        assert!(BgmvExpandTiling::choose(big, DType::F16, true, &p).is_err());
+        let t = BgmvExpandTiling::choose(big, DType::F16, true, &p).unwrap();
+        assert!(t.tile_h >= 8 && t.ub_bytes(DType::F16) <= u64::from(p.ub_bytes));
+        let too_big = ExpandShape { rank: 129, ..es };
+        assert!(BgmvExpandTiling::choose(too_big, DType::F16, true, &p).is_err());
 
         let t = ColdScoreTiling::choose(1, 32003, DType::F32, 0.1, 0.5, true, &p).unwrap();
         assert!(t.splits > 1 && t.resident == 0);
