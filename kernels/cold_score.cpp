@@ -30,8 +30,8 @@
 //          Launch order on the stream replaces cross-core synchronisation.
 // Minimal traffic: N V (s_e + s_a) + 12 N (token, best) + 4 N (status) [+ 4 N V scores].
 // This kernel moves, besides the minimum, the tiling once per block and launch, and:
-//   tokens only: the dirty tiles (chunks when S > 1) that could win, re-read; S > 1: 20 + 4 S + 12
-//     bytes of workspace per chunk, read and written (+ 8 for a rescanned chunk);
+//   tokens only: the dirty tiles (chunks when S > 1) that could win, re-read; S > 1: 20 (local) +
+//     4 S + 20 (score) + 12 (reduce) bytes of workspace per chunk (+ 8 for a rescanned chunk);
 //   score row, S = 1 resident: nothing; not resident: e once more (ratio <= 4/3 for f32, 5/4 for 16-bit);
 //   score row, S > 1: e once more + 4 + 4 S + 12 + 12 bytes of workspace per chunk.
 // UB (tileLen = 2048): e 2 x tile s + a 2 x tile s + scores (2 tiles f32 with the score row, else 1) +
@@ -310,7 +310,7 @@ private:
         Winner w;
         for (uint32_t off = 0; off < len; off += tiling_.tileLen) {
             const uint32_t n = cold::Min(tiling_.tileLen, len - off);
-            LoadTile(row, v0 + off, n, w, off);
+            LoadTile(row, v0 + off, n, w, off);  // `off` is the resident slot only when resident (v0 = 0)
             const Winner t = ScoreTile(n, threshold, write, row, v0 + off);
             Offer(w, t.best, t.idx < 0 ? -1 : static_cast<int64_t>(v0 + off) + t.idx, t.eAt);
         }
