@@ -5,13 +5,16 @@
 //
 // Work split: a task is (row, chunk of H_out); tasks are dealt round-robin over the blocks. Per tile of
 // tileH output rows: the tileH x R weights arrive in one DataCopyPad (each row padded to 32 bytes in UB),
-// are cast to f32 and multiplied by x repeated per row, and WholeReduceSum folds each row (mask = R,
-// one repeat per output row, hence tileH <= 255 and R <= 64).
+// are cast to f32 and multiplied by x repeated per row, and WholeReduceSum folds each row: one repeat per
+// output row (hence tileH <= 255), and one WholeReduceSum per 64-lane rank chunk (a repeat covers 256
+// bytes = 64 f32), the chunk sums added in f32. R in 1..=128 (vLLM's LoRA ranks): 1 or 2 chunks, the
+// last one masked to the rank's tail.
 // Minimal traffic (bytes), s = sizeof(dtype), over rows with idx >= 0:
 //   8 B (idx) + 4 B (status) + sum_rows (H_out R s + 4 R + H_out s (write) [+ H_out s (read) if add]).
 // This kernel moves that plus 4 R per extra chunk of a row (x re-read) plus the tiling once per block.
-// UB for the default tiling (R = 16, tileH = 248, f16): Bw 2 x 7.75 KiB + Bw f32 15.5 KiB + x repeated
-// 15.5 KiB + y in/out 2 x 0.5 KiB + y f32 / sum f32 2 x 1 KiB = about 50 KiB of the 184 KiB.
+// UB (rowStride = R rounded up to 16): tileH rowStride (2 s + 8) for Bw, Bw f32 and x repeated, plus
+// tileH (2 s + 12) for y in/out, y f32, sum and the chunk partial sum. R = 16, tileH = 248, f16: about
+// 51 KiB; R = 128 f16: the tiling shrinks tileH to 88 (about 135 KiB of the 184 KiB).
 #include "kernel_common.h"
 
 using namespace AscendC;
@@ -26,7 +29,7 @@ public:
     static constexpr uint32_t kBufferNum = 2;     // double-buffered weight tiles
     static constexpr uint32_t kRowAlign = 16;     // 16 x 2-byte elements = one 32-byte UB block per weight row
     static constexpr uint32_t kBlockBytes = 32;
-    static constexpr uint32_t kMaxRank = 64;      // a WholeReduceSum mask covers at most 256 bytes of f32
+    static constexpr uint32_t kRankChunk = 64;    // f32 lanes per WholeReduceSum repeat (256 bytes)
 
     __aicore__ inline void Init(GM_ADDR x, GM_ADDR w, GM_ADDR idx, GM_ADDR y, GM_ADDR status, GM_ADDR tiling)
     {
@@ -46,6 +49,7 @@ public:
         pipe_.InitBuffer(yInQue_, 1, tile * sizeof(OutT));
         pipe_.InitBuffer(yOutQue_, 1, tile * sizeof(OutT));
         pipe_.InitBuffer(sumBuf_, tile * sizeof(AccT));
+        pipe_.InitBuffer(partBuf_, tile * sizeof(AccT));
         pipe_.InitBuffer(yFloatBuf_, tile * sizeof(AccT));
         pipe_.InitBuffer(statusBuf_, kBlockBytes);
     }
@@ -121,9 +125,7 @@ private:
         Cast(wFloat, wLocal, RoundMode::CAST_NONE, count);
         wQue_.FreeTensor(wLocal);
         Mul(wFloat, wFloat, xRepBuf_.Get<AccT>(), count);
-        // One repeat per output row: sum of its first R lanes; rows are rowStride_ * 4 / 32 blocks apart.
-        WholeReduceSum(sum, wFloat, static_cast<int32_t>(tiling_.rank), static_cast<int32_t>(rows), 1, 1,
-                       static_cast<int32_t>(rowStride_ * sizeof(AccT) / kBlockBytes));
+        ReduceRows(sum, wFloat, rows);
         if (tiling_.addInputs != 0) {
             LocalTensor<OutT> yLocal = yInQue_.DeQue<OutT>();
             LocalTensor<AccT> yFloat = yFloatBuf_.Get<AccT>();
@@ -134,6 +136,23 @@ private:
         LocalTensor<OutT> out = yOutQue_.AllocTensor<OutT>();
         Cast(out, sum, RoundMode::CAST_RINT, rows);
         yOutQue_.EnQue(out);
+    }
+
+    // sum[j] = sum of the first R lanes of product row j. One WholeReduceSum repeat per output row (rows
+    // are rowStride_ * 4 / 32 blocks apart) and per 64-lane chunk of the rank; chunk sums added in f32.
+    // The pad lanes past R (poison from DataCopyPad) are never inside a mask.
+    __aicore__ inline void ReduceRows(const LocalTensor<AccT>& sum, const LocalTensor<AccT>& prod, uint32_t rows)
+    {
+        const int32_t repStride = static_cast<int32_t>(rowStride_ * sizeof(AccT) / kBlockBytes);
+        const int32_t reps = static_cast<int32_t>(rows);
+        WholeReduceSum(sum, prod, static_cast<int32_t>(cold::Min(tiling_.rank, kRankChunk)), reps, 1, 1, repStride);
+        LocalTensor<AccT> part = partBuf_.Get<AccT>();
+        for (uint32_t r0 = kRankChunk; r0 < tiling_.rank; r0 += kRankChunk) {
+            // prod[r0] starts 256 bytes into the row: 32-byte aligned.
+            WholeReduceSum(part, prod[r0], static_cast<int32_t>(cold::Min(tiling_.rank - r0, kRankChunk)), reps, 1, 1,
+                           repStride);
+            Add(sum, sum, part, reps);
+        }
     }
 
     __aicore__ inline void CopyOut(uint32_t row, uint32_t h, uint32_t rows)
@@ -154,7 +173,7 @@ private:
     TQue<TPosition::VECIN, kBufferNum> wQue_;
     TQue<TPosition::VECIN, 1> yInQue_;
     TQue<TPosition::VECOUT, 1> yOutQue_;
-    TBuf<TPosition::VECCALC> wFloatBuf_, xRepBuf_, sumBuf_, yFloatBuf_, statusBuf_;
+    TBuf<TPosition::VECCALC> wFloatBuf_, xRepBuf_, sumBuf_, partBuf_, yFloatBuf_, statusBuf_;
     GlobalTensor<AccT> xGm_;
     GlobalTensor<OutT> wGm_, yGm_;
     GlobalTensor<IdxT> idxGm_;

@@ -4,23 +4,39 @@
 //   token = argmax score (lowest index on ties), best = score[token]; optional score row f32 [N, V].
 //   A row with NaN or inf anywhere in e or a gets token -1, best NaN, status NON_FINITE: detected as
 //   sum(e - e) + sum(a - a) != 0 (x - x is 0 for finite x and NaN otherwise).
-// Structure per row: a max pass over e, then one fused pass over e and a (finite check, score, mask,
-// argmax, optional score write). Softmax is never formed: argmax is invariant to the per-row constant.
+// Softmax is never formed: argmax is invariant to the per-row constant.
+//
+// Tokens only (writeScores = 0): ONE pass over e and a with a running maximum. Each tile is scored
+// against the threshold known so far (running max + ln(alpha), never above the final one) and leaves a
+// record in UB: its max m_t, its winner b_t, that winner's index and e value. At the end of the range,
+// with the final threshold thr: a tile with m_t < thr holds nothing; a tile whose winner has e >= thr is
+// exact (the final mask is a subset of the one it was scored with and contains its winner); only the
+// other tiles ("dirty": scored before the max was seen, winner now masked) can hide the answer, and they
+// are re-read (e and a) only when their b_t, an upper bound, could still beat the best exact winner.
+// Tiles after the one holding the max are never dirty, so on real and random logits re-reads are rare.
+// With the score row (writeScores = 1): a max pass over e, then the fused pass that writes the row
+// (every score needs the final threshold); e stays resident in UB between the two when it fits.
 //
 // Work split (tiling.splits = S):
-//   S = 1: one launch, cold_score_<dt>; a task is a row. With tiling.resident the row's e stays in UB
-//          after the max pass, so e and a are each read once.
+//   S = 1: one launch, cold_score_<dt>; a task is a row.
 //   S > 1 (rows < cores, so one request uses the whole chip): three launches on one stream sharing a
-//          workspace of 4 sections (f32 chunk max, f32 chunk best, u32 chunk argmax, f32 chunk finite
-//          sum; each N * S words): cold_rowmax_<dt> (chunk maxima), cold_score_<dt> (each chunk reads its
-//          row's S maxima, scores its chunk, writes its winner), cold_reduce (per row: lowest-index best
-//          of the S winners). Launch order on the stream replaces cross-core synchronisation.
+//          workspace of one 32-byte record per (row, chunk) {best, idx, finite, max, eAt}:
+//          cold_local_<dt>   tokens only: the one-pass scan above on the chunk (its own max); with the
+//                            score row: the chunk max only;
+//          cold_score_<dt>   reads the row's S maxima (strided copy, 4 bytes each): tokens only, a chunk
+//                            rescans (e and a) only when dirty against the row threshold; with the score
+//                            row, scores its chunk and writes it;
+//          cold_reduce       per row: lowest-index best of the S records, finite sum, outputs.
+//          Launch order on the stream replaces cross-core synchronisation.
 // Minimal traffic: N V (s_e + s_a) + 12 N (token, best) + 4 N (status) [+ 4 N V scores].
-// This kernel moves, besides the minimum: S = 1 resident: nothing but the tiling; S = 1 streamed: e once
-// more (ratio <= 1.5); S > 1: e once more + N S (S + 3) 4 bytes of workspace words + 12 N S (reduce).
-// UB for the default tiling (tileLen = 2048, f16, not resident): e 2 x 4 KiB + a 2 x 4 KiB + scores
-// 2 x 8 KiB + three f32 tiles 24 KiB + mask / reduce work / words < 2 KiB = about 58 KiB; a resident row
-// adds V s bytes (up to about 120 KiB: V = 61440 f16 or 30720 f32).
+// This kernel moves, besides the minimum, the tiling once per block and launch, and:
+//   tokens only: the dirty tiles (chunks when S > 1) that could win, re-read; S > 1: 20 (local) +
+//     4 S + 20 (score) + 12 (reduce) bytes of workspace per chunk (+ 8 for a rescanned chunk);
+//   score row, S = 1 resident: nothing; not resident: e once more (ratio <= 4/3 for f32, 5/4 for 16-bit);
+//   score row, S > 1: e once more + 4 + 4 S + 12 + 12 bytes of workspace per chunk.
+// UB (tileLen = 2048): e 2 x tile s + a 2 x tile s + scores (2 tiles f32 with the score row, else 1) +
+// three f32 tiles + mask / reduce work / words < 3 KiB, + 16 bytes per tile of the range (tokens only)
+// or the resident row (V s, score row with S = 1): f16 tokens only about 51 KiB + V / 128 bytes.
 #include "kernel_common.h"
 
 using namespace AscendC;
@@ -54,7 +70,10 @@ public:
     static constexpr uint32_t kBufferNum = 2;    // double-buffered input and output tiles
     static constexpr uint32_t kRepeatElems = 64; // f32 elements per 256-byte repeat; tileLen is a multiple
     static constexpr uint32_t kBlockBytes = 32;
-    static constexpr uint32_t kMaxSplits = 64;   // one 256-byte read of a row's chunk maxima
+    static constexpr uint32_t kMaxSplits = 64;   // chunk records of a row fit one 2 KiB UB buffer
+    static constexpr uint32_t kRecordWords = 8;  // one workspace record = one 32-byte block
+    // Record word offsets: the reduce reads the first three (one 12-byte block per chunk).
+    static constexpr uint32_t kRecBest = 0, kRecIdx = 1, kRecFinite = 2, kRecMax = 3, kRecEAt = 4;
 
     __aicore__ inline void Init(GM_ADDR e, GM_ADDR a, GM_ADDR tokens, GM_ADDR best, GM_ADDR scores,
                                 GM_ADDR status, GM_ADDR workspace, GM_ADDR tiling)
@@ -67,7 +86,8 @@ public:
         bestGm_.SetGlobalBuffer(reinterpret_cast<__gm__ AccT*>(best), tiling_.rows);
         scoresGm_.SetGlobalBuffer(reinterpret_cast<__gm__ AccT*>(scores), tiling_.writeScores != 0 ? nv : 0);
         statusGm_.SetGlobalBuffer(reinterpret_cast<__gm__ uint32_t*>(status), tiling_.rows);
-        BindWorkspace(workspace);
+        wsGm_.SetGlobalBuffer(reinterpret_cast<__gm__ AccT*>(workspace),
+                              tiling_.splits > 1 ? static_cast<uint64_t>(Tasks()) * kRecordWords : 0);
 
         const uint32_t tile = tiling_.tileLen;
         const uint32_t repeats = cold::CeilDiv(tile, kRepeatElems);
@@ -76,7 +96,8 @@ public:
         }
         pipe_.InitBuffer(eQue_, kBufferNum, tile * sizeof(InT));
         pipe_.InitBuffer(aQue_, kBufferNum, tile * sizeof(InT));
-        pipe_.InitBuffer(scoreQue_, kBufferNum, tile * sizeof(AccT));
+        // Written score tiles double-buffer against MTE3; otherwise one working tile.
+        pipe_.InitBuffer(scoreQue_, tiling_.writeScores != 0 ? kBufferNum : 1, tile * sizeof(AccT));
         pipe_.InitBuffer(eFloatBuf_, tile * sizeof(AccT));
         pipe_.InitBuffer(aFloatBuf_, tile * sizeof(AccT));
         pipe_.InitBuffer(tmpBuf_, tile * sizeof(AccT));
@@ -84,82 +105,100 @@ public:
         pipe_.InitBuffer(workBuf_, 2 * cold::CeilDiv(2 * repeats, 8) * kBlockBytes);
         pipe_.InitBuffer(resBuf_, kBlockBytes);
         pipe_.InitBuffer(wordBuf_, kBlockBytes);
-        pipe_.InitBuffer(maximaBuf_, kMaxSplits * sizeof(AccT));
-    }
-
-    // Launch 1 of 3 (splits > 1): the maximum of e over each (row, chunk).
-    __aicore__ inline void ProcessRowMax()
-    {
-        for (uint32_t task = GetBlockIdx(); task < Tasks(); task += GetBlockNum()) {
-            const float m = ChunkMax(task / tiling_.splits, ChunkStart(task), ChunkLen(task));
-            cold::WriteValue(maxGm_, task, m, wordBuf_.Get<AccT>());
+        pipe_.InitBuffer(recordsBuf_, kMaxSplits * kBlockBytes);
+        if (tiling_.writeScores == 0) {
+            tileCap_ = cold::CeilDiv(cold::CeilDiv(tiling_.chunkLen, tile), 8) * 8;
+            pipe_.InitBuffer(tileRecBuf_, 4 * tileCap_ * sizeof(AccT));
         }
     }
 
-    // splits == 1: the whole row. Launch 2 of 3 (splits > 1): one chunk against its row's maximum.
+    // splits == 1: the whole row, all outputs. Launch 2 of 3 (splits > 1): one chunk against its row's
+    // threshold; its record updated when it changed.
     __aicore__ inline void ProcessScore()
     {
         for (uint32_t task = GetBlockIdx(); task < Tasks(); task += GetBlockNum()) {
             const uint32_t row = task / tiling_.splits;
             const uint32_t v0 = ChunkStart(task);
             const uint32_t len = ChunkLen(task);
-            residentFilled_ = false;  // the max pass fills the resident chunk, the score pass reads it
-            const float rowMax = tiling_.splits == 1 ? ChunkMax(row, v0, len) : RowMaxFromWorkspace(row);
-            residentFilled_ = true;
-            ScoreChunk(row, v0, len, rowMax + tiling_.lnAlpha);
             if (tiling_.splits == 1) {
-                WriteRow(row, bestIdx_, best_, finiteSum_);
+                Winner w;
+                if (tiling_.writeScores != 0) {
+                    residentFilled_ = false;  // the max pass fills the resident row, the score pass reads it
+                    const float rowMax = ChunkMax(row, v0, len);
+                    residentFilled_ = true;
+                    w = ScoreRange(row, v0, len, rowMax + tiling_.lnAlpha, true);
+                } else {
+                    w = OnePass(row, v0, len);
+                }
+                WriteRow(row, w.idx, w.best, w.finite);
+            } else if (tiling_.writeScores != 0) {
+                const Winner w = ScoreRange(row, v0, len, RowMaxFromWorkspace(row) + tiling_.lnAlpha, true);
+                WriteRecord(task, w, 3);  // best, idx, finite
             } else {
-                cold::WriteValue(winScoreGm_, task, best_, wordBuf_.Get<AccT>());
-                cold::WriteValue(winIdxGm_, task, static_cast<uint32_t>(bestIdx_), wordBuf_.Get<uint32_t>());
-                cold::WriteValue(finiteGm_, task, finiteSum_, wordBuf_.Get<AccT>());
+                ResolveChunk(task, row, v0, len);
             }
         }
     }
 
-    // Launch 3 of 3 (splits > 1): per row, the lowest-index best of the chunk winners.
+    // Launch 1 of 3 (splits > 1): per chunk, the one-pass scan (tokens only) or the chunk max.
+    __aicore__ inline void ProcessLocal()
+    {
+        for (uint32_t task = GetBlockIdx(); task < Tasks(); task += GetBlockNum()) {
+            const uint32_t row = task / tiling_.splits;
+            if (tiling_.writeScores != 0) {
+                cold::WriteValue(wsGm_, task * kRecordWords + kRecMax, ChunkMax(row, ChunkStart(task), ChunkLen(task)),
+                                 wordBuf_.Get<AccT>());
+            } else {
+                const Winner w = OnePass(row, ChunkStart(task), ChunkLen(task));
+                WriteRecord(task, w, 5);  // best, idx, finite, max, eAt
+            }
+        }
+    }
+
+    // Launch 3 of 3 (splits > 1): per row, the lowest-index best of the chunk records.
     __aicore__ inline void ProcessReduce()
     {
         const uint32_t s = tiling_.splits;
         for (uint32_t row = GetBlockIdx(); row < tiling_.rows; row += GetBlockNum()) {
-            LocalTensor<AccT> scoresLocal = maximaBuf_.Get<AccT>();
-            const DataCopyExtParams params(1, s * sizeof(AccT), 0, 0, 0);
+            // S blocks of 12 bytes (best, idx, finite), 20 bytes apart in GM, 32 bytes apart in UB.
+            LocalTensor<AccT> rec = recordsBuf_.Get<AccT>();
+            DataCopyPad(rec, wsGm_[row * s * kRecordWords],
+                        DataCopyExtParams(static_cast<uint16_t>(s), 3 * sizeof(AccT),
+                                          (kRecordWords - 3) * sizeof(AccT), 0, 0),
+                        DataCopyPadExtParams<AccT>());
+            PipeBarrier<PIPE_ALL>();
             float best = cold::kNegInf;
             int64_t bestIdx = -1;
             float finite = 0.0f;
-            DataCopyPad(scoresLocal, winScoreGm_[row * s], params, DataCopyPadExtParams<AccT>());
-            PipeBarrier<PIPE_ALL>();
-            uint32_t bestChunk = s;
             for (uint32_t c = 0; c < s; ++c) {
-                if (scoresLocal.GetValue(c) > best) {  // strictly: an equal later chunk has higher indices
-                    best = scoresLocal.GetValue(c);
-                    bestChunk = c;
+                const float b = rec.GetValue(c * kRecordWords + kRecBest);
+                finite += rec.GetValue(c * kRecordWords + kRecFinite);
+                if (b > best) {  // strictly: an equal later chunk has higher indices
+                    best = b;
+                    bestIdx = static_cast<int32_t>(rec.ReinterpretCast<uint32_t>().GetValue(c * kRecordWords + kRecIdx));
                 }
-            }
-            DataCopyPad(scoresLocal, finiteGm_[row * s], params, DataCopyPadExtParams<AccT>());
-            PipeBarrier<PIPE_ALL>();
-            for (uint32_t c = 0; c < s; ++c) {
-                finite += scoresLocal.GetValue(c);
-            }
-            if (bestChunk < s) {
-                LocalTensor<uint32_t> idxLocal = maximaBuf_.Get<uint32_t>();
-                DataCopyPad(idxLocal, winIdxGm_[row * s], params, DataCopyPadExtParams<uint32_t>());
-                PipeBarrier<PIPE_ALL>();
-                bestIdx = static_cast<int32_t>(idxLocal.GetValue(bestChunk));
             }
             WriteRow(row, bestIdx, best, finite);
         }
     }
 
 private:
-    __aicore__ inline void BindWorkspace(GM_ADDR workspace)
+    struct Winner {
+        float best = cold::kNegInf;
+        int64_t idx = -1;           // index in the row; -1: nothing kept
+        float eAt = cold::kNaN;     // e[idx] (f32)
+        float finite = 0.0f;        // sum(e - e) + sum(a - a) over the range
+        float max = cold::kNegInf;  // max e over the range (one-pass scan only)
+    };
+
+    // Takes `cand` when it beats `w` (higher score, or equal with a lower index).
+    __aicore__ inline static void Offer(Winner& w, float best, int64_t idx, float eAt)
     {
-        const uint64_t words = static_cast<uint64_t>(tiling_.rows) * tiling_.splits;
-        const uint64_t section = tiling_.wsSection;
-        maxGm_.SetGlobalBuffer(reinterpret_cast<__gm__ AccT*>(workspace), words);
-        winScoreGm_.SetGlobalBuffer(reinterpret_cast<__gm__ AccT*>(workspace + section), words);
-        winIdxGm_.SetGlobalBuffer(reinterpret_cast<__gm__ uint32_t*>(workspace + 2 * section), words);
-        finiteGm_.SetGlobalBuffer(reinterpret_cast<__gm__ AccT*>(workspace + 3 * section), words);
+        if (best > w.best || (best == w.best && idx >= 0 && (w.idx < 0 || idx < w.idx))) {
+            w.best = best;
+            w.idx = idx;
+            w.eAt = eAt;
+        }
     }
 
     __aicore__ inline uint32_t Tasks() const { return tiling_.rows * tiling_.splits; }
@@ -170,6 +209,16 @@ private:
         return v0 >= tiling_.vocab ? 0 : cold::Min(tiling_.chunkLen, tiling_.vocab - v0);
     }
 
+    __aicore__ inline float TileMax(const LocalTensor<AccT>& x, uint32_t n)
+    {
+        LocalTensor<AccT> res = resBuf_.Get<AccT>();
+        ReduceMax(res, x, workBuf_.Get<AccT>(), static_cast<int32_t>(n), false);
+        PipeBarrier<PIPE_ALL>();  // the scalar unit reads what the vector unit wrote
+        return res.GetValue(0);
+    }
+
+    __aicore__ inline static float MaxNaN(float m, float v) { return (v != v || m != m) ? cold::kNaN : cold::Max(m, v); }
+
     __aicore__ inline float ChunkMax(uint32_t row, uint32_t v0, uint32_t len)
     {
         float m = cold::kNegInf;
@@ -177,72 +226,148 @@ private:
             const uint32_t n = cold::Min(tiling_.tileLen, len - off);
             LocalTensor<AccT> eFloat = eFloatBuf_.Get<AccT>();
             LoadFloat(eFloat, eGm_, eQue_, Offset(row, v0 + off), n, tiling_.resident != 0 ? off : kNoResident);
-            LocalTensor<AccT> res = resBuf_.Get<AccT>();
-            ReduceMax(res, eFloat, workBuf_.Get<AccT>(), static_cast<int32_t>(n), false);
-            PipeBarrier<PIPE_ALL>();
-            const float tileMax = res.GetValue(0);
-            m = (tileMax != tileMax) ? tileMax : cold::Max(m, tileMax);  // NaN sticks (the row is flagged later)
+            m = MaxNaN(m, TileMax(eFloat, n));  // NaN sticks (the row is flagged by the finite check)
         }
         return m;
     }
 
     __aicore__ inline float RowMaxFromWorkspace(uint32_t row)
     {
-        LocalTensor<AccT> maxima = maximaBuf_.Get<AccT>();
-        DataCopyPad(maxima, maxGm_[row * tiling_.splits], DataCopyExtParams(1, tiling_.splits * sizeof(AccT), 0, 0, 0),
+        // The row's S maxima: blocks of 4 bytes, one record apart in GM, 32 bytes apart in UB.
+        const uint32_t s = tiling_.splits;
+        LocalTensor<AccT> rec = recordsBuf_.Get<AccT>();
+        DataCopyPad(rec, wsGm_[row * s * kRecordWords + kRecMax],
+                    DataCopyExtParams(static_cast<uint16_t>(s), sizeof(AccT), (kRecordWords - 1) * sizeof(AccT), 0, 0),
                     DataCopyPadExtParams<AccT>());
         PipeBarrier<PIPE_ALL>();
         float m = cold::kNegInf;
-        for (uint32_t c = 0; c < tiling_.splits; ++c) {
-            const float v = maxima.GetValue(c);
-            m = (v != v || m != m) ? cold::kNaN : cold::Max(m, v);
+        for (uint32_t c = 0; c < s; ++c) {
+            m = MaxNaN(m, rec.GetValue(c * kRecordWords));
         }
         return m;
     }
 
-    // The fused pass: finite check, score, mask, argmax and the optional score write, tile by tile.
-    __aicore__ inline void ScoreChunk(uint32_t row, uint32_t v0, uint32_t len, float threshold)
+    // Tokens only, S > 1: this chunk's local record is exact unless it is dirty against the row threshold.
+    __aicore__ inline void ResolveChunk(uint32_t task, uint32_t row, uint32_t v0, uint32_t len)
     {
-        best_ = cold::kNegInf;
-        bestIdx_ = -1;
-        finiteSum_ = 0.0f;
-        const float onePlusBeta = 1.0f + tiling_.beta;
-        for (uint32_t off = 0; off < len; off += tiling_.tileLen) {
+        const float threshold = RowMaxFromWorkspace(row) + tiling_.lnAlpha;
+        LocalTensor<AccT> rec = wordBuf_.Get<AccT>();
+        DataCopyPad(rec, wsGm_[task * kRecordWords], DataCopyExtParams(1, 5 * sizeof(AccT), 0, 0, 0),
+                    DataCopyPadExtParams<AccT>());
+        PipeBarrier<PIPE_ALL>();
+        const float chunkMax = rec.GetValue(kRecMax);
+        const float eAt = rec.GetValue(kRecEAt);
+        if (chunkMax >= threshold && !(eAt >= threshold)) {
+            const Winner w = ScoreRange(row, v0, len, threshold, false);
+            WriteRecord(task, w, 2);  // best, idx; the finite sum of the local pass stands
+        }
+    }
+
+    // The tokens-only scan of [v0, v0 + len): one read of e and a, then re-reads of dirty tiles that could
+    // still win (see the header). Returns the exact winner under the range's own maximum.
+    __aicore__ inline Winner OnePass(uint32_t row, uint32_t v0, uint32_t len)
+    {
+        LocalTensor<AccT> recMax = tileRecBuf_.Get<AccT>();
+        LocalTensor<AccT> recBest = recMax[tileCap_];
+        LocalTensor<uint32_t> recIdx = recMax[2 * tileCap_].template ReinterpretCast<uint32_t>();
+        LocalTensor<AccT> recEAt = recMax[3 * tileCap_];
+        Winner w;
+        uint32_t tiles = 0;
+        for (uint32_t off = 0; off < len; off += tiling_.tileLen, ++tiles) {
             const uint32_t n = cold::Min(tiling_.tileLen, len - off);
-            const int32_t count = static_cast<int32_t>(n);
             LocalTensor<AccT> eFloat = eFloatBuf_.Get<AccT>();
-            LocalTensor<AccT> aFloat = aFloatBuf_.Get<AccT>();
-            LocalTensor<AccT> tmp = tmpBuf_.Get<AccT>();
-            LocalTensor<AccT> res = resBuf_.Get<AccT>();
-            LoadFloat(eFloat, eGm_, eQue_, Offset(row, v0 + off), n, tiling_.resident != 0 ? off : kNoResident);
-            LoadFloat(aFloat, aGm_, aQue_, Offset(row, v0 + off), n, kNoResident);
-            LocalTensor<AccT> score = scoreQue_.AllocTensor<AccT>();
-            Sub(tmp, eFloat, eFloat, count);
-            Sub(score, aFloat, aFloat, count);
-            Add(tmp, tmp, score, count);
-            ReduceSum(res, tmp, workBuf_.Get<AccT>(), count);
-            PipeBarrier<PIPE_ALL>();
-            finiteSum_ += res.GetValue(0);
-            Muls(score, eFloat, onePlusBeta, count);
-            Muls(tmp, aFloat, tiling_.beta, count);
-            Sub(score, score, tmp, count);
-            LocalTensor<uint8_t> mask = maskBuf_.Get<uint8_t>();
-            CompareScalar(mask, eFloat, threshold, CMPMODE::GE, n);
-            Select(score, mask, score, cold::kNegInf, SELMODE::VSEL_TENSOR_SCALAR_MODE, n);
-            ReduceMax(res, score, workBuf_.Get<AccT>(), count, true);
-            PipeBarrier<PIPE_ALL>();
-            const float tileBest = res.GetValue(0);
-            if (tileBest > best_) {  // strictly: equal scores in later tiles have higher indices
-                best_ = tileBest;
-                bestIdx_ = static_cast<int64_t>(v0 + off) + res.ReinterpretCast<uint32_t>().GetValue(1);
-            }
-            if (tiling_.writeScores != 0) {
-                scoreQue_.EnQue(score);
-                CopyOutScores(row, v0 + off, n);
-            } else {
-                scoreQue_.FreeTensor(score);
+            LoadTile(row, v0 + off, n, w);
+            const float tileMax = TileMax(eFloat, n);
+            w.max = MaxNaN(w.max, tileMax);
+            const Winner t = ScoreTile(n, w.max + tiling_.lnAlpha, false, row, v0 + off);
+            recMax.SetValue(tiles, tileMax);
+            recBest.SetValue(tiles, t.best);
+            recIdx.SetValue(tiles, static_cast<uint32_t>(t.idx));
+            recEAt.SetValue(tiles, t.eAt);
+        }
+        const float threshold = w.max + tiling_.lnAlpha;
+        for (uint32_t t = 0; t < tiles; ++t) {  // exact tiles, in index order
+            if (recMax.GetValue(t) >= threshold && recEAt.GetValue(t) >= threshold) {
+                Offer(w, recBest.GetValue(t), v0 + t * tiling_.tileLen + recIdx.GetValue(t), recEAt.GetValue(t));
             }
         }
+        for (uint32_t t = 0; t < tiles; ++t) {  // dirty tiles whose upper bound could still win
+            const uint32_t start = v0 + t * tiling_.tileLen;
+            const float bound = recBest.GetValue(t);
+            if (recMax.GetValue(t) >= threshold && !(recEAt.GetValue(t) >= threshold) &&
+                (bound > w.best || (bound == w.best && (w.idx < 0 || start < w.idx)))) {
+                const Winner r = ScoreRange(row, start, cold::Min(tiling_.tileLen, v0 + len - start), threshold, false);
+                Offer(w, r.best, r.idx, r.eAt);
+            }
+        }
+        return w;
+    }
+
+    // Scores [v0, v0 + len) against `threshold` tile by tile (finite check, score, mask, argmax, and the
+    // score row when `write`).
+    __aicore__ inline Winner ScoreRange(uint32_t row, uint32_t v0, uint32_t len, float threshold, bool write)
+    {
+        Winner w;
+        for (uint32_t off = 0; off < len; off += tiling_.tileLen) {
+            const uint32_t n = cold::Min(tiling_.tileLen, len - off);
+            LoadTile(row, v0 + off, n, w, off);  // `off` is the resident slot only when resident (v0 = 0)
+            const Winner t = ScoreTile(n, threshold, write, row, v0 + off);
+            Offer(w, t.best, t.idx < 0 ? -1 : static_cast<int64_t>(v0 + off) + t.idx, t.eAt);
+        }
+        return w;
+    }
+
+    // e and a of one tile into the f32 working tiles; adds the tile's finite check to w.finite.
+    __aicore__ inline void LoadTile(uint32_t row, uint32_t v, uint32_t n, Winner& w, uint32_t residentOff = kNoResident)
+    {
+        const int32_t count = static_cast<int32_t>(n);
+        LocalTensor<AccT> eFloat = eFloatBuf_.Get<AccT>();
+        LocalTensor<AccT> aFloat = aFloatBuf_.Get<AccT>();
+        LocalTensor<AccT> tmp = tmpBuf_.Get<AccT>();
+        LocalTensor<AccT> res = resBuf_.Get<AccT>();
+        LoadFloat(eFloat, eGm_, eQue_, Offset(row, v), n, tiling_.resident != 0 ? residentOff : kNoResident);
+        LoadFloat(aFloat, aGm_, aQue_, Offset(row, v), n, kNoResident);
+        // (e - e) + a - a: exactly 0 when both are finite, NaN otherwise.
+        Sub(tmp, eFloat, eFloat, count);
+        Add(tmp, tmp, aFloat, count);
+        Sub(tmp, tmp, aFloat, count);
+        ReduceSum(res, tmp, workBuf_.Get<AccT>(), count);
+        PipeBarrier<PIPE_ALL>();
+        w.finite += res.GetValue(0);
+    }
+
+    // The masked score of the loaded tile against `threshold`: its winner (index within the tile), and
+    // the tile written to the score row when `write`.
+    __aicore__ inline Winner ScoreTile(uint32_t n, float threshold, bool write, uint32_t row, uint32_t v)
+    {
+        const int32_t count = static_cast<int32_t>(n);
+        LocalTensor<AccT> eFloat = eFloatBuf_.Get<AccT>();
+        LocalTensor<AccT> aFloat = aFloatBuf_.Get<AccT>();
+        LocalTensor<AccT> tmp = tmpBuf_.Get<AccT>();
+        LocalTensor<AccT> res = resBuf_.Get<AccT>();
+        LocalTensor<AccT> score = scoreQue_.AllocTensor<AccT>();
+        Muls(score, eFloat, 1.0f + tiling_.beta, count);
+        Muls(tmp, aFloat, tiling_.beta, count);
+        Sub(score, score, tmp, count);
+        LocalTensor<uint8_t> mask = maskBuf_.Get<uint8_t>();
+        CompareScalar(mask, eFloat, threshold, CMPMODE::GE, n);
+        Select(score, mask, score, cold::kNegInf, SELMODE::VSEL_TENSOR_SCALAR_MODE, n);
+        ReduceMax(res, score, workBuf_.Get<AccT>(), count, true);
+        PipeBarrier<PIPE_ALL>();
+        Winner t;
+        t.best = res.GetValue(0);
+        const uint32_t at = res.ReinterpretCast<uint32_t>().GetValue(1);
+        if (t.best > cold::kNegInf) {
+            t.idx = at;
+            t.eAt = eFloat.GetValue(at);
+        }
+        if (write) {
+            scoreQue_.EnQue(score);
+            CopyOutScores(row, v, n);
+        } else {
+            scoreQue_.FreeTensor(score);
+        }
+        return t;
     }
 
     __aicore__ inline void CopyOutScores(uint32_t row, uint32_t v, uint32_t n)
@@ -326,20 +451,32 @@ private:
         return static_cast<uint64_t>(row) * tiling_.vocab + v;
     }
 
+    // Writes the first `words` words of a record {best, idx, finite, max, eAt} for chunk `task`.
+    __aicore__ inline void WriteRecord(uint32_t task, const Winner& w, uint32_t words)
+    {
+        LocalTensor<AccT> rec = wordBuf_.Get<AccT>();
+        rec.SetValue(kRecBest, w.best);
+        rec.ReinterpretCast<uint32_t>().SetValue(kRecIdx, static_cast<uint32_t>(w.idx));
+        rec.SetValue(kRecFinite, w.finite);
+        rec.SetValue(kRecMax, w.max);
+        rec.SetValue(kRecEAt, w.eAt);
+        PipeBarrier<PIPE_ALL>();  // scalar writes visible to MTE3
+        DataCopyPad(wsGm_[task * kRecordWords], rec, DataCopyExtParams(1, words * sizeof(AccT), 0, 0, 0));
+        PipeBarrier<PIPE_ALL>();
+    }
+
     ColdScoreTiling tiling_;
-    float best_ = 0.0f;
-    int64_t bestIdx_ = -1;
-    float finiteSum_ = 0.0f;
+    uint32_t tileCap_ = 0;  // tile records per range (tokens only)
     bool residentFilled_ = false;
     TPipe pipe_;
     TQue<TPosition::VECIN, kBufferNum> eQue_, aQue_;
     TQue<TPosition::VECOUT, kBufferNum> scoreQue_;
     TBuf<TPosition::VECCALC> residentBuf_, eFloatBuf_, aFloatBuf_, tmpBuf_, maskBuf_, workBuf_, resBuf_, wordBuf_,
-        maximaBuf_;
+        recordsBuf_, tileRecBuf_;
     GlobalTensor<InT> eGm_, aGm_;
     GlobalTensor<TokenT> tokensGm_;
-    GlobalTensor<AccT> bestGm_, scoresGm_, maxGm_, winScoreGm_, finiteGm_;
-    GlobalTensor<uint32_t> statusGm_, winIdxGm_;
+    GlobalTensor<AccT> bestGm_, scoresGm_, wsGm_;
+    GlobalTensor<uint32_t> statusGm_;
 };
 
 #define COLD_SCORE_ENTRY(SUFFIX, TYPE)                                                                          \
@@ -351,11 +488,12 @@ private:
         op.Init(e, a, tokens, best, scores, status, workspace, tiling);                                         \
         op.ProcessScore();                                                                                      \
     }                                                                                                           \
-    extern "C" __global__ __aicore__ void cold_rowmax_##SUFFIX(GM_ADDR e, GM_ADDR workspace, GM_ADDR tiling)    \
+    extern "C" __global__ __aicore__ void cold_local_##SUFFIX(GM_ADDR e, GM_ADDR a, GM_ADDR workspace,          \
+                                                              GM_ADDR tiling)                                   \
     {                                                                                                           \
         ColdScore<TYPE> op;                                                                                     \
-        op.Init(e, e, nullptr, nullptr, nullptr, nullptr, workspace, tiling);                                   \
-        op.ProcessRowMax();                                                                                     \
+        op.Init(e, a, nullptr, nullptr, nullptr, nullptr, workspace, tiling);                                   \
+        op.ProcessLocal();                                                                                      \
     }
 
 COLD_SCORE_ENTRY(f16, half)

@@ -19,16 +19,16 @@ void bgmv_shrink_bf16(uint8_t* x, uint8_t* a, uint8_t* idx, uint8_t* y, uint8_t*
 // y[b, off:off+H_out] (+)= Bw[idx[b]] @ x[b]; tiling BgmvExpandTiling.
 void bgmv_expand_f16(uint8_t* x, uint8_t* w, uint8_t* idx, uint8_t* y, uint8_t* status, uint8_t* tiling);
 void bgmv_expand_bf16(uint8_t* x, uint8_t* w, uint8_t* idx, uint8_t* y, uint8_t* status, uint8_t* tiling);
-// CoLD scoring; tiling ColdScoreTiling. splits == 1: cold_score alone; else rowmax, score, reduce.
+// CoLD scoring; tiling ColdScoreTiling. splits == 1: cold_score alone; else local, score, reduce.
 void cold_score_f16(uint8_t* e, uint8_t* a, uint8_t* tokens, uint8_t* best, uint8_t* scores, uint8_t* status,
                     uint8_t* workspace, uint8_t* tiling);
 void cold_score_bf16(uint8_t* e, uint8_t* a, uint8_t* tokens, uint8_t* best, uint8_t* scores, uint8_t* status,
                      uint8_t* workspace, uint8_t* tiling);
 void cold_score_f32(uint8_t* e, uint8_t* a, uint8_t* tokens, uint8_t* best, uint8_t* scores, uint8_t* status,
                     uint8_t* workspace, uint8_t* tiling);
-void cold_rowmax_f16(uint8_t* e, uint8_t* workspace, uint8_t* tiling);
-void cold_rowmax_bf16(uint8_t* e, uint8_t* workspace, uint8_t* tiling);
-void cold_rowmax_f32(uint8_t* e, uint8_t* workspace, uint8_t* tiling);
+void cold_local_f16(uint8_t* e, uint8_t* a, uint8_t* workspace, uint8_t* tiling);
+void cold_local_bf16(uint8_t* e, uint8_t* a, uint8_t* workspace, uint8_t* tiling);
+void cold_local_f32(uint8_t* e, uint8_t* a, uint8_t* workspace, uint8_t* tiling);
 void cold_reduce(uint8_t* tokens, uint8_t* best, uint8_t* status, uint8_t* workspace, uint8_t* tiling);
 }
 
@@ -44,9 +44,9 @@ void cold_reduce(uint8_t* tokens, uint8_t* best, uint8_t* status, uint8_t* works
     X(cold_score_f16) \
     X(cold_score_bf16) \
     X(cold_score_f32) \
-    X(cold_rowmax_f16) \
-    X(cold_rowmax_bf16) \
-    X(cold_rowmax_f32) \
+    X(cold_local_f16) \
+    X(cold_local_bf16) \
+    X(cold_local_f32) \
     X(cold_reduce)
 // clang-format on
 

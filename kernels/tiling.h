@@ -28,7 +28,7 @@ typedef struct BgmvShrinkTiling {
 
 typedef struct BgmvExpandTiling {
     uint32_t batch;        // B
-    uint32_t rank;         // R (1..64: one f32 repeat per output element)
+    uint32_t rank;         // R (1..128: one or two 64-lane f32 repeats per output element)
     uint32_t hiddenOut;    // H_out
     uint32_t hiddenFull;   // H_full (row stride of y)
     uint32_t sliceOffset;  // first column of y written
@@ -45,14 +45,14 @@ typedef struct ColdScoreTiling {
     uint32_t rows;         // N
     uint32_t vocab;        // V
     uint32_t blockNum;     // blocks launched; tasks (row, chunk) round-robin
-    uint32_t splits;       // vocabulary chunks per row; 1: one launch, else three (rowmax, score, reduce)
+    uint32_t splits;       // vocabulary chunks per row; 1: one launch, else three (local, score, reduce)
     uint32_t chunkLen;     // elements per chunk (multiple of tileLen except the last)
     uint32_t tileLen;      // elements per tile, a multiple of 64
-    uint32_t resident;     // 1: the e chunk stays in UB between the max and the score pass (read once)
+    uint32_t resident;     // 1 (score row, splits 1 only): e stays in UB between the max and the score pass
     uint32_t writeScores;  // 1: write the masked score row f32 [N, V]
     float lnAlpha;         // ln(alpha) <= 0
     float beta;            // >= 0
-    uint32_t wsSection;    // bytes per workspace section (N * splits * 4 rounded up to 32); 4 sections
+    uint32_t wsBytes;      // workspace (splits > 1): one 32-byte record per (row, chunk), N * splits * 32
     uint32_t reserved;
 } ColdScoreTiling;
 

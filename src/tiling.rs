@@ -84,6 +84,10 @@ impl DType {
 const BLOCK: u32 = 32; // UB and DataCopy granularity (bytes)
 const REPEAT_F32: u32 = 64; // f32 elements per 256-byte vector repeat
 const MAX_REPEAT: u32 = 255; // level-0 repeatTime is uint8_t
+/// Most vocabulary chunks per row in cold_score (a row's chunk records fit one 2 KiB UB buffer).
+pub const COLD_MAX_SPLITS: u32 = 64;
+/// Largest rank bgmv_expand takes: vLLM's LoRA ops go up to 128; the kernel folds a row in 64-lane chunks.
+pub const MAX_EXPAND_RANK: u32 = 128;
 
 fn round_up(v: u32, m: u32) -> u32 {
     v.div_ceil(m) * m
@@ -266,7 +270,7 @@ impl BgmvExpandTiling {
         2 * ub32(w * u64::from(dtype.size()))
             + 2 * ub32(w * 4)
             + 2 * ub32(t * u64::from(dtype.size()))
-            + 2 * ub32(t * 4)
+            + 3 * ub32(t * 4)
             + 32
     }
 
@@ -350,10 +354,10 @@ impl BgmvExpandTiling {
                 shape.slice_offset + shape.hidden_out,
             ));
         }
-        if self.rank > 64 {
+        if self.rank > MAX_EXPAND_RANK {
             return Err(Error::parameter(
                 "rank",
-                "1..=64 (one WholeReduceSum repeat of f32 per output)",
+                format!("1..={MAX_EXPAND_RANK} (vLLM's LoRA ranks)"),
                 self.rank,
             ));
         }
@@ -394,7 +398,7 @@ pub struct ColdScoreTiling {
     pub write_scores: u32,
     pub ln_alpha: f32,
     pub beta: f32,
-    pub ws_section: u32,
+    pub ws_bytes: u32,
     pub reserved: u32,
 }
 
@@ -408,25 +412,33 @@ impl ColdScoreTiling {
         } else {
             0
         };
+        let (score_tiles, tile_records) = if self.write_scores != 0 {
+            (2, 0)
+        } else {
+            // max, best, idx, e-at-best per tile of a range, each array a whole number of 32-byte blocks
+            let tiles = u64::from(self.chunk_len.div_ceil(self.tile_len.max(1)));
+            (1, 4 * tiles.div_ceil(8) * 32)
+        };
         resident
             + 4 * ub32(t * u64::from(dtype.size()))
-            + 2 * ub32(t * 4)
+            + score_tiles * ub32(t * 4)
             + 3 * ub32(t * 4)
             + t.div_ceil(256) * 32
             + 2 * (2 * repeats).div_ceil(8) * 32
             + 32
             + 32
-            + 256
+            + COLD_MAX_SPLITS as u64 * 32
+            + tile_records
     }
 
-    /// Workspace bytes (4 sections) needed when `splits > 1`; at least 32.
+    /// Workspace bytes needed when `splits > 1` (one 32-byte record per row and chunk); at least 32.
     pub fn workspace_bytes(&self) -> usize {
-        (4 * self.ws_section as usize).max(32)
+        (self.ws_bytes as usize).max(32)
     }
 
     /// A tiling for logits [rows, vocab]: rows over cores, and when rows < cores the vocabulary split into
-    /// chunks of at least 4096 elements over the idle cores; the row (or chunk) kept resident in UB when
-    /// it fits and splits == 1.
+    /// chunks of at least 4096 elements over the idle cores; with the score row and splits == 1, the row
+    /// kept resident in UB when it fits (tokens only, the one-pass scan needs no residency).
     pub fn choose(
         rows: usize,
         vocab: usize,
@@ -445,7 +457,7 @@ impl ColdScoreTiling {
                 .vector_cores
                 .div_ceil(n)
                 .min(v.div_ceil(4096))
-                .clamp(1, 64)
+                .clamp(1, COLD_MAX_SPLITS)
         };
         let tile_len = 2048;
         let chunk_len = round_up(v.div_ceil(splits), tile_len);
@@ -461,14 +473,10 @@ impl ColdScoreTiling {
             write_scores: write_scores as u32,
             ln_alpha: alpha.ln(),
             beta,
-            ws_section: if splits > 1 {
-                (n * splits * 4).div_ceil(BLOCK) * BLOCK
-            } else {
-                0
-            },
+            ws_bytes: if splits > 1 { n * splits * BLOCK } else { 0 },
             reserved: 0,
         };
-        if splits == 1 {
+        if splits == 1 && write_scores {
             t.resident = 1;
             if t.ub_bytes(dtype) > u64::from(profile.ub_bytes) {
                 t.resident = 0;
@@ -509,7 +517,7 @@ impl ColdScoreTiling {
             ));
         }
         if self.splits == 0
-            || self.splits > 64
+            || self.splits > COLD_MAX_SPLITS
             || self.chunk_len == 0
             || self.chunk_len % self.tile_len != 0
             || u64::from(self.splits) * u64::from(self.chunk_len) < u64::from(self.vocab)
@@ -520,20 +528,19 @@ impl ColdScoreTiling {
                 format!("{} x {}", self.splits, self.chunk_len),
             ));
         }
-        if self.resident != 0 && self.splits != 1 {
+        if self.resident != 0 && (self.splits != 1 || self.write_scores == 0) {
             return Err(Error::parameter(
                 "resident",
-                "0 when splits > 1",
+                "0 unless splits == 1 and the score row is written",
                 self.resident,
             ));
         }
-        if self.splits > 1
-            && (self.ws_section as u64) < u64::from(self.rows) * u64::from(self.splits) * 4
-        {
+        let ws_need = u64::from(self.rows) * u64::from(self.splits) * u64::from(BLOCK);
+        if self.splits > 1 && u64::from(self.ws_bytes) < ws_need {
             return Err(Error::parameter(
-                "wsSection",
-                format!(">= {}", self.rows * self.splits * 4),
-                self.ws_section,
+                "wsBytes",
+                format!(">= {ws_need} (32 bytes per row and chunk)"),
+                self.ws_bytes,
             ));
         }
         check_ub(self.ub_bytes(dtype), profile)
@@ -676,8 +683,8 @@ mod tests {
             c::COLDSCORETILING_BETA_OFFSET
         );
         assert_eq!(
-            offset_of!(ColdScoreTiling, ws_section),
-            c::COLDSCORETILING_WSSECTION_OFFSET
+            offset_of!(ColdScoreTiling, ws_bytes),
+            c::COLDSCORETILING_WSBYTES_OFFSET
         );
 
         assert_eq!(size_of::<SmokeAddTiling>(), c::SMOKEADDTILING_SIZE);
@@ -741,13 +748,24 @@ mod tests {
             .validate(es, DType::Bf16, &p)
             .is_err());
         let big = ExpandShape { rank: 128, ..es };
-        assert!(BgmvExpandTiling::choose(big, DType::F16, true, &p).is_err());
+        let t = BgmvExpandTiling::choose(big, DType::F16, true, &p).unwrap();
+        assert!(t.tile_h >= 8 && t.ub_bytes(DType::F16) <= u64::from(p.ub_bytes));
+        let too_big = ExpandShape { rank: 129, ..es };
+        assert!(BgmvExpandTiling::choose(too_big, DType::F16, true, &p).is_err());
 
         let t = ColdScoreTiling::choose(1, 32003, DType::F32, 0.1, 0.5, true, &p).unwrap();
         assert!(t.splits > 1 && t.resident == 0);
+        assert!(ColdScoreTiling { resident: 1, ..t }
+            .validate(1, 32003, DType::F32, 0.1, &p)
+            .is_err());
+        assert!(ColdScoreTiling { ws_bytes: 32, ..t }
+            .validate(1, 32003, DType::F32, 0.1, &p)
+            .is_err());
         assert!(ColdScoreTiling::choose(1, 100, DType::F32, 0.0, 0.5, false, &p).is_err());
         assert!(ColdScoreTiling::choose(1, 100, DType::F32, 0.5, -1.0, false, &p).is_err());
-        let t = ColdScoreTiling::choose(64, 32000, DType::F16, 0.1, 0.5, false, &p).unwrap();
+        let t = ColdScoreTiling::choose(64, 32000, DType::F16, 0.1, 0.5, true, &p).unwrap();
         assert_eq!((t.splits, t.resident), (1, 1));
+        let t = ColdScoreTiling::choose(64, 151936, DType::F32, 0.1, 0.5, false, &p).unwrap();
+        assert_eq!((t.splits, t.resident), (1, 0));
     }
 }

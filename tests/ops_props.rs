@@ -415,7 +415,13 @@ fn check_cold<T: Elem + ops::LogitFloat>(
     }
 }
 
-fn random_cold<T: Elem + ops::LogitFloat>(seed: u64, rows: usize, vocab: usize, with_scores: bool, tiled: bool) {
+fn random_cold<T: Elem + ops::LogitFloat>(
+    seed: u64,
+    rows: usize,
+    vocab: usize,
+    with_scores: bool,
+    tiled: bool,
+) {
     let mut rng = StdRng::seed_from_u64(seed);
     let shape = ColdShape { rows, vocab };
     let mut e: Vec<T> = random_vec(&mut rng, rows * vocab, 8.0);

@@ -23,7 +23,7 @@ int main()
     FIELD(ColdScoreTiling, rows) FIELD(ColdScoreTiling, vocab) FIELD(ColdScoreTiling, blockNum)
     FIELD(ColdScoreTiling, splits) FIELD(ColdScoreTiling, chunkLen) FIELD(ColdScoreTiling, tileLen)
     FIELD(ColdScoreTiling, resident) FIELD(ColdScoreTiling, writeScores) FIELD(ColdScoreTiling, lnAlpha)
-    FIELD(ColdScoreTiling, beta) FIELD(ColdScoreTiling, wsSection)
+    FIELD(ColdScoreTiling, beta) FIELD(ColdScoreTiling, wsBytes)
     SIZE(SmokeAddTiling)
     FIELD(SmokeAddTiling, n) FIELD(SmokeAddTiling, tileLen) FIELD(SmokeAddTiling, blockNum)
     return 0;
