@@ -94,15 +94,13 @@ pub fn cold_score<T: LogitFloat>(
         None => &status,
     };
     if tiling.splits > 1 {
-        let (rowmax, _) = kernel(stream.device(), &format!("cold_rowmax_{dt}"))?;
-        // SAFETY: e is [rows, vocab] of T, the workspace holds workspace_bytes(), the tiling is valid.
-        unsafe {
-            rowmax.launch(
-                stream,
-                tiling.block_num,
-                &[&expert, &workspace, &tiling_dev],
-            )
-        }?;
+        // Three launches in stream order (kernels/cold_score.cpp): per-chunk local maxima and winners,
+        // then scoring against the row's threshold, then the per-row reduction of the chunk winners.
+        let (local, _) = kernel(stream.device(), &format!("cold_local_{dt}"))?;
+        let args: [&dyn KernelArg; 4] = [&expert, &amateur, &workspace, &tiling_dev];
+        // SAFETY: e and a are [rows, vocab] of T, the workspace holds workspace_bytes(), the tiling is
+        // valid for the device.
+        unsafe { local.launch(stream, tiling.block_num, &args) }?;
     }
     let args: [&dyn KernelArg; 8] = [
         &expert,
