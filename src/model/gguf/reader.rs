@@ -596,8 +596,9 @@ impl GgufFile {
         cur.check_count(kv_count, 13, "header.kv_count", "key/value pairs")?;
         cur.check_count(tensor_count, 24, "header.tensor_count", "tensor infos")?;
 
-        let mut metadata = Vec::with_capacity(kv_count as usize);
-        let mut index = HashMap::with_capacity(kv_count as usize);
+        let mut metadata =
+            Vec::with_capacity(capacity::<(String, Value)>(kv_count, cur.remaining()));
+        let mut index = HashMap::new();
         for i in 0..kv_count {
             let key = cur.string(&format!("metadata[{i}].key"))?;
             let field = format!("metadata '{key}'");
@@ -628,8 +629,8 @@ impl GgufFile {
             }
         };
 
-        let mut tensors = Vec::with_capacity(tensor_count as usize);
-        let mut names = HashMap::with_capacity(tensor_count as usize);
+        let mut tensors = Vec::with_capacity(capacity::<TensorInfo>(tensor_count, cur.remaining()));
+        let mut names = HashMap::new();
         for i in 0..tensor_count {
             let name = cur.string(&format!("tensor[{i}].name"))?;
             let field = format!("tensor '{name}'");
@@ -825,6 +826,12 @@ impl GgufFile {
     }
 }
 
+/// Initial capacity for `count` items of `T` announced by the file: never more memory than the
+/// bytes that remain, whatever the count says (the vector still grows if the items are really there).
+fn capacity<T>(count: u64, remaining: u64) -> usize {
+    count.min(remaining / std::mem::size_of::<T>().max(1) as u64) as usize
+}
+
 /// `field[i]`, formatted only when an error needs it.
 #[derive(Clone, Copy)]
 struct Indexed<'f>(&'f str, usize);
@@ -1017,14 +1024,14 @@ impl<'a> Cursor<'a> {
                 Array::Bool(v)
             }
             ValueType::String => {
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(capacity::<String>(count, self.remaining()));
                 for i in 0..n {
                     v.push(self.string(Indexed(field, i))?);
                 }
                 Array::String(v)
             }
             ValueType::Array => {
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(capacity::<Array>(count, self.remaining()));
                 for i in 0..n {
                     v.push(self.array_value(&format!("{field}[{i}]"), depth + 1)?);
                 }
