@@ -474,10 +474,13 @@ fn model_level_errors_name_the_field() {
     says(&load_err("gqa", &w), &["head_count_kv", "does not divide"]);
 
     let mut w = base();
-    set(&mut w, "llama.embedding_length", Meta::U32(32));
+    set(&mut w, "llama.feed_forward_length", Meta::U32(128));
     says(
         &load_err("shape", &w),
-        &["tensor 'token_embd.weight'", "metadata implies"],
+        &[
+            "tensor 'blk.0.ffn_gate.weight'",
+            "shape [96, 64] (row-major) but the metadata implies [128, 64]",
+        ],
     );
 
     let mut w = base();
