@@ -75,7 +75,7 @@ fn parse(bytes: Vec<u8>) -> (Result<GgufFile, Error>, usize) {
 fn rejected(bytes: Vec<u8>, field: &str) -> String {
     let len = bytes.len();
     let (r, largest) = parse(bytes);
-    let e = r.err().expect("hostile file was accepted");
+    let e = r.expect_err("hostile file was accepted");
     assert!(
         largest <= len + 4096,
         "largest allocation {largest} bytes for a {len}-byte file ({e})"

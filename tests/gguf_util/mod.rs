@@ -482,16 +482,12 @@ pub fn test_permute(hf: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<
     out
 }
 
+/// Tensors a loader must return: Hugging Face name -> (shape, values).
+pub type Expected = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// A tiny Llama GGUF whose weights are stored as `store` (F32, F16, BF16, Q8_0, Q4_0 or Q4_1), and
 /// the tensors a correct loader must return, by Hugging Face name (shape, values).
-pub fn tiny_llama(
-    store: u32,
-    tied: bool,
-    rng: &mut impl rand::Rng,
-) -> (
-    Writer,
-    std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
-) {
+pub fn tiny_llama(store: u32, tied: bool, rng: &mut impl rand::Rng) -> (Writer, Expected) {
     let t = &TINY;
     let hd = t.hidden / t.heads;
     let (tokens, types, merges) = tiny_vocab();

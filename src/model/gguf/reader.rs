@@ -600,9 +600,9 @@ impl GgufFile {
             Vec::with_capacity(capacity::<(String, Value)>(kv_count, cur.remaining()));
         let mut index = HashMap::new();
         for i in 0..kv_count {
-            let key = cur.string(&format!("metadata[{i}].key"))?;
+            let key = cur.string(format_args!("metadata[{i}].key"))?;
             let field = format!("metadata '{key}'");
-            let type_id = cur.u32(&format!("{field}.type"))?;
+            let type_id = cur.u32(format_args!("{field}.type"))?;
             let ty = ValueType::from_id(type_id).ok_or_else(|| {
                 invalid(
                     &path,
@@ -632,9 +632,9 @@ impl GgufFile {
         let mut tensors = Vec::with_capacity(capacity::<TensorInfo>(tensor_count, cur.remaining()));
         let mut names = HashMap::new();
         for i in 0..tensor_count {
-            let name = cur.string(&format!("tensor[{i}].name"))?;
+            let name = cur.string(format_args!("tensor[{i}].name"))?;
             let field = format!("tensor '{name}'");
-            let n_dims = cur.u32(&format!("{field}.n_dims"))?;
+            let n_dims = cur.u32(format_args!("{field}.n_dims"))?;
             if n_dims as usize > MAX_DIMS {
                 return Err(invalid(
                     &path,
@@ -645,7 +645,7 @@ impl GgufFile {
             let mut dims = Vec::with_capacity(n_dims as usize);
             let mut n_elements: u64 = 1;
             for d in 0..n_dims {
-                let dim = cur.u64(&format!("{field}.dims[{d}]"))?;
+                let dim = cur.u64(format_args!("{field}.dims[{d}]"))?;
                 if dim > i64::MAX as u64 {
                     return Err(invalid(
                         &path,
@@ -662,7 +662,7 @@ impl GgufFile {
                 })?;
                 dims.push(dim);
             }
-            let type_id = cur.u32(&format!("{field}.type"))?;
+            let type_id = cur.u32(format_args!("{field}.type"))?;
             let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| {
                 invalid(
                     &path,
@@ -688,7 +688,7 @@ impl GgufFile {
                         format!("{n_elements} {ggml_type} values overflow a 64-bit byte size"),
                     )
                 })?;
-            let offset = cur.u64(&format!("{field}.offset"))?;
+            let offset = cur.u64(format_args!("{field}.offset"))?;
             if offset % alignment != 0 {
                 return Err(invalid(
                     &path,
