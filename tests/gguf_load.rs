@@ -204,3 +204,18 @@ fn tensor_types_are_reported() {
     assert_eq!((t.n_elements, t.n_bytes), (128, 80));
     assert_eq!(t.shape(), vec![2, 64]);
 }
+
+#[test]
+fn file_without_tokenizer_sizes_the_vocabulary_from_the_embedding() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let (mut w, expected) = tiny_llama(gt::Q8_0, false, &mut rng);
+    w.kvs.retain(|kv| !kv.0.starts_with(b"tokenizer."));
+    w.version = 2;
+    let path = write_temp("tiny-no-tokenizer", &w.bytes());
+    let m = load_gguf(&path).unwrap();
+    assert!(m.tokenizer.is_none());
+    assert_eq!(m.config.vocab_size, expected["model.embed_tokens.weight"].0[0]);
+    assert_eq!(m.config.bos_token_id, None);
+    assert!(m.config.eos_token_ids.is_empty());
+    assert!(m.source.starts_with("GGUF v2 tiny-no-tokenizer.gguf 'tiny'"), "{}", m.source);
+}
