@@ -14,6 +14,8 @@ const TYPES: &[(u32, GgmlType)] = &[
     (gt::Q8_0, GgmlType::Q8_0),
     (gt::Q4_0, GgmlType::Q4_0),
     (gt::Q4_1, GgmlType::Q4_1),
+    (gt::Q5_0, GgmlType::Q5_0),
+    (gt::Q5_1, GgmlType::Q5_1),
 ];
 
 fn same(a: f32, b: f32) -> bool {

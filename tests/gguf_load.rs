@@ -107,6 +107,8 @@ fn quantized_llamas_match_the_reference_decoder() {
         (gt::Q8_0, "Q8_0"),
         (gt::Q4_0, "Q4_0"),
         (gt::Q4_1, "Q4_1"),
+        (gt::Q5_0, "Q5_0"),
+        (gt::Q5_1, "Q5_1"),
     ] {
         let mut rng = StdRng::seed_from_u64(store as u64);
         let (w, expected) = tiny_llama(store, false, &mut rng);
@@ -214,8 +216,16 @@ fn file_without_tokenizer_sizes_the_vocabulary_from_the_embedding() {
     let path = write_temp("tiny-no-tokenizer", &w.bytes());
     let m = load_gguf(&path).unwrap();
     assert!(m.tokenizer.is_none());
-    assert_eq!(m.config.vocab_size, expected["model.embed_tokens.weight"].0[0]);
+    assert_eq!(
+        m.config.vocab_size,
+        expected["model.embed_tokens.weight"].0[0]
+    );
     assert_eq!(m.config.bos_token_id, None);
     assert!(m.config.eos_token_ids.is_empty());
-    assert!(m.source.starts_with("GGUF v2 tiny-no-tokenizer.gguf 'tiny'"), "{}", m.source);
+    assert!(
+        m.source
+            .starts_with("GGUF v2 tiny-no-tokenizer.gguf 'tiny'"),
+        "{}",
+        m.source
+    );
 }

@@ -28,7 +28,10 @@ pub mod gt {
     pub const F16: u32 = 1;
     pub const Q4_0: u32 = 2;
     pub const Q4_1: u32 = 3;
+    pub const Q5_0: u32 = 6;
+    pub const Q5_1: u32 = 7;
     pub const Q8_0: u32 = 8;
+    pub const IQ4_NL: u32 = 20;
     pub const Q4_K: u32 = 12;
     pub const BF16: u32 = 30;
 
@@ -39,6 +42,9 @@ pub mod gt {
             F16 | BF16 => (1, 2),
             Q4_0 => (32, 18),
             Q4_1 => (32, 20),
+            Q5_0 => (32, 22),
+            Q5_1 => (32, 24),
+            IQ4_NL => (32, 18),
             Q8_0 => (32, 34),
             Q4_K => (256, 144),
             _ => panic!("test helper has no geometry for type {t}"),
@@ -331,6 +337,24 @@ pub fn reference_value(t: u32, data: &[u8], k: usize) -> f32 {
             let nib = if i < 16 { byte & 15 } else { byte >> 4 };
             nib as f32 * d + m
         }
+        gt::Q5_0 | gt::Q5_1 => {
+            let (b, i) = (k / 32, k % 32);
+            let base = b * if t == gt::Q5_0 { 22 } else { 24 };
+            let d = f16_bits_to_f32(u16_at(base));
+            let (m, qh_at) = if t == gt::Q5_0 {
+                (None, base + 2)
+            } else {
+                (Some(f16_bits_to_f32(u16_at(base + 2))), base + 4)
+            };
+            let qh = u32::from_le_bytes(data[qh_at..qh_at + 4].try_into().unwrap());
+            let byte = data[qh_at + 4 + i % 16];
+            let nib = if i < 16 { byte & 15 } else { byte >> 4 } as u32;
+            let q = nib | ((qh >> i) & 1) << 4;
+            match m {
+                None => (q as i32 - 16) as f32 * d,
+                Some(m) => q as f32 * d + m,
+            }
+        }
         _ => panic!("no reference decoder for type {t}"),
     }
 }
@@ -350,12 +374,13 @@ pub fn random_blocks(t: u32, n: usize, rng: &mut impl rand::Rng) -> Vec<u8> {
                     .to_bits()
                     .to_le_bytes(),
             ),
-            gt::Q8_0 | gt::Q4_0 | gt::Q4_1 => {
+            gt::Q8_0 | gt::Q4_0 | gt::Q4_1 | gt::Q5_0 | gt::Q5_1 => {
+                let with_min = t == gt::Q4_1 || t == gt::Q5_1;
                 out.extend_from_slice(&half(rng.gen_range(-0.2f32..0.2)));
-                if t == gt::Q4_1 {
+                if with_min {
                     out.extend_from_slice(&half(rng.gen_range(-1.0f32..1.0)));
                 }
-                let rest = size - if t == gt::Q4_1 { 4 } else { 2 };
+                let rest = size - if with_min { 4 } else { 2 };
                 for _ in 0..rest {
                     out.push(rng.gen());
                 }

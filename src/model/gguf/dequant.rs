@@ -8,6 +8,8 @@
 //! | Q8_0 | 34 | `f16 d`, `i8 qs[32]` | `qs[i] * d` |
 //! | Q4_0 | 18 | `f16 d`, `u8 qs[16]` | `((qs[j] & 15) - 8) * d` for `i < 16`, `((qs[j] >> 4) - 8) * d` after |
 //! | Q4_1 | 20 | `f16 d`, `f16 m`, `u8 qs[16]` | `(qs[j] & 15) * d + m` for `i < 16`, `(qs[j] >> 4) * d + m` after |
+//! | Q5_0 | 22 | `f16 d`, `u32 qh`, `u8 qs[16]` | `(q - 16) * d`, `q` = the Q4 nibble with bit `i` of `qh` as bit 4 |
+//! | Q5_1 | 24 | `f16 d`, `f16 m`, `u32 qh`, `u8 qs[16]` | `q * d + m`, `q` as for Q5_0 |
 //!
 //! F32, F16 and BF16 are element types (BF16: the high half of an f32). The operations and their
 //! order match gguf-py's `dequantize_blocks`, so results are bit-identical to it.
@@ -30,6 +32,8 @@ pub const SUPPORTED: &[GgmlType] = &[
     GgmlType::Q8_0,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
 ];
 
 /// Whether [`dequantize_into`] handles `ty`.
@@ -112,6 +116,35 @@ fn decode(ty: GgmlType, s: &[u8], d: &mut [f32]) {
                 for j in 0..16 {
                     lo[j] = f32::from(qs[j] & 0x0f) * scale + min;
                     hi[j] = f32::from(qs[j] >> 4) * scale + min;
+                }
+            }
+        }
+        GgmlType::Q5_0 => {
+            for (o, b) in d.chunks_exact_mut(32).zip(s.chunks_exact(22)) {
+                let scale = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                let qs: &[u8; 16] = b[6..22].try_into().unwrap_or(&[0; 16]);
+                let (lo, hi) = o.split_at_mut(16);
+                for j in 0..16 {
+                    let l = (qs[j] & 0x0f) | (((qh >> j) & 1) as u8) << 4;
+                    let h = (qs[j] >> 4) | (((qh >> (j + 16)) & 1) as u8) << 4;
+                    lo[j] = f32::from(l as i8 - 16) * scale;
+                    hi[j] = f32::from(h as i8 - 16) * scale;
+                }
+            }
+        }
+        GgmlType::Q5_1 => {
+            for (o, b) in d.chunks_exact_mut(32).zip(s.chunks_exact(24)) {
+                let scale = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                let min = f16::from_le_bytes([b[2], b[3]]).to_f32();
+                let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+                let qs: &[u8; 16] = b[8..24].try_into().unwrap_or(&[0; 16]);
+                let (lo, hi) = o.split_at_mut(16);
+                for j in 0..16 {
+                    let l = (qs[j] & 0x0f) | (((qh >> j) & 1) as u8) << 4;
+                    let h = (qs[j] >> 4) | (((qh >> (j + 16)) & 1) as u8) << 4;
+                    lo[j] = f32::from(l) * scale + min;
+                    hi[j] = f32::from(h) * scale + min;
                 }
             }
         }

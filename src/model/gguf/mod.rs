@@ -2,7 +2,7 @@
 //!
 //! - [`reader`]: the container ([`GgufFile`]): header, typed metadata, tensor infos, alignment,
 //!   all validated against the file before anything is allocated from a header value;
-//! - [`dequant`]: ggml blocks to f32 (F32, F16, BF16, Q8_0, Q4_0, Q4_1);
+//! - [`dequant`]: ggml blocks to f32 (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1);
 //! - [`names`]: llama.cpp tensor names to Hugging Face names, and the q/k row permutation;
 //! - [`hparams`]: [`LlamaConfig`](crate::model::config::LlamaConfig) from `llama.*` metadata;
 //! - [`tokenizer`]: the `tokenizers::Tokenizer` and chat template rebuilt from `tokenizer.*` metadata.
