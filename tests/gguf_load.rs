@@ -229,3 +229,15 @@ fn file_without_tokenizer_sizes_the_vocabulary_from_the_embedding() {
         m.source
     );
 }
+
+#[test]
+fn a_foreign_tensor_info_is_an_error_not_a_panic() {
+    let mut w = Writer::default();
+    w.f32_tensor("a", &[2], &[1.0, 2.0]);
+    let f = GgufFile::from_bytes("mem.gguf", w.bytes()).unwrap();
+    let mut info = f.tensors()[0].clone();
+    info.offset = u64::MAX - 3;
+    assert!(f.tensor_bytes(&info).is_empty());
+    let e = f.dequantize(&info).unwrap_err().to_string();
+    assert!(e.contains("does not belong to this file"), "{e}");
+}

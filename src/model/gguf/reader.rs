@@ -802,11 +802,13 @@ impl GgufFile {
     /// The raw bytes of a tensor of this file.
     pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
         // Offsets and sizes were checked against the file length in `parse`; a TensorInfo from
-        // another file could still be out of range, hence `get` rather than indexing.
-        let start = (self.data_offset + info.offset) as usize;
-        self.bytes
-            .get(start..start + info.n_bytes as usize)
-            .unwrap_or(&[])
+        // another file (its fields are public) could still be out of range: checked, never indexed.
+        let range = self
+            .data_offset
+            .checked_add(info.offset)
+            .and_then(|start| Some((start, start.checked_add(info.n_bytes)?)))
+            .and_then(|(s, e)| Some(usize::try_from(s).ok()?..usize::try_from(e).ok()?));
+        range.and_then(|r| self.bytes.get(r)).unwrap_or(&[])
     }
 
     /// A tensor's values as f32 (see [`super::dequant`] for the supported types).
