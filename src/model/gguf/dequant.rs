@@ -17,7 +17,7 @@
 //! Every load runs this, so it is parallel (rayon, over chunks of whole blocks) and written as
 //! fixed-size loops the compiler vectorises.
 
-use super::reader::GgmlType;
+use super::ggml_type::GgmlType;
 use half::{bf16, f16};
 use rayon::prelude::*;
 

@@ -2,6 +2,7 @@
 //!
 //! - [`reader`]: the container ([`GgufFile`]): header, typed metadata, tensor infos, alignment,
 //!   all validated against the file before anything is allocated from a header value;
+//! - [`ggml_type`]: tensor element types and their block geometry;
 //! - [`dequant`]: ggml blocks to f32 (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1);
 //! - [`names`]: llama.cpp tensor names to Hugging Face names, and the q/k row permutation;
 //! - [`hparams`]: [`LlamaConfig`](crate::model::config::LlamaConfig) from `llama.*` metadata;
@@ -10,12 +11,14 @@
 //! [`load_gguf`] puts them together into the format-independent [`ModelFiles`].
 
 pub mod dequant;
+pub mod ggml_type;
 pub mod hparams;
 pub mod names;
 pub mod reader;
 pub mod tokenizer;
 
-pub use reader::{Array, GgmlType, GgufFile, TensorInfo, Value, ValueType};
+pub use ggml_type::GgmlType;
+pub use reader::{Array, GgufFile, TensorInfo, Value, ValueType};
 
 use crate::error::Result;
 use crate::model::weights::{HostTensor, ModelFiles};
