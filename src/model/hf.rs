@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 /// enough that products of two dimensions cannot overflow `usize` on 64-bit targets.
 pub const MAX_DIM: usize = 1 << 24;
 
+/// Largest `num_hidden_layers` accepted (real Llamas have at most ~130): bounds the list of expected
+/// tensor names built before any tensor is matched against the file.
+pub const MAX_LAYERS: usize = 4096;
+
 pub(crate) fn invalid(path: &Path, field: impl Into<String>, detail: impl Into<String>) -> Error {
     Error::InvalidFile {
         path: path.to_path_buf(),
@@ -376,6 +380,13 @@ pub fn parse_config(path: &Path, generation_config: &Path) -> Result<LlamaConfig
     let hidden_size = get_usize(path, &json, "hidden_size", None)?;
     let intermediate_size = get_usize(path, &json, "intermediate_size", None)?;
     let num_hidden_layers = get_usize(path, &json, "num_hidden_layers", None)?;
+    if num_hidden_layers > MAX_LAYERS {
+        return Err(invalid(
+            path,
+            "num_hidden_layers",
+            format!("expected 1..={MAX_LAYERS}, got {num_hidden_layers}"),
+        ));
+    }
     let num_attention_heads = get_usize(path, &json, "num_attention_heads", None)?;
     let num_key_value_heads = get_usize(
         path,

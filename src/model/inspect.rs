@@ -52,8 +52,8 @@ pub fn inspect(files: &ModelFiles, adapters: &[(String, PathBuf)]) -> InspectRep
     let parameters = expected_tensors(config)
         .iter()
         .filter(|(n, _)| !(n == "lm_head.weight" && config.tie_word_embeddings))
-        .map(|(_, s)| s.iter().product::<usize>())
-        .sum();
+        .map(|(_, s)| s.iter().fold(1usize, |a, &d| a.saturating_mul(d)))
+        .fold(0usize, usize::saturating_add);
     let mut loaded = Vec::new();
     let reports = adapters
         .iter()
@@ -95,8 +95,14 @@ pub fn inspect(files: &ModelFiles, adapters: &[(String, PathBuf)]) -> InspectRep
     }
 }
 
-fn mib(bytes: usize) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+/// `values * bytes_each` in MiB, computed in f64 (no overflow on absurd counts).
+fn mib(values: usize, bytes_each: usize) -> String {
+    let b = values as f64 * bytes_each as f64;
+    match b {
+        b if b < 1024.0 * 1024.0 => format!("{:.1} KiB", b / 1024.0),
+        b if b < 1024.0 * 1024.0 * 1024.0 => format!("{:.1} MiB", b / (1024.0 * 1024.0)),
+        b => format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0)),
+    }
 }
 
 impl fmt::Display for InspectReport {
@@ -151,7 +157,7 @@ impl fmt::Display for InspectReport {
         }
         let p = self.parameters;
         writeln!(f, "parameters:    {p} ({:.1} M)", p as f64 / 1e6)?;
-        writeln!(f, "resident:      f32 {}, bf16 {}", mib(p * 4), mib(p * 2))?;
+        writeln!(f, "resident:      f32 {}, bf16 {}", mib(p, 4), mib(p, 2))?;
         if self.adapters.is_empty() {
             return Ok(());
         }
@@ -185,33 +191,32 @@ impl fmt::Display for InspectReport {
                 Ok(n) => writeln!(
                     f,
                     "    fits: yes, {n} parameters ({} in f16/bf16)",
-                    mib(n * 2)
+                    mib(*n, 2)
                 )?,
                 Err(e) => writeln!(f, "    fits: NO: {e}")?,
             }
         }
         let k = self.adapters.iter().filter(|a| a.fits.is_ok()).count();
         if k > 0 {
-            let base = p * 2;
-            let stacked = self.stacked_adapter_values * 2;
+            let stacked = self.stacked_adapter_values;
             writeln!(
                 f,
                 "memory with k = {k} adapter(s) that fit (bf16 weights, f16/bf16 adapters):"
             )?;
             writeln!(
                 f,
-                "  base + {k} stacked adapters (BGMV, one model serves all, ranks padded): {}",
-                mib(base + stacked)
+                "  base + {k} stacked adapters (BGMV: one model serves all): {}",
+                mib(p.saturating_add(stacked), 2)
             )?;
             writeln!(
                 f,
-                "  {k} merged copies of the model:                                 {}",
-                mib(k * base)
+                "  {k} merged copies of the model:                         {}",
+                mib(p.saturating_mul(k), 2)
             )?;
             writeln!(
                 f,
-                "  {k} merged copies + the base (CoLD's amateur):                    {}",
-                mib((k + 1) * base)
+                "  {k} merged copies + the base (CoLD's amateur):           {}",
+                mib(p.saturating_mul(k + 1), 2)
             )?;
         }
         Ok(())

@@ -417,6 +417,13 @@ pub(crate) fn check_config(c: &LlamaConfig) -> Result<()> {
             ));
         }
     }
+    if c.num_hidden_layers > super::hf::MAX_LAYERS {
+        return Err(Error::parameter(
+            "num_hidden_layers",
+            format!("1..={}", super::hf::MAX_LAYERS),
+            c.num_hidden_layers,
+        ));
+    }
     if c.num_attention_heads % c.num_key_value_heads != 0 {
         return Err(Error::parameter(
             "num_key_value_heads",
