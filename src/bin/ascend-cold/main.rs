@@ -1,11 +1,33 @@
 //! The `ascend-cold` command-line tool.
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod inspect;
 
 /// Contrastive LoRA Decoding on Ascend NPUs (or the AscendCL emulator).
 #[derive(Parser)]
 #[command(name = "ascend-cold", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Print a model's architecture, size and memory, and whether each adapter fits it.
+    Inspect(inspect::InspectArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
