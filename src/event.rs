@@ -80,7 +80,7 @@ impl Event {
     /// Places the marker at the current end of `stream`'s queue.
     ///
     /// # Errors
-    /// [`Error::BadParameter`] for a stream of another device; [`Error::DeviceReset`]; AscendCL errors.
+    /// [`Error::BadParameter`](crate::Error::BadParameter) for a stream of another device; [`Error::DeviceReset`](crate::Error::DeviceReset); AscendCL errors.
     pub fn record(&self, stream: &Stream) -> Result<()> {
         self.device().expect_same(stream.device(), "stream")?;
         let keep = self.keep_alive();
@@ -98,7 +98,7 @@ impl Event {
     /// Waits until the latest record has completed (at once if never recorded).
     ///
     /// # Errors
-    /// [`Error::DeviceReset`]; AscendCL errors.
+    /// [`Error::DeviceReset`](crate::Error::DeviceReset); AscendCL errors.
     pub fn synchronize(&self) -> Result<()> {
         let inner = &*self.inner;
         let ctx = inner.device.enter(Some(inner.generation), "event")?;
@@ -110,7 +110,7 @@ impl Event {
     /// Milliseconds from this event's completion to `end`'s. Both must be recorded and completed.
     ///
     /// # Errors
-    /// [`Error::BadParameter`] for events of different devices; AscendCL's
+    /// [`Error::BadParameter`](crate::Error::BadParameter) for events of different devices; AscendCL's
     /// `ACL_ERROR_RT_EVENT_TIMESTAMP_INVALID` if either has not completed.
     pub fn elapsed_ms(&self, end: &Event) -> Result<f32> {
         self.device().expect_same(end.device(), "end event")?;

@@ -6,7 +6,7 @@
 //! - `runtime`: the thin checked layer over that table, and its two providers (`libascendcl.so`, or the
 //!   emulator over host memory): every AscendCL call returns a [`Result`];
 //! - the safe layer: devices, streams, buffers, events, kernel launch;
-//! - [`ops`] (validated kernel launches), [`reference`] (the pure-Rust oracle);
+//! - [`ops`] (validated kernel launches), [`reference`](mod@reference) (the pure-Rust oracle);
 //! - the model and the decoding loop on top.
 //!
 //! See `docs/ARCHITECTURE.md` for the contracts of each layer.

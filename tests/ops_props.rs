@@ -196,13 +196,10 @@ fn check_shrink<T: Elem + ops::LoraFloat>(
     }
 }
 
+/// `extra`: columns of y outside the written slice (the slice offset is drawn from 0..=extra).
 fn check_expand<T: Elem + ops::LoraFloat>(
     seed: u64,
-    batch: usize,
-    rank: usize,
-    h_out: usize,
-    extra: usize,
-    loras: usize,
+    (batch, rank, h_out, extra, loras): (usize, usize, usize, usize, usize),
     add: bool,
     tiled: bool,
 ) {
@@ -470,7 +467,7 @@ proptest! {
     #[test]
     fn expand_matches_reference(seed: u64, batch in 1usize..=256, rank in 1usize..=128, h_out in 1usize..=2100, extra in 0usize..=40, loras in 1usize..=16, add: bool, tiled: bool, bf: bool) {
         let batch = batch.min(1 + 3_000_000 / (h_out * rank));
-        if bf { check_expand::<bf16>(seed, batch, rank, h_out, extra, loras, add, tiled) } else { check_expand::<f16>(seed, batch, rank, h_out, extra, loras, add, tiled) }
+        if bf { check_expand::<bf16>(seed, (batch, rank, h_out, extra, loras), add, tiled) } else { check_expand::<f16>(seed, (batch, rank, h_out, extra, loras), add, tiled) }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The runtime layer: one driver table of AscendCL entry points, two providers, one checked layer.
 //!
-//! - [`ascend_sys::AclFunctions`] is the only way this crate reaches AscendCL. A [`Driver`] owns one
+//! - [`ascend_sys::AclFunctions`] is the only way this crate reaches AscendCL. A `Driver` owns one
 //!   filled table: from `libascendcl.so` (`acl.rs`, the NPU) or from the emulator ([`emu`]), which
 //!   implements the same C functions over host memory.
 //! - `result.rs` wraps each C call once, in cudarc's `result` style: every call returns
