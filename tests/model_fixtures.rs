@@ -168,7 +168,16 @@ impl Fixture {
         adapter: i64,
         steps: usize,
     ) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
-        let lora = HostLora::new(&self.stacked);
+        self.greedy_with(model, &HostLora::new(&self.stacked), adapter, steps)
+    }
+
+    fn greedy_with(
+        &self,
+        model: &LlamaModel,
+        lora: &dyn LoraDelta,
+        adapter: i64,
+        steps: usize,
+    ) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
         let mut cache = model.new_cache();
         let mut rows = [Row {
             tokens: &self.prompt,
@@ -176,7 +185,7 @@ impl Fixture {
             adapter,
         }];
         let first = model
-            .forward(&mut rows, Some(&lora))
+            .forward(&mut rows, Some(lora))
             .unwrap()
             .row(0)
             .to_vec();
@@ -195,7 +204,7 @@ impl Fixture {
                 adapter,
             }];
             logits = model
-                .forward(&mut rows, Some(&lora))
+                .forward(&mut rows, Some(lora))
                 .unwrap()
                 .row(0)
                 .to_vec();
@@ -378,6 +387,58 @@ fn prefill_then_decode_equals_one_long_prefill() {
                 got = Some(model.forward(&mut rows, Some(&lora)).unwrap());
             }
             assert!(got.unwrap() == want, "{name} adapter {adapter}");
+        }
+    }
+}
+
+/// The LoRA deltas through the BGMV kernels on the emulator (`DeviceLora`, x, A and B rounded to
+/// f16 / bf16, f32 accumulation) against the same reference. The fixture script runs that arithmetic in
+/// PyTorch (`lora_<dtype>_emulated`): the logits gap it measured is the rounding's own effect, so we
+/// allow 4x it (plus the f32 tolerance), and the greedy ids must equal the emulated run's.
+#[test]
+fn lora_through_bgmv_on_the_emulator_matches_the_rounded_reference() {
+    use ascend_cold::model::DeviceLora;
+    use ascend_cold::{Device, Stream};
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    for name in FIXTURES {
+        let Some(fx) = load(name) else { return };
+        let f16_lora = DeviceLora::<half::f16>::new(&fx.stacked, &stream).unwrap();
+        let bf16_lora = DeviceLora::<half::bf16>::new(&fx.stacked, &stream).unwrap();
+        let n_greedy = fx.reference["n_greedy"].as_u64().unwrap() as usize;
+        for case in fx.reference["cases"].as_array().unwrap() {
+            if case["adapter"].is_null() {
+                continue;
+            }
+            let adapter = fx.adapter_index(case);
+            for (dt, lora) in [("f16", &f16_lora as &dyn LoraDelta), ("bf16", &bf16_lora)] {
+                let emulated = &case[format!("lora_{dt}_emulated").as_str()];
+                let gap = emulated["logits_all_positions_max_abs_diff"]
+                    .as_f64()
+                    .unwrap() as f32;
+                let tol = 1e-4 * fx.scale() + 4.0 * gap;
+                let (logits, tokens, _) = fx.greedy_with(&fx.model_f32, lora, adapter, n_greedy);
+                let d = max_diff(&logits, &floats(&case["logits_last"]));
+                eprintln!(
+                    "{name} {:?} {dt}: max |diff| {d:.3e} (tol {tol:.1e})",
+                    case["adapter"]
+                );
+                assert!(
+                    d <= tol,
+                    "{name} {:?} {dt}: diff {d} > {tol}",
+                    case["adapter"]
+                );
+                let want: Vec<u32> = emulated["greedy_new_tokens"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u32)
+                    .collect();
+                assert_eq!(
+                    tokens, want,
+                    "{name} {:?} {dt}: greedy tokens",
+                    case["adapter"]
+                );
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod adapter;
 pub mod config;
+pub mod device_lora;
 pub mod gguf;
 pub mod hf;
 pub mod inspect;
@@ -21,6 +22,7 @@ pub mod weights;
 
 pub use adapter::{Adapter, AdapterConfig, StackedAdapters};
 pub use config::{LlamaConfig, RopeScaling};
+pub use device_lora::DeviceLora;
 pub use kv_cache::KvCache;
 pub use llama::{LlamaModel, Logits, Row, WeightDtype};
 pub use lora::{HostLora, LoraDelta, LoraTarget};

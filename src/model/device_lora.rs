@@ -1,0 +1,191 @@
+//! LoRA deltas on a device: every delta goes through [`ops::bgmv_shrink`] then [`ops::bgmv_expand`].
+//!
+//! The stacked adapters ([`StackedAdapters`]: A `[L, R, in]`, B `[L, out, R]` with the scaling folded
+//! into B) are converted to the kernels' dtype and uploaded once. Per call the rows' activations are
+//! rounded to that dtype and uploaded, shrunk to the rank in f32, expanded back, downloaded, and added
+//! in f32 into the model's projection outputs for the rows that have an adapter.
+
+use super::adapter::StackedAdapters;
+use super::lora::{check_delta_args, LoraDelta, LoraTarget};
+use crate::ops::{self, AdapterIndices, LoraFloat};
+use crate::reference::Float;
+use crate::shapes::{ExpandShape, ShrinkShape};
+use crate::{DeviceBuffer, Result, Stream};
+use std::sync::Mutex;
+
+/// One (layer, target) module's stacked weights on the device.
+struct DeviceModule<T: LoraFloat> {
+    rank: usize,
+    in_features: usize,
+    out_features: usize,
+    a: DeviceBuffer<T>,
+    b: DeviceBuffer<T>,
+}
+
+/// Device buffers reused by every call (grown on demand).
+struct Staging<T: LoraFloat> {
+    x: DeviceBuffer<T>,
+    mid: DeviceBuffer<f32>,
+    y: DeviceBuffer<T>,
+}
+
+/// [`LoraDelta`] through the BGMV kernels on the stream's device, in `T` (f16 or bf16).
+pub struct DeviceLora<T: LoraFloat> {
+    stream: Stream,
+    config: super::LlamaConfig,
+    num_adapters: usize,
+    /// Indexed by `layer * 7 + target.index()`; `None` where no adapter targets the module.
+    modules: Vec<Option<DeviceModule<T>>>,
+    staging: Mutex<Staging<T>>,
+}
+
+fn to_dtype<T: LoraFloat>(values: &[f32]) -> Vec<T> {
+    values.iter().map(|&v| T::from_f64(f64::from(v))).collect()
+}
+
+impl<T: LoraFloat> DeviceLora<T> {
+    /// Uploads every stacked module to the stream's device.
+    ///
+    /// # Errors
+    /// Device allocation or copy failures.
+    pub fn new(stacked: &StackedAdapters, stream: &Stream) -> Result<Self> {
+        let config = stacked.config().clone();
+        let device = stream.device();
+        let mut modules = Vec::with_capacity(config.num_hidden_layers * LoraTarget::ALL.len());
+        for layer in 0..config.num_hidden_layers {
+            for target in LoraTarget::ALL {
+                modules.push(match stacked.module(layer, target) {
+                    Some(m) => Some(DeviceModule {
+                        rank: m.rank,
+                        in_features: m.in_features,
+                        out_features: m.out_features,
+                        a: DeviceBuffer::from_host(device, &to_dtype::<T>(m.a))?,
+                        b: DeviceBuffer::from_host(device, &to_dtype::<T>(m.b))?,
+                    }),
+                    None => None,
+                });
+            }
+        }
+        let staging = Staging {
+            x: DeviceBuffer::zeroed(device, 1)?,
+            mid: DeviceBuffer::zeroed(device, 1)?,
+            y: DeviceBuffer::zeroed(device, 1)?,
+        };
+        Ok(DeviceLora {
+            stream: stream.clone(),
+            config,
+            num_adapters: stacked.len(),
+            modules,
+            staging: Mutex::new(staging),
+        })
+    }
+
+    /// Device bytes held by the stacked weights.
+    pub fn device_bytes(&self) -> usize {
+        let elem = std::mem::size_of::<T>();
+        self.modules
+            .iter()
+            .flatten()
+            .map(|m| (m.a.len() + m.b.len()) * elem)
+            .sum()
+    }
+}
+
+fn ensure<E: crate::DeviceRepr>(
+    buf: &mut DeviceBuffer<E>,
+    stream: &Stream,
+    len: usize,
+) -> Result<()> {
+    if buf.len() < len {
+        *buf = DeviceBuffer::zeroed(stream.device(), len.next_power_of_two())?;
+    }
+    Ok(())
+}
+
+impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
+    fn num_adapters(&self) -> usize {
+        self.num_adapters
+    }
+
+    fn add_delta(
+        &self,
+        layer: usize,
+        target: LoraTarget,
+        x: &[f32],
+        adapters: &[i64],
+        y: &mut [f32],
+    ) -> Result<()> {
+        check_delta_args(
+            &self.config,
+            self.num_adapters,
+            layer,
+            target,
+            x,
+            adapters,
+            y,
+        )?;
+        let Some(module) = &self.modules[layer * LoraTarget::ALL.len() + target.index()] else {
+            return Ok(());
+        };
+        if adapters.iter().all(|&i| i < 0) {
+            return Ok(());
+        }
+        let (rows, rank, inf, outf) = (
+            adapters.len(),
+            module.rank,
+            module.in_features,
+            module.out_features,
+        );
+        let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        let Staging { x: dx, mid, y: dy } = &mut *staging;
+        ensure(dx, &self.stream, rows * inf)?;
+        ensure(mid, &self.stream, rows * rank)?;
+        ensure(dy, &self.stream, rows * outf)?;
+        self.stream
+            .upload(dx.slice_mut(..rows * inf)?, to_dtype::<T>(x))?;
+        let shrink = ShrinkShape {
+            batch: rows,
+            hidden_in: inf,
+            rank,
+            num_loras: self.num_adapters,
+        };
+        ops::bgmv_shrink(
+            &self.stream,
+            dx.slice(..rows * inf)?,
+            module.a.view(),
+            AdapterIndices::Host(adapters),
+            mid.slice_mut(..rows * rank)?,
+            shrink,
+            1.0,
+            None,
+        )?;
+        let expand = ExpandShape {
+            batch: rows,
+            rank,
+            hidden_out: outf,
+            hidden_full: outf,
+            slice_offset: 0,
+            num_loras: self.num_adapters,
+        };
+        ops::bgmv_expand(
+            &self.stream,
+            mid.slice(..rows * rank)?,
+            module.b.view(),
+            AdapterIndices::Host(adapters),
+            dy.slice_mut(..rows * outf)?,
+            expand,
+            false,
+            None,
+        )?;
+        let delta = self.stream.download(dy.slice(..rows * outf)?)?.wait()?;
+        for (row, &index) in adapters.iter().enumerate() {
+            if index >= 0 {
+                let out = &mut y[row * outf..(row + 1) * outf];
+                for (o, d) in out.iter_mut().zip(&delta[row * outf..]) {
+                    *o += d.to_f64() as f32;
+                }
+            }
+        }
+        Ok(())
+    }
+}
