@@ -8,7 +8,6 @@
 use super::adapter::StackedAdapters;
 use super::lora::{check_delta_args, LoraDelta, LoraTarget};
 use crate::ops::{self, AdapterIndices, LoraFloat};
-use crate::reference::Float;
 use crate::shapes::{ExpandShape, ShrinkShape};
 use crate::{DeviceBuffer, Result, Stream};
 use std::sync::Mutex;
