@@ -196,6 +196,7 @@ fn check_shrink<T: Elem + ops::LoraFloat>(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the case: seed, the five shape numbers, add, tiled
 fn check_expand<T: Elem + ops::LoraFloat>(
     seed: u64,
     batch: usize,
