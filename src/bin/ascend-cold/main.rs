@@ -2,6 +2,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod decode;
 mod inspect;
 
 /// Contrastive LoRA Decoding on Ascend NPUs (or the AscendCL emulator).
@@ -16,12 +17,15 @@ struct Cli {
 enum Command {
     /// Print a model's architecture, size and memory, and whether each adapter fits it.
     Inspect(inspect::InspectArgs),
+    /// Generate text: greedy, CoLD or sampled, for one prompt or a batch of requests.
+    Decode(decode::DecodeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Inspect(args) => inspect::run(args),
+        Command::Decode(args) => decode::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
