@@ -172,32 +172,19 @@ impl HostKernel {
                     .into_owned())
             }
         };
+        // Blocks go to rayon's persistent pool (no thread spawned per launch: the decoding loop
+        // launches hundreds of small kernels per step); `threads` caps how many run at once.
+        use rayon::prelude::*;
         let threads = threads.clamp(1, block_num.max(1) as usize);
-        let mut results: Vec<Result<BlockCounters, String>> =
-            Vec::with_capacity(block_num as usize);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads as u32)
-                .map(|t| {
-                    let run_one = &run_one;
-                    scope.spawn(move || {
-                        (t..block_num)
-                            .step_by(threads)
-                            .map(|b| (b, run_one(b)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            let mut all: Vec<(u32, Result<BlockCounters, String>)> = workers
-                .into_iter()
-                .flat_map(|w| {
-                    w.join()
-                        .unwrap_or_else(|_| vec![(0, Err("emulator worker panicked".into()))])
-                })
-                .collect();
-            all.sort_by_key(|(b, _)| *b);
-            results.extend(all.into_iter().map(|(_, r)| r));
-        });
-        results.into_iter().collect()
+        if threads == 1 {
+            return (0..block_num).map(run_one).collect();
+        }
+        let per_task = (block_num as usize).div_ceil(threads);
+        (0..block_num)
+            .into_par_iter()
+            .with_min_len(per_task)
+            .map(run_one)
+            .collect()
     }
 }
 

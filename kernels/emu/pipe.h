@@ -10,6 +10,7 @@
 #define ASCEND_COLD_EMU_PIPE_H
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "tensor.h"
@@ -30,6 +31,8 @@ inline uint32_t UbReserve(uint32_t bytes, const char* what)
     }
     const uint32_t offset = b.ubUsed;
     b.ubUsed = static_cast<uint32_t>(end);
+    // Poisoned as it is handed out: a kernel that reads UB it never wrote sees NaN patterns.
+    std::memset(b.ub + offset, 0xFF, aligned);
     if (end > b.counters->ub_peak_bytes) {
         b.counters->ub_peak_bytes = end;
     }

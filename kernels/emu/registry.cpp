@@ -104,8 +104,13 @@ extern "C" int ascend_emu_run_block(const EmuKernelInfo* kernel, void* const* ar
     block.blockNum = block_num;
     block.env = env;
     block.counters = counters;
-    // A fresh, poisoned UB per block: a kernel that reads UB it never wrote sees NaN patterns.
-    std::vector<uint8_t> ub(env->ub_bytes, 0xFF);
+    // One UB per host thread, reused by the blocks it runs; TPipe::InitBuffer poisons each range it hands
+    // out (emu/pipe.h), so a block never sees an earlier block's data. Poisoning only what is handed
+    // out keeps a launch of 48 blocks from writing 48 x 192 KiB it never uses.
+    thread_local std::vector<uint8_t> ub;
+    if (ub.size() < env->ub_bytes) {
+        ub.assign(env->ub_bytes, 0xFF);
+    }
     block.ub = ub.data();
     emu::tCurrent = &block;
     int status = 0;

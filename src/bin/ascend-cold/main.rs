@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod decode;
+mod eval;
 mod inspect;
 
 /// Contrastive LoRA Decoding on Ascend NPUs (or the AscendCL emulator).
@@ -19,6 +20,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Generate text: greedy, CoLD or sampled, for one prompt or a batch of requests.
     Decode(decode::DecodeArgs),
+    /// Accuracy of greedy (base), greedy (adapter) and CoLD on a task of word problems.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Decode(args) => decode::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
