@@ -1,0 +1,206 @@
+//! Edge cases of the ops that random inputs rarely hit, through the public API on the emulator.
+
+use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
+use ascend_cold::shapes::{ColdShape, ShrinkShape};
+use ascend_cold::{Device, DeviceBuffer, Error, Stream};
+use half::{bf16, f16};
+
+fn stream() -> Stream {
+    Stream::new(&Device::emulator().unwrap()).unwrap()
+}
+
+fn picks(s: &Stream, e: &[f32], a: &[f32], vocab: usize, alpha: f32, beta: f32) -> Vec<i64> {
+    let d = s.device();
+    let (de, da) = (
+        DeviceBuffer::from_host(d, e).unwrap(),
+        DeviceBuffer::from_host(d, a).unwrap(),
+    );
+    let shape = ColdShape {
+        rows: e.len() / vocab,
+        vocab,
+    };
+    ops::cold_score_host(s, de.view(), da.view(), shape, alpha, beta)
+        .unwrap()
+        .iter()
+        .map(|p| p.token)
+        .collect()
+}
+
+#[test]
+fn alpha_one_beta_zero_is_the_expert_argmax_with_ties_to_the_lowest_index() {
+    let s = stream();
+    // Row 0: ties at 2 and 5; row 1: all equal; row 2: the max at the very end (a long row, split).
+    let vocab = 70_001;
+    let mut e = vec![0f32; 3 * vocab];
+    let a: Vec<f32> = (0..3 * vocab).map(|i| ((i * 7919) % 101) as f32).collect();
+    e[2] = 5.0;
+    e[5] = 5.0;
+    e[2 * vocab + vocab - 1] = 1.0;
+    assert_eq!(
+        picks(&s, &e, &a, vocab, 1.0, 0.0),
+        [2, vocab as i64, 2 * vocab as i64 + vocab as i64 - 1].map(|t| t % vocab as i64)
+    );
+}
+
+#[test]
+fn extreme_magnitudes_and_a_single_token_vocabulary() {
+    let s = stream();
+    let e = [1e30f32, -1e30, 3e38, -3e38, 0.0, 1e-30];
+    let a = [0f32; 6];
+    // Row 0: the huge logit wins; row 1: 3e38 wins and -3e38 is masked; row 2: 1e-30 > 0.
+    assert_eq!(picks(&s, &e, &a, 2, 0.1, 0.5), [0, 0, 1]);
+    // V = 1: the only token, whatever alpha and beta.
+    assert_eq!(
+        picks(&s, &[-7.0, 9.0], &[100.0, -100.0], 1, 0.01, 3.0),
+        [0, 0]
+    );
+    // f16 at its range limit (65504) and very negative values.
+    let d = s.device();
+    let e16: Vec<f16> = [65504.0f32, -65504.0, -65504.0, 65504.0]
+        .map(f16::from_f32)
+        .to_vec();
+    let a16 = vec![f16::ZERO; 4];
+    let (de, da) = (
+        DeviceBuffer::from_host(d, &e16).unwrap(),
+        DeviceBuffer::from_host(d, &a16).unwrap(),
+    );
+    let p = ops::cold_score_host(
+        &s,
+        de.view(),
+        da.view(),
+        ColdShape { rows: 2, vocab: 2 },
+        0.5,
+        0.5,
+    )
+    .unwrap();
+    assert_eq!((p[0].token, p[1].token), (0, 1));
+}
+
+#[test]
+fn non_finite_rows_get_token_minus_one_and_others_are_unaffected() {
+    let s = stream();
+    let e = [
+        1.0f32,
+        f32::NAN,
+        0.0,
+        1.0,
+        2.0,
+        0.0,
+        f32::INFINITY,
+        0.0,
+        0.0,
+    ];
+    let a = [0.0f32, 0.0, 0.0, 0.0, 0.0, f32::NEG_INFINITY, 0.0, 0.0, 0.0];
+    assert_eq!(picks(&s, &e, &a, 3, 0.1, 0.5), [-1, -1, -1]);
+    let e = [1.0f32, f32::NAN, 0.0, 1.0, 2.0, 0.0];
+    let a = [0.0f32; 6];
+    assert_eq!(picks(&s, &e, &a, 3, 0.1, 0.5), [-1, 1]);
+}
+
+#[test]
+fn bad_parameters_and_shapes_are_refused_before_launch() {
+    let s = stream();
+    let d = s.device();
+    let e = DeviceBuffer::from_host(d, &[0f32; 6]).unwrap();
+    let mut tokens = DeviceBuffer::<i64>::zeroed(d, 2).unwrap();
+    let mut best = DeviceBuffer::<f32>::zeroed(d, 2).unwrap();
+    let mut run = |alpha: f32, beta: f32, shape: ColdShape| {
+        let out = ColdOutputs {
+            tokens: tokens.view_mut(),
+            best_scores: best.view_mut(),
+            scores: None,
+        };
+        ops::cold_score(&s, e.view(), e.view(), shape, alpha, beta, out, None)
+    };
+    let ok = ColdShape { rows: 2, vocab: 3 };
+    for (alpha, beta, what) in [
+        (0.0, 0.5, "alpha"),
+        (1.5, 0.5, "alpha"),
+        (f32::NAN, 0.5, "alpha"),
+        (0.1, -1.0, "beta"),
+        (0.1, f32::INFINITY, "beta"),
+    ] {
+        let err = run(alpha, beta, ok).unwrap_err();
+        assert!(
+            matches!(err, Error::BadParameter { name, .. } if name == what),
+            "{alpha} {beta}: {err}"
+        );
+    }
+    assert!(matches!(
+        run(0.1, 0.5, ColdShape { rows: 2, vocab: 0 }),
+        Err(Error::BadShape { .. })
+    ));
+    let err = run(0.1, 0.5, ColdShape { rows: 3, vocab: 3 })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("expert") && err.contains("9 elements") && err.contains("6"),
+        "{err}"
+    );
+}
+
+#[test]
+fn adapter_indices_out_of_range_are_refused_on_the_host_and_reported_from_the_device() {
+    let s = stream();
+    let d = s.device();
+    let shape = ShrinkShape {
+        batch: 3,
+        hidden_in: 8,
+        rank: 2,
+        num_loras: 2,
+    };
+    let x = DeviceBuffer::from_host(d, &[bf16::ONE; 24]).unwrap();
+    let w = DeviceBuffer::from_host(d, &[bf16::ONE; 32]).unwrap();
+    let mut y = DeviceBuffer::from_host(d, &[-3.0f32; 6]).unwrap();
+    // Host-visible: refused before launch, y untouched.
+    let err = ops::bgmv_shrink(
+        &s,
+        x.view(),
+        w.view(),
+        AdapterIndices::Host(&[0, 2, -1]),
+        y.view_mut(),
+        shape,
+        1.0,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BadIndex {
+                row: 1,
+                index: 2,
+                num_adapters: 2
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(y.to_vec().unwrap(), [-3.0; 6]);
+    // Device-resident: the kernel skips the row, the next synchronisation names it.
+    let idx = DeviceBuffer::from_host(d, &[0i64, -1, 7]).unwrap();
+    ops::bgmv_shrink(
+        &s,
+        x.view(),
+        w.view(),
+        AdapterIndices::Device(idx.view()),
+        y.view_mut(),
+        shape,
+        1.0,
+        None,
+    )
+    .unwrap();
+    let err = s.synchronize().unwrap_err().to_string();
+    assert!(
+        err.contains("row 2") && err.contains("bgmv_shrink"),
+        "{err}"
+    );
+    let y = y.to_vec().unwrap();
+    assert_eq!(&y[..2], [8.0, 8.0], "row 0 computed");
+    assert_eq!(
+        &y[2..],
+        [-3.0; 4],
+        "rows 1 (no adapter) and 2 (bad index) untouched"
+    );
+    // The stream is usable again after the report.
+    s.synchronize().unwrap();
+}
