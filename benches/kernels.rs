@@ -18,7 +18,9 @@ mod common;
 
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
 use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
-use ascend_cold::tiling::{bench_shapes, BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
+use ascend_cold::tiling::{
+    bench_shapes, BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType,
+};
 use ascend_cold::{Device, DeviceBuffer, Event, Stream};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
@@ -48,7 +50,10 @@ fn tuned<T: serde::de::DeserializeOwned>() -> Vec<T> {
         .collect()
 }
 
-fn configure(c: &mut Criterion, name: &str) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+fn configure(
+    c: &mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(name);
     let quick = !full();
     g.sample_size(10)
@@ -90,10 +95,18 @@ fn bgmv_shrink(c: &mut Criterion) {
                 DeviceBuffer::from_host(&device, &w).unwrap(),
             );
             let mut dy = DeviceBuffer::<f32>::zeroed(&device, s.batch * s.rank).unwrap();
-            g.throughput(Throughput::Bytes(common::shrink_min_bytes(s, DType::F16, &idx)));
+            g.throughput(Throughput::Bytes(common::shrink_min_bytes(
+                s,
+                DType::F16,
+                &idx,
+            )));
             let profile = device.profile().unwrap();
-            let mut variants: Vec<(String, Option<BgmvShrinkTiling>)> = vec![("default".into(), None)];
-            for t in extra.iter().filter(|t| t.validate(s, DType::F16, &profile).is_ok()) {
+            let mut variants: Vec<(String, Option<BgmvShrinkTiling>)> =
+                vec![("default".into(), None)];
+            for t in extra
+                .iter()
+                .filter(|t| t.validate(s, DType::F16, &profile).is_ok())
+            {
                 variants.push(("tuned".into(), Some(*t)));
             }
             for (label, tiling) in variants {
@@ -122,7 +135,10 @@ fn bgmv_shrink(c: &mut Criterion) {
 }
 
 fn expand_label(s: &ExpandShape) -> String {
-    format!("b{}_h{}_r{}_l{}", s.batch, s.hidden_out, s.rank, s.num_loras)
+    format!(
+        "b{}_h{}_r{}_l{}",
+        s.batch, s.hidden_out, s.rank, s.num_loras
+    )
 }
 
 fn bgmv_expand(c: &mut Criterion) {
@@ -133,17 +149,27 @@ fn bgmv_expand(c: &mut Criterion) {
         for s in bench_shapes(full()).expand {
             let mut rng = StdRng::seed_from_u64(2);
             let x: Vec<f32> = common::random_vec(&mut rng, s.batch * s.rank, 1.0);
-            let w: Vec<f16> = common::random_vec(&mut rng, s.num_loras * s.hidden_out * s.rank, 0.5);
+            let w: Vec<f16> =
+                common::random_vec(&mut rng, s.num_loras * s.hidden_out * s.rank, 0.5);
             let idx: Vec<i64> = (0..s.batch).map(|b| (b % s.num_loras) as i64).collect();
             let (dx, dw) = (
                 DeviceBuffer::from_host(&device, &x).unwrap(),
                 DeviceBuffer::from_host(&device, &w).unwrap(),
             );
             let mut dy = DeviceBuffer::<f16>::zeroed(&device, s.batch * s.hidden_full).unwrap();
-            g.throughput(Throughput::Bytes(common::expand_min_bytes(s, DType::F16, &idx, true)));
+            g.throughput(Throughput::Bytes(common::expand_min_bytes(
+                s,
+                DType::F16,
+                &idx,
+                true,
+            )));
             let profile = device.profile().unwrap();
-            let mut variants: Vec<(String, Option<BgmvExpandTiling>)> = vec![("default".into(), None)];
-            for t in extra.iter().filter(|t| t.validate(s, DType::F16, &profile).is_ok()) {
+            let mut variants: Vec<(String, Option<BgmvExpandTiling>)> =
+                vec![("default".into(), None)];
+            for t in extra
+                .iter()
+                .filter(|t| t.validate(s, DType::F16, &profile).is_ok())
+            {
                 variants.push(("tuned".into(), Some(*t)));
             }
             for (label, tiling) in variants {
@@ -188,16 +214,24 @@ fn cold_score(c: &mut Criterion) {
             );
             let mut tokens = DeviceBuffer::<i64>::zeroed(&device, rows).unwrap();
             let mut best = DeviceBuffer::<f32>::zeroed(&device, rows).unwrap();
-            g.throughput(Throughput::Bytes(common::cold_min_bytes(s, DType::F32, false)));
+            g.throughput(Throughput::Bytes(common::cold_min_bytes(
+                s,
+                DType::F32,
+                false,
+            )));
             let profile = device.profile().unwrap();
-            let mut variants: Vec<(String, Option<ColdScoreTiling>)> = vec![("default".into(), None)];
+            let mut variants: Vec<(String, Option<ColdScoreTiling>)> =
+                vec![("default".into(), None)];
             for t in extra.iter().filter(|t| {
                 t.resident == 0 && t.validate(rows, vocab, DType::F32, alpha, &profile).is_ok()
             }) {
                 variants.push(("tuned".into(), Some(*t)));
             }
             for (label, tiling) in variants {
-                let id = BenchmarkId::new(format!("{device}/f32/tokens/{label}"), format!("n{rows}_v{vocab}"));
+                let id = BenchmarkId::new(
+                    format!("{device}/f32/tokens/{label}"),
+                    format!("n{rows}_v{vocab}"),
+                );
                 g.bench_function(id, |b| {
                     b.iter_custom(|iters| {
                         device_time(&stream, iters, || {
@@ -206,8 +240,17 @@ fn cold_score(c: &mut Criterion) {
                                 best_scores: best.view_mut(),
                                 scores: None,
                             };
-                            ops::cold_score(&stream, de.view(), da.view(), s, alpha, beta, out, tiling.as_ref())
-                                .unwrap()
+                            ops::cold_score(
+                                &stream,
+                                de.view(),
+                                da.view(),
+                                s,
+                                alpha,
+                                beta,
+                                out,
+                                tiling.as_ref(),
+                            )
+                            .unwrap()
                         })
                     })
                 });

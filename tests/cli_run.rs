@@ -41,7 +41,11 @@ struct Dir(tempfile::TempDir);
 
 impl Dir {
     fn write16(&self, name: &str, a: &NpyArray, void: bool) -> String {
-        let bytes = if void { as_void(a.to_bytes()) } else { a.to_bytes() };
+        let bytes = if void {
+            as_void(a.to_bytes())
+        } else {
+            a.to_bytes()
+        };
         std::fs::write(self.path(name), bytes).unwrap();
         self.arg(name)
     }
@@ -113,7 +117,10 @@ fn shrink_case<T: Float + bytemuck::Pod>(dtype: DType, void: bool, with_init: bo
         "--weights".into(),
         dir.write16("w.npy", &npy16(&w, vec![3, 8, 300], dtype), void),
         "--indices".into(),
-        dir.write("i.npy", &NpyArray::from_values(NpyDtype::I64, vec![5], &idx).unwrap()),
+        dir.write(
+            "i.npy",
+            &NpyArray::from_values(NpyDtype::I64, vec![5], &idx).unwrap(),
+        ),
         "--scale".into(),
         "0.75".into(),
         "--out".into(),
@@ -121,7 +128,10 @@ fn shrink_case<T: Float + bytemuck::Pod>(dtype: DType, void: bool, with_init: bo
     ];
     if with_init {
         args.push("--init".into());
-        args.push(dir.write("y0.npy", &NpyArray::from_values(NpyDtype::F32, vec![5, 8], &y0).unwrap()));
+        args.push(dir.write(
+            "y0.npy",
+            &NpyArray::from_values(NpyDtype::F32, vec![5, 8], &y0).unwrap(),
+        ));
     }
     if dtype == DType::Bf16 {
         args.extend(["--dtype".into(), "bf16".into()]);
@@ -174,11 +184,17 @@ fn expand_case<T: Float + bytemuck::Pod>(dtype: DType, init: bool, add: bool, of
         "--device".into(),
         "emu".into(),
         "--x".into(),
-        dir.write("x.npy", &NpyArray::from_values(NpyDtype::F32, vec![b, r], &x).unwrap()),
+        dir.write(
+            "x.npy",
+            &NpyArray::from_values(NpyDtype::F32, vec![b, r], &x).unwrap(),
+        ),
         "--weights".into(),
         dir.write("w.npy", &npy16(&w, vec![l, h_out, r], dtype)),
         "--indices".into(),
-        dir.write("i.npy", &NpyArray::from_values(NpyDtype::I64, vec![b], &idx).unwrap()),
+        dir.write(
+            "i.npy",
+            &NpyArray::from_values(NpyDtype::I64, vec![b], &idx).unwrap(),
+        ),
         "--out".into(),
         dir.arg("y.npy"),
         "--slice-offset".into(),
@@ -217,7 +233,11 @@ fn expand_case<T: Float + bytemuck::Pod>(dtype: DType, init: bool, add: bool, of
         s,
         add,
     );
-    assert!(e.ok(), "{dtype:?} init {init} add {add} off {off}: {:?}", e.first_failure);
+    assert!(
+        e.ok(),
+        "{dtype:?} init {init} add {add} off {off}: {:?}",
+        e.first_failure
+    );
 }
 
 #[test]
@@ -282,7 +302,8 @@ fn cold_case<T: Float + bytemuck::Pod>(dtype: DType, nan_row: Option<usize>) {
             if t < 0 {
                 f32::NAN
             } else {
-                (1.5 * e[n * s.vocab + t as usize].to_f64() - 0.5 * a[n * s.vocab + t as usize].to_f64()) as f32
+                (1.5 * e[n * s.vocab + t as usize].to_f64()
+                    - 0.5 * a[n * s.vocab + t as usize].to_f64()) as f32
             }
         })
         .collect();
@@ -299,8 +320,14 @@ fn cold_case<T: Float + bytemuck::Pod>(dtype: DType, nan_row: Option<usize>) {
             assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
             assert_eq!(tokens[row], -1);
             let msg = stderr(&out);
-            assert!(msg.contains(&format!("row {row}")) && msg.contains("--expert"), "{msg}");
-            assert!(tokens.iter().enumerate().all(|(n, &t)| (n == row) == (t == -1)));
+            assert!(
+                msg.contains(&format!("row {row}")) && msg.contains("--expert"),
+                "{msg}"
+            );
+            assert!(tokens
+                .iter()
+                .enumerate()
+                .all(|(n, &t)| (n == row) == (t == -1)));
         }
     }
 }
@@ -352,7 +379,10 @@ fn bad_shapes_and_dtypes_are_explained_in_numpy_terms() {
     // Hidden sizes disagree.
     let w_bad = NpyArray::from_values(NpyDtype::F16, vec![3, 4, 60], &f16s(720)).unwrap();
     let msg = shrink_error(x.clone(), w_bad, i.clone(), &[]);
-    assert!(msg.contains("(3, 4, 60)") && msg.contains("(2, 64)"), "{msg}");
+    assert!(
+        msg.contains("(3, 4, 60)") && msg.contains("(2, 64)"),
+        "{msg}"
+    );
     // x is 1-D.
     let x1 = NpyArray::from_values(NpyDtype::F16, vec![128], &f16s(128)).unwrap();
     let msg = shrink_error(x1, w.clone(), i.clone(), &[]);
@@ -377,11 +407,19 @@ fn bad_shapes_and_dtypes_are_explained_in_numpy_terms() {
     // float32 x for a 16-bit kernel.
     let xf = NpyArray::from_values(NpyDtype::F32, vec![2, 64], &[0f32; 128]).unwrap();
     let msg = shrink_error(xf, w.clone(), i.clone(), &[]);
-    assert!(msg.contains("float16 or bfloat16") && msg.contains("astype"), "{msg}");
+    assert!(
+        msg.contains("float16 or bfloat16") && msg.contains("astype"),
+        "{msg}"
+    );
     // A tiling of another kernel, and one of another shape.
     let dir = Dir::new();
     std::fs::write(dir.path("t.json"), r#"{"rows": 1}"#).unwrap();
-    let msg = shrink_error(x.clone(), w.clone(), i.clone(), &["--tiling", &dir.arg("t.json")]);
+    let msg = shrink_error(
+        x.clone(),
+        w.clone(),
+        i.clone(),
+        &["--tiling", &dir.arg("t.json")],
+    );
     assert!(msg.contains("not a bgmv_shrink tiling"), "{msg}");
     let other = ShrinkShape {
         batch: 9,
@@ -389,7 +427,8 @@ fn bad_shapes_and_dtypes_are_explained_in_numpy_terms() {
         rank: 4,
         num_loras: 3,
     };
-    let t = BgmvShrinkTiling::choose(other, DType::F16, 1.0, &DeviceProfile::ascend_910b()).unwrap();
+    let t =
+        BgmvShrinkTiling::choose(other, DType::F16, 1.0, &DeviceProfile::ascend_910b()).unwrap();
     std::fs::write(dir.path("t2.json"), serde_json::to_string(&t).unwrap()).unwrap();
     let msg = shrink_error(x, w, i, &["--tiling", &dir.arg("t2.json")]);
     assert!(msg.contains("tiling"), "{msg}");
@@ -398,24 +437,89 @@ fn bad_shapes_and_dtypes_are_explained_in_numpy_terms() {
 #[test]
 fn expand_and_cold_shape_errors() {
     let dir = Dir::new();
-    let x = dir.write("x.npy", &NpyArray::from_values(NpyDtype::F32, vec![2, 8], &[0f32; 16]).unwrap());
-    let w = dir.write("w.npy", &NpyArray::from_values(NpyDtype::F16, vec![1, 32, 8], &[f16::ZERO; 256]).unwrap());
-    let i = dir.write("i.npy", &NpyArray::from_values(NpyDtype::I64, vec![2], &[0i64, 0]).unwrap());
-    let y0 = dir.write("y0.npy", &NpyArray::from_values(NpyDtype::F16, vec![2, 40], &[f16::ZERO; 80]).unwrap());
+    let x = dir.write(
+        "x.npy",
+        &NpyArray::from_values(NpyDtype::F32, vec![2, 8], &[0f32; 16]).unwrap(),
+    );
+    let w = dir.write(
+        "w.npy",
+        &NpyArray::from_values(NpyDtype::F16, vec![1, 32, 8], &[f16::ZERO; 256]).unwrap(),
+    );
+    let i = dir.write(
+        "i.npy",
+        &NpyArray::from_values(NpyDtype::I64, vec![2], &[0i64, 0]).unwrap(),
+    );
+    let y0 = dir.write(
+        "y0.npy",
+        &NpyArray::from_values(NpyDtype::F16, vec![2, 40], &[f16::ZERO; 80]).unwrap(),
+    );
     let out = cli(&[
-        "run", "bgmv-expand", "--device", "emu", "--x", &x, "--weights", &w, "--indices", &i, "--out",
-        &dir.arg("y.npy"), "--init", &y0, "--slice-offset", "10",
+        "run",
+        "bgmv-expand",
+        "--device",
+        "emu",
+        "--x",
+        &x,
+        "--weights",
+        &w,
+        "--indices",
+        &i,
+        "--out",
+        &dir.arg("y.npy"),
+        "--init",
+        &y0,
+        "--slice-offset",
+        "10",
     ]);
     let msg = stderr(&out);
-    assert!(out.status.code() == Some(1) && msg.contains("(2, 40)") && msg.contains("42"), "{msg}");
-    let e = dir.write("e.npy", &NpyArray::from_values(NpyDtype::F32, vec![2, 8], &[0f32; 16]).unwrap());
-    let a = dir.write("a.npy", &NpyArray::from_values(NpyDtype::F32, vec![2, 7], &[0f32; 14]).unwrap());
-    let out = cli(&["run", "cold-score", "--device", "emu", "--expert", &e, "--base", &a, "--out", &dir.arg("t.npy")]);
+    assert!(
+        out.status.code() == Some(1) && msg.contains("(2, 40)") && msg.contains("42"),
+        "{msg}"
+    );
+    let e = dir.write(
+        "e.npy",
+        &NpyArray::from_values(NpyDtype::F32, vec![2, 8], &[0f32; 16]).unwrap(),
+    );
+    let a = dir.write(
+        "a.npy",
+        &NpyArray::from_values(NpyDtype::F32, vec![2, 7], &[0f32; 14]).unwrap(),
+    );
+    let out = cli(&[
+        "run",
+        "cold-score",
+        "--device",
+        "emu",
+        "--expert",
+        &e,
+        "--base",
+        &a,
+        "--out",
+        &dir.arg("t.npy"),
+    ]);
     let msg = stderr(&out);
-    assert!(out.status.code() == Some(1) && msg.contains("(2, 8)") && msg.contains("(2, 7)"), "{msg}");
-    let out = cli(&["run", "cold-score", "--device", "emu", "--expert", &e, "--base", &e, "--alpha", "0", "--out", &dir.arg("t.npy")]);
+    assert!(
+        out.status.code() == Some(1) && msg.contains("(2, 8)") && msg.contains("(2, 7)"),
+        "{msg}"
+    );
+    let out = cli(&[
+        "run",
+        "cold-score",
+        "--device",
+        "emu",
+        "--expert",
+        &e,
+        "--base",
+        &e,
+        "--alpha",
+        "0",
+        "--out",
+        &dir.arg("t.npy"),
+    ]);
     let msg = stderr(&out);
-    assert!(out.status.code() == Some(1) && msg.contains("alpha"), "{msg}");
+    assert!(
+        out.status.code() == Some(1) && msg.contains("alpha"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -424,14 +528,35 @@ fn stats_json_reports_time_and_traffic() {
     let mut rng = StdRng::seed_from_u64(1);
     let e: Vec<f32> = random_vec(&mut rng, 2 * 40_000, 8.0);
     let a: Vec<f32> = random_vec(&mut rng, 2 * 40_000, 8.0);
-    let ef = dir.write("e.npy", &NpyArray::from_values(NpyDtype::F32, vec![2, 40_000], &e).unwrap());
-    let af = dir.write("a.npy", &NpyArray::from_values(NpyDtype::F32, vec![2, 40_000], &a).unwrap());
+    let ef = dir.write(
+        "e.npy",
+        &NpyArray::from_values(NpyDtype::F32, vec![2, 40_000], &e).unwrap(),
+    );
+    let af = dir.write(
+        "a.npy",
+        &NpyArray::from_values(NpyDtype::F32, vec![2, 40_000], &a).unwrap(),
+    );
     let out = cli(&[
-        "run", "cold-score", "--device", "emu", "--expert", &ef, "--base", &af, "--out", &dir.arg("t.npy"),
-        "--repeat", "3", "--warmup", "1", "--stats-json", &dir.arg("s.json"),
+        "run",
+        "cold-score",
+        "--device",
+        "emu",
+        "--expert",
+        &ef,
+        "--base",
+        &af,
+        "--out",
+        &dir.arg("t.npy"),
+        "--repeat",
+        "3",
+        "--warmup",
+        "1",
+        "--stats-json",
+        &dir.arg("s.json"),
     ]);
     ok(&out);
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path("s.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("s.json")).unwrap()).unwrap();
     assert_eq!(v["times_ms"].as_array().unwrap().len(), 3);
     assert_eq!(v["min_bytes"].as_u64().unwrap(), 2 * 40_000 * 8 + 32);
     let ratio = v["traffic_over_min"].as_f64().unwrap();

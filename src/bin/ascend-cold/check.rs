@@ -263,7 +263,11 @@ pub fn trial(
     };
     let lora_only = |d: DType| -> Result<()> {
         if d == DType::F32 {
-            Err(Error::parameter("--dtype", "f16 or bf16 for the bgmv kernels", "f32"))
+            Err(Error::parameter(
+                "--dtype",
+                "f16 or bf16 for the bgmv kernels",
+                "f32",
+            ))
         } else {
             Ok(())
         }
@@ -442,7 +446,15 @@ fn cold_trial<T: LogitFloat>(
     let picks = reference::cold_score(&e, &a, shape, alpha, beta, None)?;
     let ref_tokens: Vec<i64> = picks.iter().map(|p| p.token).collect();
     let (got, _) = exec_cold(
-        device, &e, &a, shape, alpha, beta, scores, tiling, Reps::ONCE,
+        device,
+        &e,
+        &a,
+        shape,
+        alpha,
+        beta,
+        scores,
+        tiling,
+        Reps::ONCE,
     )?;
     Ok(compare_cold(
         &widen(&e),

@@ -272,7 +272,9 @@ pub fn read_tiling<T: serde::de::DeserializeOwned>(path: &Path, kernel: &str) ->
     serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
         path: path.to_path_buf(),
         field: format!("{kernel} tiling"),
-        detail: format!("not a {kernel} tiling as `ascend-cold tune {kernel} --out` writes it: {e}"),
+        detail: format!(
+            "not a {kernel} tiling as `ascend-cold tune {kernel} --out` writes it: {e}"
+        ),
     })
 }
 
@@ -616,7 +618,10 @@ impl Errors {
             self.tol_at_worst = tol;
         }
         if err > tol {
-            self.fail(format!("{}: got {got}, reference {want}, tolerance {tol:.3e}", what()));
+            self.fail(format!(
+                "{}: got {got}, reference {want}, tolerance {tol:.3e}",
+                what()
+            ));
         }
     }
     /// Records a failure that is not a numeric error (an element that must be untouched, a wrong token).
@@ -653,7 +658,10 @@ pub fn compare_shrink(
             let i = b * r + k;
             if idx[b] < 0 {
                 if got[i].to_bits() != y0[i].to_bits() {
-                    errs.fail(format!("y[{b},{k}] (index -1) changed from {} to {}", y0[i], got[i]));
+                    errs.fail(format!(
+                        "y[{b},{k}] (index -1) changed from {} to {}",
+                        y0[i], got[i]
+                    ));
                 }
                 continue;
             }
@@ -697,7 +705,10 @@ pub fn compare_expand(
             let in_slice = (off..off + h_out).contains(&c);
             if idx[b] < 0 || !in_slice {
                 if got[i].to_bits() != y0[i].to_bits() && !(got[i].is_nan() && y0[i].is_nan()) {
-                    errs.fail(format!("y[{b},{c}] outside the written set changed from {} to {}", y0[i], got[i]));
+                    errs.fail(format!(
+                        "y[{b},{c}] outside the written set changed from {} to {}",
+                        y0[i], got[i]
+                    ));
                 }
                 continue;
             }
@@ -759,14 +770,19 @@ pub fn compare_cold(
         }
         let best_ref = score(want);
         if score(t) < best_ref - tol_s(t) - tol_s(want) {
-            errs.fail(format!("row {n}: token {t} scores {} < the best {best_ref} (token {want})", score(t)));
+            errs.fail(format!(
+                "row {n}: token {t} scores {} < the best {best_ref} (token {want})",
+                score(t)
+            ));
         }
         let runner_up = (0..v)
             .filter(|&i| i != want && re[i] >= threshold - tol_t)
             .map(|i| score(i) + tol_s(i))
             .fold(f64::NEG_INFINITY, f64::max);
         if best_ref - tol_s(want) > runner_up && t != want {
-            errs.fail(format!("row {n}: token {t}, reference {want} (unique best by a margin)"));
+            errs.fail(format!(
+                "row {n}: token {t}, reference {want} (unique best by a margin)"
+            ));
         }
         errs.add(f64::from(got.best[n]), score(t), tol_s(t), || {
             format!("best[{n}]")

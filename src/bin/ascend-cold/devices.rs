@@ -55,7 +55,9 @@ pub fn run(args: &DevicesArgs) -> Result<u8> {
         Ok(lib) => {
             drop(lib);
             match Device::count(Provider::Npu) {
-                Ok(0) => println!("npu   none: AscendCL loaded but no device answered (aclrtGetDeviceCount = 0)"),
+                Ok(0) => println!(
+                    "npu   none: AscendCL loaded but no device answered (aclrtGetDeviceCount = 0)"
+                ),
                 Ok(n) => {
                     for id in 0..n as i32 {
                         match Device::npu(id).and_then(|d| d.profile().map(|p| (d, p))) {
@@ -70,7 +72,9 @@ pub fn run(args: &DevicesArgs) -> Result<u8> {
                         }
                     }
                 }
-                Err(e) => println!("npu   none: AscendCL loaded but asking for devices failed: {e}"),
+                Err(e) => {
+                    println!("npu   none: AscendCL loaded but asking for devices failed: {e}")
+                }
             }
         }
     }
@@ -135,7 +139,14 @@ fn self_check(device: &Device) -> (bool, String) {
             add: Some(true),
             ..Knobs::default()
         };
-        match check::trial(device, shape, dtype, &TilingChoice::Default, knobs, &mut rng) {
+        match check::trial(
+            device,
+            shape,
+            dtype,
+            &TilingChoice::Default,
+            knobs,
+            &mut rng,
+        ) {
             Ok(t) if t.errors.ok() => parts.push(format!(
                 "{} {} ok (max abs err {:.1e})",
                 shape.kernel().op(),

@@ -215,12 +215,12 @@ fn stats_json(
         "traffic_over_min": if rd + wr > 0 { (rd + wr) as f64 / min_bytes as f64 } else { 0.0 },
         "launches": m.launches.iter().map(|l| serde_json::json!({"kernel": l.kernel, "blocks": l.blocks})).collect::<Vec<_>>(),
     });
-    std::fs::write(path, serde_json::to_string_pretty(&v).expect("json") + "\n").map_err(
-        |source| Error::Io {
+    std::fs::write(path, serde_json::to_string_pretty(&v).expect("json") + "\n").map_err(|source| {
+        Error::Io {
             path: path.clone(),
             source,
-        },
-    )
+        }
+    })
 }
 
 fn shrink(r: &ShrinkRun) -> Result<u8> {
@@ -240,7 +240,10 @@ fn shrink(r: &ShrinkRun) -> Result<u8> {
     if wh != h {
         return Err(dims_mismatch(
             format!("--weights {}", r.weights.display()),
-            format!("shape (L, R, {h}): its last dimension is x's hidden size (x has shape {})", shape_text(&x.shape)),
+            format!(
+                "shape (L, R, {h}): its last dimension is x's hidden size (x has shape {})",
+                shape_text(&x.shape)
+            ),
             format!("shape {}", shape_text(&w.shape)),
         ));
     }
@@ -252,7 +255,11 @@ fn shrink(r: &ShrinkRun) -> Result<u8> {
                 return Err(Error::shape(
                     format!("--init {}", p.display()),
                     format!("float32 of shape ({b}, {rank}) (batch of x, rank of weights)"),
-                    format!("{} of shape {}", numpy_name(i.data.dtype()), shape_text(&i.shape)),
+                    format!(
+                        "{} of shape {}",
+                        numpy_name(i.data.dtype()),
+                        shape_text(&i.shape)
+                    ),
                 ));
             }
             match i.data {
@@ -276,10 +283,26 @@ fn shrink(r: &ShrinkRun) -> Result<u8> {
     let dtype = x.data.dtype();
     let (y, m) = match (x.data, w.data) {
         (Floats::F16(xv), Floats::F16(wv)) => exec_shrink::<f16>(
-            &device, &xv, &wv, &idx, &y0, shape, r.scale, tiling.as_ref(), reps(c)?,
+            &device,
+            &xv,
+            &wv,
+            &idx,
+            &y0,
+            shape,
+            r.scale,
+            tiling.as_ref(),
+            reps(c)?,
         )?,
         (Floats::Bf16(xv), Floats::Bf16(wv)) => exec_shrink::<bf16>(
-            &device, &xv, &wv, &idx, &y0, shape, r.scale, tiling.as_ref(), reps(c)?,
+            &device,
+            &xv,
+            &wv,
+            &idx,
+            &y0,
+            shape,
+            r.scale,
+            tiling.as_ref(),
+            reps(c)?,
         )?,
         _ => unreachable!("dtypes checked above"),
     };
@@ -319,7 +342,10 @@ fn expand(r: &ExpandRun) -> Result<u8> {
     if wr != rank {
         return Err(dims_mismatch(
             format!("--weights {}", r.weights.display()),
-            format!("shape (L, H_out, {rank}): its last dimension is x's rank (x has shape {})", shape_text(&x.shape)),
+            format!(
+                "shape (L, H_out, {rank}): its last dimension is x's rank (x has shape {})",
+                shape_text(&x.shape)
+            ),
             format!("shape {}", shape_text(&w.shape)),
         ));
     }
@@ -336,7 +362,11 @@ fn expand(r: &ExpandRun) -> Result<u8> {
                         numpy_name(dtype),
                         off + h_out
                     ),
-                    format!("{} of shape {}", numpy_name(i.data.dtype()), shape_text(&i.shape)),
+                    format!(
+                        "{} of shape {}",
+                        numpy_name(i.data.dtype()),
+                        shape_text(&i.shape)
+                    ),
                 ));
             }
             let full = i.shape[1];
@@ -365,13 +395,29 @@ fn expand(r: &ExpandRun) -> Result<u8> {
     let (y, m) = match (w.data, y0) {
         (Floats::F16(wv), Floats::F16(y0)) => {
             let (y, m) = exec_expand::<f16>(
-                &device, &xv, &wv, &idx, &y0, shape, add, tiling.as_ref(), reps(c)?,
+                &device,
+                &xv,
+                &wv,
+                &idx,
+                &y0,
+                shape,
+                add,
+                tiling.as_ref(),
+                reps(c)?,
             )?;
             (Floats::F16(y), m)
         }
         (Floats::Bf16(wv), Floats::Bf16(y0)) => {
             let (y, m) = exec_expand::<bf16>(
-                &device, &xv, &wv, &idx, &y0, shape, add, tiling.as_ref(), reps(c)?,
+                &device,
+                &xv,
+                &wv,
+                &idx,
+                &y0,
+                shape,
+                add,
+                tiling.as_ref(),
+                reps(c)?,
             )?;
             (Floats::Bf16(y), m)
         }
@@ -407,7 +453,11 @@ fn cold(r: &ColdRun) -> Result<u8> {
                 shape_text(&e.shape),
                 numpy_name(e.data.dtype())
             ),
-            format!("shape {}, {}", shape_text(&a.shape), numpy_name(a.data.dtype())),
+            format!(
+                "shape {}, {}",
+                shape_text(&a.shape),
+                numpy_name(a.data.dtype())
+            ),
         ));
     }
     let (n, v) = (e.shape[0], e.shape[1]);
@@ -431,15 +481,39 @@ fn cold(r: &ColdRun) -> Result<u8> {
     let (alpha, beta) = (r.alpha, r.beta);
     let t = tiling.as_ref();
     let (res, m) = match (&e.data, &a.data) {
-        (Floats::F16(ev), Floats::F16(av)) => {
-            exec_cold::<f16>(&device, ev, av, shape, alpha, beta, with_scores, t, reps(c)?)?
-        }
-        (Floats::Bf16(ev), Floats::Bf16(av)) => {
-            exec_cold::<bf16>(&device, ev, av, shape, alpha, beta, with_scores, t, reps(c)?)?
-        }
-        (Floats::F32(ev), Floats::F32(av)) => {
-            exec_cold::<f32>(&device, ev, av, shape, alpha, beta, with_scores, t, reps(c)?)?
-        }
+        (Floats::F16(ev), Floats::F16(av)) => exec_cold::<f16>(
+            &device,
+            ev,
+            av,
+            shape,
+            alpha,
+            beta,
+            with_scores,
+            t,
+            reps(c)?,
+        )?,
+        (Floats::Bf16(ev), Floats::Bf16(av)) => exec_cold::<bf16>(
+            &device,
+            ev,
+            av,
+            shape,
+            alpha,
+            beta,
+            with_scores,
+            t,
+            reps(c)?,
+        )?,
+        (Floats::F32(ev), Floats::F32(av)) => exec_cold::<f32>(
+            &device,
+            ev,
+            av,
+            shape,
+            alpha,
+            beta,
+            with_scores,
+            t,
+            reps(c)?,
+        )?,
         _ => unreachable!("dtypes checked above"),
     };
     NpyArray::from_values(NpyDtype::I64, vec![n], &res.tokens)?.write(&r.out)?;
@@ -474,7 +548,9 @@ fn cold(r: &ColdRun) -> Result<u8> {
             (false, true) => "--base",
             (false, false) => "the inputs",
         };
-        eprintln!("ascend-cold: row {row}: {which} holds a NaN or infinite logit; token -1 written");
+        eprintln!(
+            "ascend-cold: row {row}: {which} holds a NaN or infinite logit; token -1 written"
+        );
     }
     Ok(if bad.is_empty() { 0 } else { 3 })
 }

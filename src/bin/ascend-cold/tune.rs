@@ -18,8 +18,8 @@
 
 use crate::common::{
     self, compare_cold, compare_expand, compare_shrink, exec_cold, exec_expand, exec_shrink,
-    parse_shape, random_vec, write_tiling, DTypeArg, DeviceArg, Errors,
-    KernelName, KernelShape, Measured, Reps, SHAPE_HELP,
+    parse_shape, random_vec, write_tiling, DTypeArg, DeviceArg, Errors, KernelName, KernelShape,
+    Measured, Reps, SHAPE_HELP,
 };
 use ascend_cold::ops::{LogitFloat, LoraFloat};
 use ascend_cold::reference::{self, Float};
@@ -228,8 +228,16 @@ pub fn run(args: &TuneArgs) -> Result<u8> {
         b.knobs,
         b.cost,
         default.cost,
-        if b.cost > 0.0 { default.cost / b.cost } else { 1.0 },
-        if emulated { "  [modelled, not timed]" } else { "" }
+        if b.cost > 0.0 {
+            default.cost / b.cost
+        } else {
+            1.0
+        },
+        if emulated {
+            "  [modelled, not timed]"
+        } else {
+            ""
+        }
     );
     if let Some(p) = &args.out {
         write_tiling(p, &b.tiling)?;
@@ -299,7 +307,11 @@ fn tune_rows(
     let mut rng = StdRng::seed_from_u64(args.seed);
     let lora = |d: DType| -> Result<()> {
         if d == DType::F32 {
-            Err(Error::parameter("--dtype", "f16 or bf16 for the bgmv kernels", "f32"))
+            Err(Error::parameter(
+                "--dtype",
+                "f16 or bf16 for the bgmv kernels",
+                "f32",
+            ))
         } else {
             Ok(())
         }
@@ -318,7 +330,14 @@ fn tune_rows(
                     "rankSplit {} x {} tileH {}",
                     t.rank_split, t.rank_per_task, t.tile_h
                 );
-                rows.push(row(i, knobs, serde_json::to_value(t).expect("json"), o, emulated, model));
+                rows.push(row(
+                    i,
+                    knobs,
+                    serde_json::to_value(t).expect("json"),
+                    o,
+                    emulated,
+                    model,
+                ));
             }
         }
         KernelShape::Expand(s) => {
@@ -330,11 +349,15 @@ fn tune_rows(
                 _ => expand_runs::<bf16>(device, s, add, &cands, reps, &mut rng)?,
             };
             for (i, (t, o)) in cands.iter().zip(outs).enumerate() {
-                let knobs = format!(
-                    "hSplit {} x {} tileH {}",
-                    t.h_split, t.h_per_task, t.tile_h
-                );
-                rows.push(row(i, knobs, serde_json::to_value(t).expect("json"), o, emulated, model));
+                let knobs = format!("hSplit {} x {} tileH {}", t.h_split, t.h_per_task, t.tile_h);
+                rows.push(row(
+                    i,
+                    knobs,
+                    serde_json::to_value(t).expect("json"),
+                    o,
+                    emulated,
+                    model,
+                ));
             }
         }
         KernelShape::Cold(s) => {
@@ -352,7 +375,14 @@ fn tune_rows(
                     "splits {} x {} tileLen {} resident {}",
                     t.splits, t.chunk_len, t.tile_len, t.resident
                 );
-                rows.push(row(i, knobs, serde_json::to_value(t).expect("json"), o, emulated, model));
+                rows.push(row(
+                    i,
+                    knobs,
+                    serde_json::to_value(t).expect("json"),
+                    o,
+                    emulated,
+                    model,
+                ));
             }
         }
     }
