@@ -50,10 +50,10 @@ fn tuned<T: serde::de::DeserializeOwned>() -> Vec<T> {
         .collect()
 }
 
-fn configure(
-    c: &mut Criterion,
+fn configure<'a>(
+    c: &'a mut Criterion,
     name: &str,
-) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(name);
     let quick = !full();
     g.sample_size(10)

@@ -185,13 +185,11 @@ fn lora_dtype(what: &str, path: &Path, d: DType, op: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes `--stats-json`: `what` (kernel, dtype, shape, tiling) with the measurements.
 fn stats_json(
     c: &Common,
     device: &Device,
-    kernel: &str,
-    dtype: DType,
-    shape: serde_json::Value,
-    tiling: serde_json::Value,
+    what: serde_json::Value,
     min_bytes: u64,
     m: &Measured,
 ) -> Result<()> {
@@ -200,12 +198,9 @@ fn stats_json(
     };
     let (rd, wr) = m.gm_bytes();
     let median = m.median_ms();
-    let v = serde_json::json!({
-        "kernel": kernel,
-        "device": device.to_string(),
-        "dtype": dtype.suffix(),
-        "shape": shape,
-        "tiling": tiling,
+    let mut v = what;
+    v["device"] = device.to_string().into();
+    let more = serde_json::json!({
         "times_ms": m.times_ms,
         "median_ms": median,
         "min_bytes": min_bytes,
@@ -215,6 +210,9 @@ fn stats_json(
         "traffic_over_min": if rd + wr > 0 { (rd + wr) as f64 / min_bytes as f64 } else { 0.0 },
         "launches": m.launches.iter().map(|l| serde_json::json!({"kernel": l.kernel, "blocks": l.blocks})).collect::<Vec<_>>(),
     });
+    for (k, x) in more.as_object().expect("an object") {
+        v[k] = x.clone();
+    }
     std::fs::write(path, serde_json::to_string_pretty(&v).expect("json") + "\n").map_err(|source| {
         Error::Io {
             path: path.clone(),
@@ -314,10 +312,7 @@ fn shrink(r: &ShrinkRun) -> Result<u8> {
     stats_json(
         c,
         &device,
-        "bgmv_shrink",
-        dtype,
-        serde_json::json!({"batch": b, "hidden_in": h, "rank": rank, "num_loras": l}),
-        serde_json::to_value(used).expect("json"),
+        serde_json::json!({"kernel": "bgmv_shrink", "dtype": dtype.suffix(), "shape": serde_json::json!({"batch": b, "hidden_in": h, "rank": rank, "num_loras": l}), "tiling": serde_json::to_value(used).expect("json")}),
         common::shrink_min_bytes(shape, dtype, &idx),
         &m,
     )?;
@@ -431,10 +426,7 @@ fn expand(r: &ExpandRun) -> Result<u8> {
     stats_json(
         c,
         &device,
-        "bgmv_expand",
-        dtype,
-        serde_json::json!({"batch": b, "rank": rank, "hidden_out": h_out, "hidden_full": full, "slice_offset": off, "num_loras": l}),
-        serde_json::to_value(used).expect("json"),
+        serde_json::json!({"kernel": "bgmv_expand", "dtype": dtype.suffix(), "shape": serde_json::json!({"batch": b, "rank": rank, "hidden_out": h_out, "hidden_full": full, "slice_offset": off, "num_loras": l}), "tiling": serde_json::to_value(used).expect("json")}),
         common::expand_min_bytes(shape, dtype, &idx, add),
         &m,
     )?;
@@ -533,10 +525,7 @@ fn cold(r: &ColdRun) -> Result<u8> {
     stats_json(
         c,
         &device,
-        "cold_score",
-        dtype,
-        serde_json::json!({"rows": n, "vocab": v, "scores": with_scores}),
-        serde_json::to_value(used).expect("json"),
+        serde_json::json!({"kernel": "cold_score", "dtype": dtype.suffix(), "shape": serde_json::json!({"rows": n, "vocab": v, "scores": with_scores}), "tiling": serde_json::to_value(used).expect("json")}),
         common::cold_min_bytes(shape, dtype, with_scores),
         &m,
     )?;
