@@ -562,3 +562,58 @@ fn stats_json_reports_time_and_traffic() {
     let ratio = v["traffic_over_min"].as_f64().unwrap();
     assert!((1.0..=1.5).contains(&ratio), "{ratio}");
 }
+
+/// Regression: an empty batch used to fail after writing its output, when the stats asked the tiling
+/// of a zero-row shape; it launches nothing and writes empty arrays.
+#[test]
+fn empty_batches_write_empty_outputs() {
+    let dir = Dir::new();
+    let x = dir.write(
+        "x.npy",
+        &NpyArray::from_values(NpyDtype::F16, vec![0, 64], &[] as &[f16]).unwrap(),
+    );
+    let w = dir.write(
+        "w.npy",
+        &NpyArray::from_values(NpyDtype::F16, vec![2, 4, 64], &[f16::ZERO; 512]).unwrap(),
+    );
+    let i = dir.write(
+        "i.npy",
+        &NpyArray::from_values(NpyDtype::I64, vec![0], &[] as &[i64]).unwrap(),
+    );
+    ok(&cli(&[
+        "run",
+        "bgmv-shrink",
+        "--device",
+        "emu",
+        "--x",
+        &x,
+        "--weights",
+        &w,
+        "--indices",
+        &i,
+        "--scale",
+        "1",
+        "--out",
+        &dir.arg("y.npy"),
+        "--stats-json",
+        &dir.arg("s.json"),
+    ]));
+    assert_eq!(read(&dir.path("y.npy")).shape, vec![0, 4]);
+    let e = dir.write(
+        "e.npy",
+        &NpyArray::from_values(NpyDtype::F32, vec![0, 10], &[] as &[f32]).unwrap(),
+    );
+    ok(&cli(&[
+        "run",
+        "cold-score",
+        "--device",
+        "emu",
+        "--expert",
+        &e,
+        "--base",
+        &e,
+        "--out",
+        &dir.arg("t.npy"),
+    ]));
+    assert_eq!(read(&dir.path("t.npy")).shape, vec![0]);
+}

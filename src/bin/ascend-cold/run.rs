@@ -305,9 +305,10 @@ fn shrink(r: &ShrinkRun) -> Result<u8> {
         _ => unreachable!("dtypes checked above"),
     };
     NpyArray::from_values(NpyDtype::F32, vec![b, rank], &y)?.write(&r.out)?;
+    // The tiling the launch used (none for an empty batch, which launches nothing).
     let used = match tiling {
-        Some(t) => t,
-        None => BgmvShrinkTiling::choose(shape, dtype, r.scale, &device.profile()?)?,
+        Some(t) => Some(t),
+        None => BgmvShrinkTiling::choose(shape, dtype, r.scale, &device.profile()?).ok(),
     };
     stats_json(
         c,
@@ -419,9 +420,10 @@ fn expand(r: &ExpandRun) -> Result<u8> {
         _ => unreachable!("dtypes checked above"),
     };
     y.to_npy(vec![b, full])?.write(&r.out)?;
+    // The tiling the launch used (none for an empty batch, which launches nothing).
     let used = match tiling {
-        Some(t) => t,
-        None => BgmvExpandTiling::choose(shape, dtype, add, &device.profile()?)?,
+        Some(t) => Some(t),
+        None => BgmvExpandTiling::choose(shape, dtype, add, &device.profile()?).ok(),
     };
     stats_json(
         c,
@@ -518,9 +520,12 @@ fn cold(r: &ColdRun) -> Result<u8> {
         }
         NpyArray::from_values(NpyDtype::F32, vec![n, v], &s)?.write(p)?;
     }
+    // The tiling the launch used (none for an empty batch, which launches nothing).
     let used = match tiling {
-        Some(t) => t,
-        None => ColdScoreTiling::choose(n, v, dtype, alpha, beta, with_scores, &device.profile()?)?,
+        Some(t) => Some(t),
+        None => {
+            ColdScoreTiling::choose(n, v, dtype, alpha, beta, with_scores, &device.profile()?).ok()
+        }
     };
     stats_json(
         c,
