@@ -24,14 +24,16 @@
 //          cold_local_<dt>   tokens only: the one-pass scan above on the chunk (its own max); with the
 //                            score row: the chunk max only;
 //          cold_score_<dt>   reads the row's S maxima (strided copy, 4 bytes each): tokens only, a chunk
-//                            rescans (e and a) only when dirty against the row threshold; with the score
-//                            row, scores its chunk and writes it;
+//                            rescans (e and a) only when dirty against the row threshold, and clears its
+//                            record (best -inf) when empty against it (max below it: its local winner is
+//                            masked, yet the reduce would take it); with the score row, scores its chunk
+//                            and writes it;
 //          cold_reduce       per row: lowest-index best of the S records, finite sum, outputs.
 //          Launch order on the stream replaces cross-core synchronisation.
 // Minimal traffic: N V (s_e + s_a) + 12 N (token, best) + 4 N (status) [+ 4 N V scores].
 // This kernel moves, besides the minimum, the tiling once per block and launch, and:
 //   tokens only: the dirty tiles (chunks when S > 1) that could win, re-read; S > 1: 20 (local) +
-//     4 S + 20 (score) + 12 (reduce) bytes of workspace per chunk (+ 8 for a rescanned chunk);
+//     4 S + 20 (score) + 12 (reduce) bytes of workspace per chunk (+ 8 for a rescanned or emptied chunk);
 //   score row, S = 1 resident: nothing; not resident: e once more (ratio <= 4/3 for f32, 5/4 for 16-bit);
 //   score row, S > 1: e once more + 4 + 4 S + 12 + 12 bytes of workspace per chunk.
 // UB (tileLen = 2048): e 2 x tile s + a 2 x tile s + scores (2 tiles f32 with the score row, else 1) +
@@ -247,7 +249,9 @@ private:
         return m;
     }
 
-    // Tokens only, S > 1: this chunk's local record is exact unless it is dirty against the row threshold.
+    // Tokens only, S > 1: the chunk's local record (its winner under its own, lower threshold) against the
+    // row threshold, as OnePass sorts its tiles: empty (max below it): the record is cleared, since the
+    // reduce takes every record's best as it stands; exact (winner kept): it stands; dirty: rescanned.
     __aicore__ inline void ResolveChunk(uint32_t task, uint32_t row, uint32_t v0, uint32_t len)
     {
         const float threshold = RowMaxFromWorkspace(row) + tiling_.lnAlpha;
@@ -257,7 +261,9 @@ private:
         PipeBarrier<PIPE_ALL>();
         const float chunkMax = rec.GetValue(kRecMax);
         const float eAt = rec.GetValue(kRecEAt);
-        if (chunkMax >= threshold && !(eAt >= threshold)) {
+        if (chunkMax < threshold) {
+            WriteRecord(task, Winner(), 2);  // best -inf, idx -1: nothing here survives the row's mask
+        } else if (chunkMax >= threshold && !(eAt >= threshold)) {
             const Winner w = ScoreRange(row, v0, len, threshold, false);
             WriteRecord(task, w, 2);  // best, idx; the finite sum of the local pass stands
         }

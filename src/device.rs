@@ -119,6 +119,29 @@ impl Device {
         Device::open(runtime::libascendcl()?, id)
     }
 
+    /// The device a command line names: `emu` (or `emu:N`), `npu:N`, or `auto` (see [`Device::auto`]);
+    /// with a one-line description of the choice.
+    ///
+    /// # Errors
+    /// A spec of another form; the chosen device's errors.
+    pub fn from_spec(spec: &str) -> Result<(Device, String)> {
+        let bad = || Error::parameter("device", "emu, emu:N, npu:N or auto", spec);
+        let id = |n: &str| n.parse::<i32>().map_err(|_| bad());
+        match spec.split_once(':') {
+            None if spec == "auto" => Device::auto(),
+            None if spec == "emu" => Ok((
+                Device::emulator()?,
+                "the AscendCL emulator (device 0)".into(),
+            )),
+            Some(("emu", n)) => Ok((
+                Device::emulator_device(id(n)?)?,
+                format!("the AscendCL emulator (device {n})"),
+            )),
+            Some(("npu", n)) => Ok((Device::npu(id(n)?)?, format!("NPU {n}"))),
+            _ => Err(bad()),
+        }
+    }
+
     /// NPU 0 if AscendCL loads and reports a device, else emulated device 0; with the reason for the
     /// choice (what was found, or why there is no NPU).
     ///

@@ -598,8 +598,8 @@ fn inspect_reports_model_adapters_and_misfits() {
         stderr.contains("model.safetensors") && stderr.contains("header"),
         "{stderr}"
     );
-    // GGUF is not wired in this build: a clear error.
+    // A GGUF path that does not exist: exit 1, naming the file.
     let out = cli(&["inspect", "--model", "nowhere/model.gguf"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("GGUF"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere/model.gguf"));
 }

@@ -1,4 +1,15 @@
 //! The decoding loop: requests, strategies (greedy, CoLD, sampling) and stopping.
+//!
+//! A [`Decoder`] runs many requests in one batched forward per step; each keeps its own KV caches,
+//! position and stop state, and requests may join and finish at different steps. Under CoLD a request
+//! is two rows of the batch, the expert (its adapter) and the amateur (no adapter), fed the same
+//! tokens; their logits go through [`crate::ops::cold_score`] on the device.
 
+pub mod chat;
+mod engine;
 pub mod sampling;
 pub mod stop;
+
+pub use engine::{greedy_token, Decoder, Output, Request, RequestId, StepToken, Strategy, Timings};
+pub use sampling::SamplingParams;
+pub use stop::{FinishReason, StopRules};

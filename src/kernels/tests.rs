@@ -693,6 +693,97 @@ fn cold_score_rescans_a_range_whose_winner_the_final_threshold_masks() {
     }
 }
 
+/// Bug (ops_props, `seed = 4719008545157703419, rows = 29, vocab = 45409`, f32, tokens only): a split
+/// row returned a token the alpha-mask removes. `cold_score`'s resolve step sorted chunks as dirty
+/// (rescanned) or not, but a chunk whose own maximum is below the row's threshold (empty) kept the
+/// record of its local pass, a winner under its own, lower threshold, and `cold_reduce` could pick it.
+/// Reproduces the property test's case exactly (same generator, same default tiling: 2 chunks per row).
+#[test]
+fn cold_score_split_chunk_below_the_row_threshold_keeps_no_winner() {
+    use crate::reference::{self, Float};
+    let (seed, rows, vocab) = (4719008545157703419u64, 29usize, 45409usize);
+    // tests/ops_props.rs random_cold::<f32>, draw for draw.
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut e: Vec<f32> = (0..rows * vocab)
+        .map(|_| f32::from_f64(rng.gen_range(-8.0..8.0)))
+        .collect();
+    let a: Vec<f32> = (0..rows * vocab)
+        .map(|_| f32::from_f64(rng.gen_range(-8.0..8.0)))
+        .collect();
+    for n in 0..rows {
+        if rng.gen_bool(0.15) {
+            let bad = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY][rng.gen_range(0..3)];
+            let i = n * vocab + rng.gen_range(0..vocab);
+            e[i] = f32::from_f64(bad);
+        }
+    }
+    let alpha = [1.0f32, 0.5, 0.1, 0.01, 1e-4][rng.gen_range(0..5)];
+    let beta = [0.0f32, 0.5, 1.0, 3.0][rng.gen_range(0..4)];
+    let t = ColdScoreTiling::choose(
+        rows,
+        vocab,
+        DType::F32,
+        alpha,
+        beta,
+        false,
+        &DeviceProfile::ascend_910b(),
+    )
+    .unwrap();
+    assert!(t.splits > 1, "the case runs split (splits {})", t.splits);
+    let shape = crate::shapes::ColdShape { rows, vocab };
+    let picks = reference::cold_score(&e, &a, shape, alpha, beta, None).unwrap();
+    let out = run_cold(
+        bytemuck::cast_slice(&e),
+        bytemuck::cast_slice(&a),
+        t,
+        DType::F32,
+    );
+    for (n, pick) in picks.iter().enumerate() {
+        assert_eq!(
+            out.tokens[n], pick.token,
+            "row {n} (alpha {alpha}, beta {beta}, splits {})",
+            t.splits
+        );
+    }
+}
+
+/// The smallest crafted split row for the same bug: two chunks of one 64-element tile, vocab 65. Chunk 1
+/// holds only e = 0 (a = -10: score 5), its own maximum, so its local pass keeps it; the row's maximum
+/// e = 1 in chunk 0 (score 1.5) sets the threshold 1 + ln 0.5 = 0.31, which masks all of chunk 1. The
+/// answer is token 0; the stale record of chunk 1 made it 64.
+#[test]
+fn cold_score_split_chunk_below_the_row_threshold_crafted() {
+    let v = 65;
+    let mut e = vec![0u8; v * 4];
+    let mut a = vec![0u8; v * 4];
+    for i in 0..v {
+        set_value(&mut e, i, -10.0, DType::F32);
+    }
+    set_value(&mut e, 0, 1.0, DType::F32);
+    set_value(&mut e, 64, 0.0, DType::F32);
+    set_value(&mut a, 64, -10.0, DType::F32);
+    let t = ColdScoreTiling {
+        rows: 1,
+        vocab: v as u32,
+        block_num: 2,
+        splits: 2,
+        chunk_len: 64,
+        tile_len: 64,
+        resident: 0,
+        write_scores: 0,
+        ln_alpha: 0.5f32.ln(),
+        beta: 0.5,
+        ws_bytes: 2 * 32,
+        reserved: 0,
+    };
+    t.validate(1, v, DType::F32, 0.5, &DeviceProfile::ascend_910b())
+        .unwrap();
+    let out = run_cold(&e, &a, t, DType::F32);
+    assert_eq!(out.tokens[0], 0);
+    assert_eq!(out.best[0], 1.5);
+    assert_eq!(out.status[0], 0);
+}
+
 #[test]
 fn cold_score_ties_go_to_the_lowest_index() {
     for (n, v) in [(1usize, 20011usize), (45, 300)] {

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 mod check;
 mod common;
+mod decode;
 mod devices;
 mod inspect;
 mod run;
@@ -29,6 +30,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Search the valid tilings of a shape (emulator: cost model on its counters; NPU: event timing).
     Tune(tune::TuneArgs),
+    /// Generate text: greedy, CoLD or sampled, for one prompt or a batch of requests.
+    Decode(decode::DecodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(args),
         Command::Tune(args) => tune::run(args),
+        Command::Decode(args) => decode::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

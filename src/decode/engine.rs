@@ -1,0 +1,490 @@
+//! The decoder: requests batched into one forward per step, each with its own caches and stop state.
+
+use super::sampling::{argmax, Sampler, SamplingParams};
+use super::stop::{FinishReason, StopRules};
+use crate::model::{KvCache, LlamaModel, LoraDelta, Row};
+use crate::ops::{self, ColdOutputs};
+use crate::shapes::ColdShape;
+use crate::{DeviceBuffer, Error, Result, Stream};
+use std::time::{Duration, Instant};
+
+/// How a request picks its next token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Strategy {
+    /// From the model's logits (with the request's adapter, if any).
+    Greedy,
+    /// Contrastive LoRA decoding (design.md section 2): the adapted model is the expert, the bare base
+    /// model the amateur, both rows of the same batched forward.
+    Cold {
+        /// Plausibility mask on the expert, in (0, 1].
+        alpha: f32,
+        /// Penalty on the amateur, >= 0.
+        beta: f32,
+    },
+}
+
+impl Strategy {
+    /// CoLD with the defaults of O'Brien & Lewis (2023): alpha 0.1, beta 0.5.
+    pub const COLD_DEFAULT: Strategy = Strategy::Cold {
+        alpha: 0.1,
+        beta: 0.5,
+    };
+}
+
+/// One generation request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Prompt token ids (at least one).
+    pub prompt: Vec<u32>,
+    /// Adapter index (into the decoder's LoRA set), or -1 for the base model.
+    pub adapter: i64,
+    /// Greedy or CoLD.
+    pub strategy: Strategy,
+    /// Temperature 0 = take the best token; otherwise sample (from the logits or the CoLD scores).
+    pub sampling: SamplingParams,
+    /// When to stop.
+    pub stop: StopRules,
+}
+
+/// Identifies a submitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub usize);
+
+/// Wall-clock timings of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    /// The step that processed the prompt (and produced the first token).
+    pub prefill: Duration,
+    /// From the first token to the last.
+    pub decode: Duration,
+}
+
+impl Timings {
+    /// Generated tokens per second after the first.
+    pub fn decode_tokens_per_s(&self, generated: usize) -> f64 {
+        let secs = self.decode.as_secs_f64();
+        if generated > 1 && secs > 0.0 {
+            (generated - 1) as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// What a request produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// Generated ids (an EOS that ended the request included).
+    pub tokens: Vec<u32>,
+    /// Generated text (cut before a stop string), when the decoder has a tokenizer.
+    pub text: String,
+    /// Prompt length.
+    pub prompt_tokens: usize,
+    /// Why it stopped; `None` while running.
+    pub finish: Option<FinishReason>,
+    /// Timings.
+    pub timings: Timings,
+}
+
+/// One token produced by a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepToken {
+    /// The request.
+    pub id: RequestId,
+    /// The token.
+    pub token: u32,
+    /// Set when this token finished the request.
+    pub finish: Option<FinishReason>,
+}
+
+struct Active {
+    id: RequestId,
+    request: Request,
+    expert: KvCache,
+    amateur: Option<KvCache>,
+    /// Tokens to feed at the next step: the prompt, then the last generated token.
+    feed: Vec<u32>,
+    sampler: Sampler,
+    output: Output,
+    started: Instant,
+    first_token_at: Option<Instant>,
+}
+
+/// Device buffers for CoLD scoring, grown on demand.
+struct ColdBuffers {
+    expert: DeviceBuffer<f32>,
+    amateur: DeviceBuffer<f32>,
+    tokens: DeviceBuffer<i64>,
+    best: DeviceBuffer<f32>,
+    scores: DeviceBuffer<f32>,
+}
+
+/// Runs requests together, one batched forward per step.
+///
+/// ```
+/// use ascend_cold::decode::{Decoder, Request, Strategy, SamplingParams, StopRules};
+/// use ascend_cold::model::{llama::random_model_files, LlamaModel, WeightDtype, LlamaConfig, RopeScaling};
+/// use ascend_cold::{Device, Stream};
+/// let config = LlamaConfig {
+///     vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+///     num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-5,
+///     rope_theta: 10000.0, rope_scaling: RopeScaling::None, max_position_embeddings: 128,
+///     tie_word_embeddings: true, bos_token_id: Some(0), eos_token_ids: vec![1],
+/// };
+/// let model = LlamaModel::new(&random_model_files(&config, 7), WeightDtype::F32)?;
+/// let stream = Stream::new(&Device::emulator()?)?;
+/// let mut decoder = Decoder::new(&model, None, stream);
+/// let stop = StopRules { max_new_tokens: 5, ignore_eos: true, ..Default::default() };
+/// let id = decoder.submit(Request {
+///     prompt: vec![0, 5, 9], adapter: -1, strategy: Strategy::Greedy,
+///     sampling: SamplingParams::default(), stop,
+/// })?;
+/// decoder.run()?;
+/// assert_eq!(decoder.output(id).unwrap().tokens.len(), 5);
+/// # Ok::<(), ascend_cold::Error>(())
+/// ```
+pub struct Decoder<'m> {
+    model: &'m LlamaModel,
+    lora: Option<&'m dyn LoraDelta>,
+    tokenizer: Option<&'m tokenizers::Tokenizer>,
+    stream: Stream,
+    active: Vec<Active>,
+    done: Vec<(RequestId, Output)>,
+    next_id: usize,
+    cold: Option<ColdBuffers>,
+}
+
+impl<'m> Decoder<'m> {
+    /// A decoder over `model`, with the adapters of `lora` (if any), scoring CoLD on `stream`'s device.
+    pub fn new(model: &'m LlamaModel, lora: Option<&'m dyn LoraDelta>, stream: Stream) -> Self {
+        Decoder {
+            model,
+            lora,
+            tokenizer: None,
+            stream,
+            active: vec![],
+            done: vec![],
+            next_id: 0,
+            cold: None,
+        }
+    }
+
+    /// Decodes generated text with `tokenizer` (for outputs and stop strings).
+    pub fn with_tokenizer(mut self, tokenizer: &'m tokenizers::Tokenizer) -> Self {
+        self.tokenizer = Some(tokenizer);
+        self
+    }
+
+    /// Queues a request; it joins the batch at the next step.
+    ///
+    /// # Errors
+    /// An empty prompt, a token id outside the vocabulary, an adapter index the decoder does not have,
+    /// a prompt that cannot fit the model's context with at least one new token, or bad CoLD / sampling
+    /// parameters.
+    pub fn submit(&mut self, request: Request) -> Result<RequestId> {
+        let config = self.model.config();
+        if request.prompt.is_empty() {
+            return Err(Error::shape("prompt", "at least one token", 0));
+        }
+        if let Some(&bad) = request
+            .prompt
+            .iter()
+            .find(|&&t| t as usize >= config.vocab_size)
+        {
+            return Err(Error::parameter(
+                "prompt token",
+                format!("an id < {}", config.vocab_size),
+                bad,
+            ));
+        }
+        let adapters = self.lora.map_or(0, |l| l.num_adapters());
+        if request.adapter >= adapters as i64 {
+            return Err(Error::BadIndex {
+                row: 0,
+                index: request.adapter,
+                num_adapters: adapters,
+            });
+        }
+        if request.prompt.len() >= config.max_position_embeddings {
+            return Err(Error::parameter(
+                "prompt length",
+                format!("< {} (the model's context)", config.max_position_embeddings),
+                request.prompt.len(),
+            ));
+        }
+        if let Strategy::Cold { alpha, beta } = request.strategy {
+            crate::reference::check_cold_params(alpha, beta)?;
+        }
+        let sampler = Sampler::new(request.sampling)?;
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        let cold = matches!(request.strategy, Strategy::Cold { .. });
+        self.active.push(Active {
+            id,
+            expert: self.model.new_cache(),
+            amateur: cold.then(|| self.model.new_cache()),
+            feed: request.prompt.clone(),
+            sampler,
+            output: Output {
+                tokens: vec![],
+                text: String::new(),
+                prompt_tokens: request.prompt.len(),
+                finish: None,
+                timings: Timings::default(),
+            },
+            request,
+            started: Instant::now(),
+            first_token_at: None,
+        });
+        Ok(id)
+    }
+
+    /// Whether no request is running.
+    pub fn is_idle(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    /// A request's output so far (or final).
+    pub fn output(&self, id: RequestId) -> Option<&Output> {
+        self.active
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| &a.output)
+            .or_else(|| self.done.iter().find(|(i, _)| *i == id).map(|(_, o)| o))
+    }
+
+    /// Steps until every request has finished.
+    ///
+    /// # Errors
+    /// The first step's error.
+    pub fn run(&mut self) -> Result<()> {
+        while !self.is_idle() {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// One batched forward over every running request (two rows for a CoLD request: expert, then
+    /// amateur), then one token per request.
+    ///
+    /// # Errors
+    /// Model or device errors; a request whose logits are not finite (named in the error).
+    pub fn step(&mut self) -> Result<Vec<StepToken>> {
+        if self.active.is_empty() {
+            return Ok(vec![]);
+        }
+        let logits = {
+            let mut rows = Vec::with_capacity(2 * self.active.len());
+            for a in &mut self.active {
+                rows.push(Row {
+                    tokens: &a.feed,
+                    cache: &mut a.expert,
+                    adapter: a.request.adapter,
+                });
+                if let Some(amateur) = a.amateur.as_mut() {
+                    rows.push(Row {
+                        tokens: &a.feed,
+                        cache: amateur,
+                        adapter: -1,
+                    });
+                }
+            }
+            self.model.forward(&mut rows, self.lora)?
+        };
+        let tokens = self.choose(&logits)?;
+        let now = Instant::now();
+        let mut events = Vec::with_capacity(tokens.len());
+        for (a, token) in self.active.iter_mut().zip(tokens) {
+            a.output.tokens.push(token);
+            a.feed = vec![token];
+            if a.first_token_at.is_none() {
+                a.first_token_at = Some(now);
+                a.output.timings.prefill = now - a.started;
+            }
+            a.output.timings.decode = now - a.first_token_at.unwrap_or(now);
+            let mut finish = None;
+            let text = match self.tokenizer {
+                Some(t) => t.decode(&a.output.tokens, true).map_err(|e| {
+                    Error::parameter("token ids", "ids the tokenizer can decode", e)
+                })?,
+                None => String::new(),
+            };
+            let position = a.expert.len() + 1;
+            if let Some((reason, cut)) = a.request.stop.check(token, a.output.tokens.len(), &text) {
+                finish = Some(reason);
+                a.output.text = cut.map_or(text.clone(), |c| text[..c].to_string());
+            } else if position >= self.model.config().max_position_embeddings {
+                finish = Some(FinishReason::Length);
+                a.output.text = text;
+            } else {
+                a.output.text = text;
+            }
+            a.output.finish = finish;
+            events.push(StepToken {
+                id: a.id,
+                token,
+                finish,
+            });
+        }
+        let (done, active): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|a| a.output.finish.is_some());
+        self.active = active;
+        self.done.extend(done.into_iter().map(|a| (a.id, a.output)));
+        Ok(events)
+    }
+
+    /// The next token of every active request from this step's logits.
+    fn choose(&mut self, logits: &crate::model::Logits) -> Result<Vec<u32>> {
+        let vocab = logits.vocab;
+        // Row of each request's expert in `logits`, and the CoLD requests grouped by parameters.
+        let mut row = 0;
+        let mut expert_rows = Vec::with_capacity(self.active.len());
+        for a in &self.active {
+            expert_rows.push(row);
+            row += if a.amateur.is_some() { 2 } else { 1 };
+        }
+        let mut tokens = vec![0u32; self.active.len()];
+        let mut cold: Vec<usize> = vec![];
+        for (i, a) in self.active.iter_mut().enumerate() {
+            match a.request.strategy {
+                Strategy::Greedy => {
+                    let scores = logits.row(expert_rows[i]);
+                    tokens[i] = a.sampler.choose(scores).map_err(|_| non_finite(a.id))?;
+                }
+                Strategy::Cold { .. } => cold.push(i),
+            }
+        }
+        // One cold_score launch per distinct (alpha, beta, sampling-or-not) group.
+        while let Some(&first) = cold.first() {
+            let Strategy::Cold { alpha, beta } = self.active[first].request.strategy else {
+                unreachable!()
+            };
+            let wants_scores = |a: &Active| !a.request.sampling.is_greedy();
+            let key = (
+                alpha.to_bits(),
+                beta.to_bits(),
+                wants_scores(&self.active[first]),
+            );
+            let (group, rest): (Vec<usize>, Vec<usize>) = cold.iter().partition(|&&i| {
+                let a = &self.active[i];
+                matches!(a.request.strategy, Strategy::Cold { alpha: x, beta: y }
+                    if (x.to_bits(), y.to_bits(), wants_scores(a)) == key)
+            });
+            cold = rest;
+            let mut e = Vec::with_capacity(group.len() * vocab);
+            let mut am = Vec::with_capacity(group.len() * vocab);
+            for &i in &group {
+                e.extend_from_slice(logits.row(expert_rows[i]));
+                am.extend_from_slice(logits.row(expert_rows[i] + 1));
+            }
+            let (picks, scores) = self.cold_score(
+                &e,
+                &am,
+                ColdShape {
+                    rows: group.len(),
+                    vocab,
+                },
+                alpha,
+                beta,
+                key.2,
+            )?;
+            for (g, &i) in group.iter().enumerate() {
+                let a = &mut self.active[i];
+                if picks[g] < 0 {
+                    return Err(non_finite(a.id));
+                }
+                tokens[i] = match &scores {
+                    Some(s) => a
+                        .sampler
+                        .choose(&s[g * vocab..(g + 1) * vocab])
+                        .map_err(|_| non_finite(a.id))?,
+                    None => picks[g] as u32,
+                };
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// `cold_score` on the device for `shape.rows` (expert, amateur) pairs; the tokens, and the masked
+    /// score rows when asked for.
+    fn cold_score(
+        &mut self,
+        expert: &[f32],
+        amateur: &[f32],
+        shape: ColdShape,
+        alpha: f32,
+        beta: f32,
+        with_scores: bool,
+    ) -> Result<(Vec<i64>, Option<Vec<f32>>)> {
+        let n = shape.rows * shape.vocab;
+        let device = self.stream.device().clone();
+        let grow = |cold: &mut Option<ColdBuffers>| -> Result<()> {
+            if cold
+                .as_ref()
+                .is_none_or(|c| c.expert.len() < n || c.tokens.len() < shape.rows)
+            {
+                *cold = Some(ColdBuffers {
+                    expert: DeviceBuffer::zeroed(&device, n)?,
+                    amateur: DeviceBuffer::zeroed(&device, n)?,
+                    tokens: DeviceBuffer::zeroed(&device, shape.rows)?,
+                    best: DeviceBuffer::zeroed(&device, shape.rows)?,
+                    scores: DeviceBuffer::zeroed(&device, if with_scores { n } else { 1 })?,
+                });
+            }
+            Ok(())
+        };
+        grow(&mut self.cold)?;
+        if with_scores && self.cold.as_ref().is_some_and(|c| c.scores.len() < n) {
+            self.cold = None;
+            grow(&mut self.cold)?;
+        }
+        let Some(c) = self.cold.as_mut() else {
+            unreachable!("grown above")
+        };
+        self.stream
+            .upload(c.expert.slice_mut(..n)?, expert.to_vec())?;
+        self.stream
+            .upload(c.amateur.slice_mut(..n)?, amateur.to_vec())?;
+        let out = ColdOutputs {
+            tokens: c.tokens.slice_mut(..shape.rows)?,
+            best_scores: c.best.slice_mut(..shape.rows)?,
+            scores: if with_scores {
+                Some(c.scores.slice_mut(..n)?)
+            } else {
+                None
+            },
+        };
+        ops::cold_score(
+            &self.stream,
+            c.expert.slice(..n)?,
+            c.amateur.slice(..n)?,
+            shape,
+            alpha,
+            beta,
+            out,
+            None,
+        )?;
+        let tokens = self.stream.download(c.tokens.slice(..shape.rows)?)?;
+        let scores = if with_scores {
+            Some(self.stream.download(c.scores.slice(..n)?)?)
+        } else {
+            None
+        };
+        let tokens = tokens.wait()?;
+        let scores = scores.map(|s| s.wait()).transpose()?;
+        Ok((tokens, scores))
+    }
+}
+
+fn non_finite(id: RequestId) -> Error {
+    Error::NonFinite {
+        what: format!("logits of request {}", id.0),
+        rows: vec![id.0],
+    }
+}
+
+/// The greedy choice over a logits row (lowest index on ties), for callers outside the decoder.
+pub fn greedy_token(logits: &[f32]) -> Option<u32> {
+    argmax(logits).map(|i| i as u32)
+}

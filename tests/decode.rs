@@ -1,0 +1,308 @@
+//! The decoding loop on the fixture models (tests/fixtures, made by transformers + peft), with every
+//! LoRA delta through the BGMV kernels and CoLD scoring through `ops::cold_score` on the emulator.
+//!
+//! Equalities here are exact (token ids), because each is a comparison of the same arithmetic: the
+//! model computes a row identically whatever else is in the batch (asserted bit for bit in
+//! model_fixtures.rs), and the naive CoLD below uses the same cold_score kernel on the same logits.
+
+use ascend_cold::decode::{Decoder, FinishReason, Request, SamplingParams, StopRules, Strategy};
+use ascend_cold::model::hf::load_hf;
+use ascend_cold::model::{
+    Adapter, DeviceLora, KvCache, LlamaModel, LoraDelta, Row, StackedAdapters, WeightDtype,
+};
+use ascend_cold::shapes::ColdShape;
+use ascend_cold::{ops, Device, DeviceBuffer, Stream};
+use half::bf16;
+use std::path::PathBuf;
+
+struct Setup {
+    model: LlamaModel,
+    stacked: StackedAdapters,
+    prompt: Vec<u32>,
+    reference: serde_json::Value,
+}
+
+fn fixture(name: &str) -> Setup {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+    let files = load_hf(&dir.join("model")).unwrap();
+    let mut adapters: Vec<(String, Adapter)> = reference["adapters"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|a| {
+            (
+                a.clone(),
+                Adapter::load(&dir.join("adapters").join(a), &files.config).unwrap(),
+            )
+        })
+        .collect();
+    // A third, different adapter: the second with its B matrices negated and halved.
+    let mut third = adapters[1].1.clone();
+    for pair in third.modules.values_mut() {
+        pair.b.data.iter_mut().for_each(|v| *v *= -0.5);
+    }
+    adapters.push(("third".into(), third));
+    let prompt = reference["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    Setup {
+        model: LlamaModel::new(&files, WeightDtype::F32).unwrap(),
+        stacked: StackedAdapters::new(&adapters, &files.config).unwrap(),
+        prompt,
+        reference,
+    }
+}
+
+fn request(prompt: &[u32], adapter: i64, strategy: Strategy, max_new_tokens: usize) -> Request {
+    Request {
+        prompt: prompt.to_vec(),
+        adapter,
+        strategy,
+        sampling: SamplingParams::default(),
+        stop: StopRules {
+            max_new_tokens,
+            ignore_eos: true,
+            ..Default::default()
+        },
+    }
+}
+
+fn decode_alone(s: &Setup, lora: &dyn LoraDelta, stream: &Stream, req: Request) -> Vec<u32> {
+    let mut d = Decoder::new(&s.model, Some(lora), stream.clone());
+    let id = d.submit(req).unwrap();
+    d.run().unwrap();
+    d.output(id).unwrap().tokens.clone()
+}
+
+/// CoLD done naively: the expert and the base model as two separate single-row forwards with their
+/// own caches, then the same cold_score kernel on their logits.
+fn naive_cold(
+    s: &Setup,
+    lora: &dyn LoraDelta,
+    stream: &Stream,
+    adapter: i64,
+    alpha: f32,
+    beta: f32,
+    n: usize,
+) -> Vec<u32> {
+    let (mut ec, mut ac): (KvCache, KvCache) = (s.model.new_cache(), s.model.new_cache());
+    let mut feed = s.prompt.clone();
+    let mut out = vec![];
+    let vocab = s.model.config().vocab_size;
+    for _ in 0..n {
+        let e = s
+            .model
+            .forward(
+                &mut [Row {
+                    tokens: &feed,
+                    cache: &mut ec,
+                    adapter,
+                }],
+                Some(lora),
+            )
+            .unwrap();
+        let a = s
+            .model
+            .forward(
+                &mut [Row {
+                    tokens: &feed,
+                    cache: &mut ac,
+                    adapter: -1,
+                }],
+                Some(lora),
+            )
+            .unwrap();
+        let device = stream.device();
+        let (de, da) = (
+            DeviceBuffer::from_host(device, &e.data).unwrap(),
+            DeviceBuffer::from_host(device, &a.data).unwrap(),
+        );
+        let pick = ops::cold_score_host(
+            stream,
+            de.view(),
+            da.view(),
+            ColdShape { rows: 1, vocab },
+            alpha,
+            beta,
+        )
+        .unwrap()[0];
+        out.push(pick.token as u32);
+        feed = vec![pick.token as u32];
+    }
+    out
+}
+
+#[test]
+fn cold_in_one_batched_forward_equals_cold_from_two_separate_forwards() {
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    for name in ["tiny-gqa-tied", "tiny-mha-untied"] {
+        let s = fixture(name);
+        let lora = DeviceLora::<bf16>::new(&s.stacked, &stream).unwrap();
+        for (adapter, alpha, beta) in [(0, 0.1, 0.5), (1, 0.5, 1.0), (2, 0.01, 0.25)] {
+            let batched = decode_alone(
+                &s,
+                &lora,
+                &stream,
+                request(&s.prompt, adapter, Strategy::Cold { alpha, beta }, 12),
+            );
+            let naive = naive_cold(&s, &lora, &stream, adapter, alpha, beta, 12);
+            assert_eq!(
+                batched, naive,
+                "{name}: adapter {adapter}, alpha {alpha}, beta {beta}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cold_with_beta_zero_and_alpha_one_is_greedy_with_the_adapter() {
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    for name in ["tiny-gqa-tied", "tiny-mha-untied"] {
+        let s = fixture(name);
+        let lora = DeviceLora::<bf16>::new(&s.stacked, &stream).unwrap();
+        for adapter in 0..3 {
+            let cold = decode_alone(
+                &s,
+                &lora,
+                &stream,
+                request(
+                    &s.prompt,
+                    adapter,
+                    Strategy::Cold {
+                        alpha: 1.0,
+                        beta: 0.0,
+                    },
+                    16,
+                ),
+            );
+            let greedy = decode_alone(
+                &s,
+                &lora,
+                &stream,
+                request(&s.prompt, adapter, Strategy::Greedy, 16),
+            );
+            assert_eq!(cold, greedy, "{name}: adapter {adapter}");
+        }
+    }
+}
+
+#[test]
+fn a_mixed_batch_gives_each_request_its_tokens_alone_even_finishing_at_different_steps() {
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    let s = fixture("tiny-gqa-tied");
+    let lora = DeviceLora::<bf16>::new(&s.stacked, &stream).unwrap();
+    let short = &s.prompt[..s.prompt.len() / 2];
+    let requests = [
+        request(&s.prompt, 0, Strategy::Greedy, 9),
+        request(short, 1, Strategy::COLD_DEFAULT, 14),
+        request(
+            &s.prompt,
+            2,
+            Strategy::Cold {
+                alpha: 0.2,
+                beta: 1.0,
+            },
+            5,
+        ),
+        request(short, -1, Strategy::Greedy, 11),
+        request(&s.prompt, 1, Strategy::Greedy, 7),
+    ];
+    let alone: Vec<Vec<u32>> = requests
+        .iter()
+        .map(|r| decode_alone(&s, &lora, &stream, r.clone()))
+        .collect();
+    let mut d = Decoder::new(&s.model, Some(&lora), stream.clone());
+    // The last request joins late, while the others are mid-way.
+    let ids: Vec<_> = requests[..4]
+        .iter()
+        .map(|r| d.submit(r.clone()).unwrap())
+        .collect();
+    for _ in 0..3 {
+        d.step().unwrap();
+    }
+    let late = d.submit(requests[4].clone()).unwrap();
+    d.run().unwrap();
+    for (i, id) in ids.iter().chain([&late]).enumerate() {
+        let out = d.output(*id).unwrap();
+        assert_eq!(out.tokens, alone[i], "request {i}");
+        assert_eq!(out.finish, Some(FinishReason::Length));
+        assert_eq!(out.tokens.len(), requests[i].stop.max_new_tokens);
+    }
+}
+
+#[test]
+fn greedy_decoding_reproduces_transformers_and_peft_tokens() {
+    // f32 LoRA on the host: the fixture's f32 greedy ids exactly (model_fixtures.rs derives why).
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    for name in ["tiny-gqa-tied", "tiny-mha-untied"] {
+        let s = fixture(name);
+        let lora = ascend_cold::model::HostLora::new(&s.stacked);
+        for case in s.reference["cases"].as_array().unwrap() {
+            let adapter = case["adapter"]
+                .as_str()
+                .map_or(-1, |a| s.stacked.index_of(a).unwrap() as i64);
+            let want: Vec<u32> = case["greedy_new_tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            let got = decode_alone(
+                &s,
+                &lora,
+                &stream,
+                request(&s.prompt, adapter, Strategy::Greedy, want.len()),
+            );
+            assert_eq!(got, want, "{name} {:?}", case["adapter"]);
+        }
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_before_anything_runs() {
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    let s = fixture("tiny-gqa-tied");
+    let lora = DeviceLora::<bf16>::new(&s.stacked, &stream).unwrap();
+    let mut d = Decoder::new(&s.model, Some(&lora), stream);
+    let vocab = s.model.config().vocab_size as u32;
+    for (bad, what) in [
+        (request(&[], 0, Strategy::Greedy, 4), "prompt"),
+        (request(&[vocab], 0, Strategy::Greedy, 4), "prompt token"),
+        (request(&s.prompt, 3, Strategy::Greedy, 4), "adapter index"),
+        (
+            request(
+                &s.prompt,
+                0,
+                Strategy::Cold {
+                    alpha: 0.0,
+                    beta: 0.5,
+                },
+                4,
+            ),
+            "alpha",
+        ),
+        (
+            request(
+                &s.prompt,
+                0,
+                Strategy::Cold {
+                    alpha: 0.1,
+                    beta: -1.0,
+                },
+                4,
+            ),
+            "beta",
+        ),
+    ] {
+        let err = d.submit(bad).unwrap_err().to_string();
+        assert!(err.contains(what), "{what}: {err}");
+    }
+    assert!(d.is_idle());
+}
