@@ -5,8 +5,14 @@
 //! the dtype and the [`DeviceProfile`]; `validate` rejects, before launch, what the chip would reject
 //! (too much UB, misaligned tiles, repeat limits, zero blocks, more blocks than cores). A caller may build
 //! or edit a tiling by hand and validate it.
+//!
+//! The three kernel tilings (de)serialise as flat JSON objects of their fields (serde; unknown fields
+//! rejected): the format `ascend-cold tune --out` writes and `run --tiling`, the benches and
+//! `serde_json::from_str::<BgmvShrinkTiling>` read. `candidates` lists the valid tilings `tune` searches,
+//! and [`bench_shapes`] the shapes the benches time and `tune` is tested on.
 
 use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
 
 pub use crate::shapes::{ExpandShape, ShrinkShape};
 use crate::{Error, Result};
@@ -130,7 +136,8 @@ fn nonzero(what: &str, v: usize) -> Result<u32> {
 
 /// `kernels/tiling.h` BgmvShrinkTiling.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct BgmvShrinkTiling {
     pub batch: u32,
@@ -142,6 +149,7 @@ pub struct BgmvShrinkTiling {
     pub rank_per_task: u32,
     pub tile_h: u32,
     pub scale: f32,
+    #[serde(default)]
     pub reserved: u32,
 }
 
@@ -241,7 +249,8 @@ impl BgmvShrinkTiling {
 
 /// `kernels/tiling.h` BgmvExpandTiling.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct BgmvExpandTiling {
     pub batch: u32,
@@ -255,6 +264,7 @@ pub struct BgmvExpandTiling {
     pub h_per_task: u32,
     pub tile_h: u32,
     pub add_inputs: u32,
+    #[serde(default)]
     pub reserved: u32,
 }
 
@@ -385,7 +395,8 @@ impl BgmvExpandTiling {
 
 /// `kernels/tiling.h` ColdScoreTiling.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct ColdScoreTiling {
     pub rows: u32,
@@ -399,6 +410,7 @@ pub struct ColdScoreTiling {
     pub ln_alpha: f32,
     pub beta: f32,
     pub ws_bytes: u32,
+    #[serde(default)]
     pub reserved: u32,
 }
 
@@ -556,6 +568,209 @@ pub struct SmokeAddTiling {
     pub tile_len: u32,
     pub block_num: u32,
     pub reserved: u32,
+}
+
+// ---- Search space (`ascend-cold tune`) and the benched shapes -----------------------------------------
+
+/// Keeps the valid, distinct tilings of `all`, the default first.
+fn keep_valid<T: PartialEq + Copy>(default: T, all: Vec<T>, valid: impl Fn(&T) -> bool) -> Vec<T> {
+    let mut out = vec![default];
+    for t in all {
+        if valid(&t) && !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// Splits tried for a dimension of `n` work items: powers of two up to `max`, and `max` itself.
+fn split_counts(max: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..7).map(|k| 1u32 << k).filter(|&s| s <= max).collect();
+    if max >= 1 && !v.contains(&max) {
+        v.push(max);
+    }
+    v
+}
+
+impl BgmvShrinkTiling {
+    /// Every tiling `tune` considers for `shape`: the default ([`Self::choose`]) first, then rank splits
+    /// (powers of two up to the rank and the core count) times H tiles (512 to 8192 elements), all on as
+    /// many blocks as there are tasks (at most the cores). Each one passes [`Self::validate`].
+    ///
+    /// # Errors
+    /// As [`Self::choose`] (a shape no tiling can run).
+    pub fn candidates(
+        shape: ShrinkShape,
+        dtype: DType,
+        scale: f32,
+        profile: &DeviceProfile,
+    ) -> Result<Vec<Self>> {
+        let default = Self::choose(shape, dtype, scale, profile)?;
+        let rank = default.rank;
+        let h64 = round_up(default.hidden_in, REPEAT_F32);
+        let mut all = Vec::new();
+        for split in split_counts(rank.min(profile.vector_cores)) {
+            let rank_per_task = rank.div_ceil(split);
+            let rank_split = rank.div_ceil(rank_per_task);
+            for tile_h in [512, 1024, 2048, 4096, 8192] {
+                let tasks = default.batch * rank_split;
+                all.push(BgmvShrinkTiling {
+                    block_num: tasks.min(profile.vector_cores),
+                    rank_split,
+                    rank_per_task,
+                    tile_h: tile_h.min(h64),
+                    ..default
+                });
+            }
+        }
+        Ok(keep_valid(default, all, |t| {
+            t.validate(shape, dtype, profile).is_ok()
+        }))
+    }
+}
+
+impl BgmvExpandTiling {
+    /// Every tiling `tune` considers: the default first, then tiles of 8 to 248 output rows times splits
+    /// of H_out (powers of two up to the cores), on as many blocks as there are tasks (at most the cores).
+    ///
+    /// # Errors
+    /// As [`Self::choose`].
+    pub fn candidates(
+        shape: ExpandShape,
+        dtype: DType,
+        add_inputs: bool,
+        profile: &DeviceProfile,
+    ) -> Result<Vec<Self>> {
+        let default = Self::choose(shape, dtype, add_inputs, profile)?;
+        let h_out = default.hidden_out;
+        let mut all = Vec::new();
+        for tile_h in [8, 16, 32, 64, 128, 248] {
+            for want in split_counts(profile.vector_cores) {
+                let h_per_task = round_up(h_out.div_ceil(want), tile_h);
+                let h_split = h_out.div_ceil(h_per_task);
+                all.push(BgmvExpandTiling {
+                    block_num: (default.batch * h_split).min(profile.vector_cores),
+                    h_split,
+                    h_per_task,
+                    tile_h,
+                    ..default
+                });
+            }
+        }
+        Ok(keep_valid(default, all, |t| {
+            t.validate(shape, dtype, profile).is_ok()
+        }))
+    }
+}
+
+impl ColdScoreTiling {
+    /// Every tiling `tune` considers: the default first, then tiles of 512 to 8192 elements times
+    /// vocabulary splits (1 to 64 chunks), with the row resident in UB where allowed and it fits.
+    ///
+    /// # Errors
+    /// As [`Self::choose`].
+    #[allow(clippy::too_many_arguments)] // the shape, the dtype, CoLD's parameters, the mode, the chip
+    pub fn candidates(
+        rows: usize,
+        vocab: usize,
+        dtype: DType,
+        alpha: f32,
+        beta: f32,
+        write_scores: bool,
+        profile: &DeviceProfile,
+    ) -> Result<Vec<Self>> {
+        let default = Self::choose(rows, vocab, dtype, alpha, beta, write_scores, profile)?;
+        let (n, v) = (default.rows, default.vocab);
+        let mut all = Vec::new();
+        for tile_len in [512, 1024, 2048, 4096, 8192] {
+            for want in [1, 2, 4, 8, 16, 24, 32, 48, 64] {
+                let want = want.min(COLD_MAX_SPLITS);
+                let chunk_len = round_up(v.div_ceil(want), tile_len);
+                let splits = v.div_ceil(chunk_len);
+                for resident in [0, 1] {
+                    if resident == 1 && !(splits == 1 && write_scores) {
+                        continue;
+                    }
+                    all.push(ColdScoreTiling {
+                        block_num: n.saturating_mul(splits).min(profile.vector_cores),
+                        splits,
+                        chunk_len,
+                        tile_len,
+                        resident,
+                        ws_bytes: if splits > 1 { n * splits * BLOCK } else { 0 },
+                        ..default
+                    });
+                }
+            }
+        }
+        Ok(keep_valid(default, all, |t| {
+            t.validate(rows, vocab, dtype, alpha, profile).is_ok()
+        }))
+    }
+}
+
+/// The shapes the benches time and `tune` is tested on: what LoRA runtimes see (hidden 2048 to 8192,
+/// rank 8 to 64, batch 1 to 64, 1 to 16 adapters; vocabularies of Llama 2 (32000), StarCoder / SmolLM
+/// (49152) and Qwen2 (151936)). `full = false` is the short list a default bench run (2 cores) affords.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchShapes {
+    /// bgmv_shrink shapes.
+    pub shrink: Vec<ShrinkShape>,
+    /// bgmv_expand shapes (the slice is the whole row).
+    pub expand: Vec<ExpandShape>,
+    /// cold_score shapes.
+    pub cold: Vec<crate::shapes::ColdShape>,
+}
+
+/// See [`BenchShapes`].
+pub fn bench_shapes(full: bool) -> BenchShapes {
+    use crate::shapes::ColdShape;
+    let mut lora: Vec<(usize, usize, usize, usize)> = vec![(1, 4096, 16, 1), (16, 4096, 16, 4)];
+    let mut vocab = vec![(1, 151_936), (8, 151_936)];
+    if full {
+        lora.extend([
+            (1, 2048, 8, 1),
+            (4, 2048, 8, 2),
+            (8, 4096, 32, 8),
+            (32, 8192, 64, 16),
+            (64, 4096, 16, 16),
+            (64, 8192, 64, 16),
+        ]);
+        vocab.extend([
+            (1, 32_000),
+            (8, 32_000),
+            (64, 32_000),
+            (1, 49_152),
+            (8, 49_152),
+            (64, 151_936),
+        ]);
+    }
+    BenchShapes {
+        shrink: lora
+            .iter()
+            .map(|&(batch, hidden_in, rank, num_loras)| ShrinkShape {
+                batch,
+                hidden_in,
+                rank,
+                num_loras,
+            })
+            .collect(),
+        expand: lora
+            .iter()
+            .map(|&(batch, hidden, rank, num_loras)| ExpandShape {
+                batch,
+                rank,
+                hidden_out: hidden,
+                hidden_full: hidden,
+                slice_offset: 0,
+                num_loras,
+            })
+            .collect(),
+        cold: vocab
+            .iter()
+            .map(|&(rows, vocab)| ColdShape { rows, vocab })
+            .collect(),
+    }
 }
 
 #[cfg(test)]
