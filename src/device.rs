@@ -119,29 +119,6 @@ impl Device {
         Device::open(runtime::libascendcl()?, id)
     }
 
-    /// The device a command line names: `emu` (or `emu:N`), `npu:N`, or `auto` (see [`Device::auto`]);
-    /// with a one-line description of the choice.
-    ///
-    /// # Errors
-    /// A spec of another form; the chosen device's errors.
-    pub fn from_spec(spec: &str) -> Result<(Device, String)> {
-        let bad = || Error::parameter("device", "emu, emu:N, npu:N or auto", spec);
-        let id = |n: &str| n.parse::<i32>().map_err(|_| bad());
-        match spec.split_once(':') {
-            None if spec == "auto" => Device::auto(),
-            None if spec == "emu" => Ok((
-                Device::emulator()?,
-                "the AscendCL emulator (device 0)".into(),
-            )),
-            Some(("emu", n)) => Ok((
-                Device::emulator_device(id(n)?)?,
-                format!("the AscendCL emulator (device {n})"),
-            )),
-            Some(("npu", n)) => Ok((Device::npu(id(n)?)?, format!("NPU {n}"))),
-            _ => Err(bad()),
-        }
-    }
-
     /// NPU 0 if AscendCL loads and reports a device, else emulated device 0; with the reason for the
     /// choice (what was found, or why there is no NPU).
     ///
@@ -348,5 +325,51 @@ impl std::fmt::Display for Device {
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Device({self}, {})", self.origin())
+    }
+}
+
+/// A device as a command line names it: `auto` (NPU 0 when usable, else the emulator), `emu[:N]`,
+/// `npu[:N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// See [`Device::auto`].
+    Auto,
+    /// Emulated device N.
+    Emu(i32),
+    /// NPU N.
+    Npu(i32),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::parameter("device", "auto, emu, emu:N, npu or npu:N", s);
+        let (kind, id) = match s.split_once(':') {
+            Some((k, n)) => (k, n.trim().parse::<i32>().map_err(|_| bad())?),
+            None => (s, 0),
+        };
+        match kind.trim() {
+            "auto" if !s.contains(':') => Ok(DeviceSpec::Auto),
+            "emu" | "emulator" => Ok(DeviceSpec::Emu(id)),
+            "npu" => Ok(DeviceSpec::Npu(id)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Opens the device, with a sentence saying which it is and why.
+    ///
+    /// # Errors
+    /// The device's errors (e.g. [`Error::RuntimeMissing`] for an NPU without AscendCL).
+    pub fn open(self) -> Result<(Device, String)> {
+        match self {
+            DeviceSpec::Auto => Device::auto(),
+            DeviceSpec::Emu(id) => Ok((
+                Device::emulator_device(id)?,
+                format!("the AscendCL emulator (device {id})"),
+            )),
+            DeviceSpec::Npu(id) => Ok((Device::npu(id)?, format!("NPU {id}"))),
+        }
     }
 }

@@ -30,7 +30,7 @@ mod stream;
 pub mod tiling;
 
 pub use ascend_sys;
-pub use device::Device;
+pub use device::{Device, DeviceSpec};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use memory::{DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut};

@@ -17,41 +17,12 @@ use std::path::Path;
 
 // ---- devices ------------------------------------------------------------------------------------------
 
-/// `--device`: `auto` (NPU 0 when usable, else the emulator), `emu[:N]`, `npu[:N]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceArg {
-    /// NPU 0 when AscendCL and a device are there, else the emulator.
-    Auto,
-    /// Emulated device N.
-    Emu(i32),
-    /// NPU N.
-    Npu(i32),
-}
-
-impl std::str::FromStr for DeviceArg {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let bad = || format!("expected auto, emu, emu:N, npu or npu:N, got {s:?}");
-        let (kind, id) = match s.split_once(':') {
-            Some((k, n)) => (k, n.trim().parse::<i32>().map_err(|_| bad())?),
-            None => (s, 0),
-        };
-        match kind.trim() {
-            "auto" if !s.contains(':') => Ok(DeviceArg::Auto),
-            "emu" | "emulator" => Ok(DeviceArg::Emu(id)),
-            "npu" => Ok(DeviceArg::Npu(id)),
-            _ => Err(bad()),
-        }
-    }
-}
+/// `--device`: the library's [`DeviceSpec`] (`auto`, `emu[:N]`, `npu[:N]`).
+pub use ascend_cold::DeviceSpec as DeviceArg;
 
 /// Opens the device `arg` names, with a sentence saying which it is and why.
 pub fn open_device(arg: DeviceArg) -> Result<(Device, String)> {
-    match arg {
-        DeviceArg::Auto => Device::auto(),
-        DeviceArg::Emu(id) => Ok((Device::emulator_device(id)?, "as asked (--device)".into())),
-        DeviceArg::Npu(id) => Ok((Device::npu(id)?, "as asked (--device)".into())),
-    }
+    arg.open()
 }
 
 // ---- kernels and dtypes on the command line -----------------------------------------------------------

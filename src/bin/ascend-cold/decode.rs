@@ -8,7 +8,7 @@ use ascend_cold::model::{
     load_model, Adapter, DeviceLora, LlamaModel, LoraDelta, ModelFiles, StackedAdapters,
     WeightDtype,
 };
-use ascend_cold::{Device, Error, Result, Stream};
+use ascend_cold::{Error, Result, Stream};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -99,9 +99,9 @@ pub struct DecodeArgs {
     /// Print one JSON object per request instead of streaming text.
     #[arg(long)]
     pub json: bool,
-    /// emu, emu:N, npu:N or auto.
+    /// auto, emu[:N] or npu[:N].
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: ascend_cold::DeviceSpec,
     /// Element type of the LoRA path on the device.
     #[arg(long, value_enum, default_value_t = LoraDtype::Bf16)]
     pub lora_dtype: LoraDtype,
@@ -124,11 +124,11 @@ impl Session {
     pub fn open(
         model: &Path,
         adapters: &[(String, PathBuf)],
-        device: &str,
+        device: ascend_cold::DeviceSpec,
         weights: WeightsArg,
         lora_dtype: LoraDtype,
     ) -> Result<Self> {
-        let (device, why) = Device::from_spec(device)?;
+        let (device, why) = device.open()?;
         eprintln!("device: {why}");
         let t = Instant::now();
         let files = load_model(model)?;
@@ -321,7 +321,7 @@ pub fn run(args: &DecodeArgs) -> Result<u8> {
     let session = Session::open(
         &args.model,
         &args.adapters,
-        &args.device,
+        args.device,
         args.weights,
         args.lora_dtype,
     )?;

@@ -42,9 +42,9 @@ pub struct EvalArgs {
     /// Most new tokens per problem.
     #[arg(long, default_value_t = 160)]
     pub max_new_tokens: usize,
-    /// emu, emu:N, npu:N or auto.
+    /// auto, emu[:N] or npu[:N].
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: ascend_cold::DeviceSpec,
     /// Write one JSON line per (problem, configuration) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -115,7 +115,7 @@ pub fn run(args: &EvalArgs) -> Result<u8> {
     let session = Session::open(
         &args.model,
         std::slice::from_ref(&args.adapter),
-        &args.device,
+        args.device,
         WeightsArg::Bf16,
         LoraDtype::Bf16,
     )?;
