@@ -133,12 +133,19 @@ unsafe fn task_block(
     scratch: &mut Vec<f32>,
 ) {
     let nr = r1 - r0;
-    let rows: &[f32] = match w {
-        Weights::F32(v) => &v[r0 * cols..r1 * cols],
+    // bf16 rows are widened once per task into `scratch` when several token blocks will reuse them;
+    // with a single block (decode at batch <= TOKENS, CoLD's 2 rows included) the AVX2 kernel widens
+    // in registers instead, saving a store and reload of every weight. Widening is exact, so both
+    // ways give the same bits.
+    let rows: Weights<'_> = match w {
+        Weights::F32(v) => Weights::F32(&v[r0 * cols..r1 * cols]),
+        Weights::Bf16(v) if n <= TOKENS && isa != Isa::Portable => {
+            Weights::Bf16(&v[r0 * cols..r1 * cols])
+        }
         Weights::Bf16(v) => {
             scratch.resize(nr * cols, 0.0);
             widen(isa, &v[r0 * cols..r1 * cols], scratch);
-            scratch
+            Weights::F32(scratch)
         }
     };
     let mut t0 = 0;
@@ -147,7 +154,10 @@ unsafe fn task_block(
         let mut r = 0;
         while r < nr {
             let rb = (nr - r).min(ROWS);
-            let wb = &rows[r * cols..(r + rb) * cols];
+            let wb = match rows {
+                Weights::F32(v) => Weights::F32(&v[r * cols..(r + rb) * cols]),
+                Weights::Bf16(v) => Weights::Bf16(&v[r * cols..(r + rb) * cols]),
+            };
             let mut t = t0;
             while t < t1 {
                 let tb = (t1 - t).min(TOKENS);
@@ -189,19 +199,41 @@ fn widen_portable(src: &[u16], dst: &mut [f32]) {
 /// long.
 fn micro(
     isa: Isa,
-    w: &[f32],
+    w: Weights<'_>,
     rb: usize,
     x: &[f32],
     tb: usize,
     cols: usize,
     acc: &mut [[f32; TOKENS]; ROWS],
 ) {
-    debug_assert!(w.len() == rb * cols && x.len() == tb * cols);
-    match isa {
+    match (isa, w) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2Fma` is only chosen when the CPU reports AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { x86::micro(w, rb, x, tb, cols, acc) },
-        Isa::Portable => portable::micro(w, rb, x, tb, cols, acc),
+        (Isa::Avx2Fma, Weights::F32(w)) => unsafe { x86::micro(w, rb, x, tb, cols, acc) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        (Isa::Avx2Fma, Weights::Bf16(w)) => unsafe { x86::micro(w, rb, x, tb, cols, acc) },
+        (Isa::Portable, Weights::F32(w)) => portable::micro(w, rb, x, tb, cols, acc),
+        (Isa::Portable, Weights::Bf16(w)) => portable::micro(w, rb, x, tb, cols, acc),
+    }
+}
+
+/// A weight element: f32, or bf16 bits widened exactly.
+trait Elem: Copy {
+    fn to_f32(self) -> f32;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl Elem for u16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f32::from_bits((self as u32) << 16)
     }
 }
 
@@ -215,33 +247,34 @@ fn reduce8(l: [f32; 8]) -> f32 {
 }
 
 mod portable {
-    use super::{reduce8, ROWS, TOKENS};
+    use super::{reduce8, Elem, ROWS, TOKENS};
 
     /// One (row, token) pair, the portable way: 8 lanes of separate multiply and add.
     #[inline(always)]
-    fn pair(w: &[f32], x: &[f32], cols: usize) -> f32 {
+    fn pair<W: Elem>(w: &[W], x: &[f32], cols: usize) -> f32 {
         let main = cols / 8 * 8;
         let mut l = [0f32; 8];
         for (wc, xc) in w[..main].chunks_exact(8).zip(x[..main].chunks_exact(8)) {
             for k in 0..8 {
-                l[k] += wc[k] * xc[k];
+                l[k] += wc[k].to_f32() * xc[k];
             }
         }
         let mut s = reduce8(l);
         for c in main..cols {
-            s += w[c] * x[c];
+            s += w[c].to_f32() * x[c];
         }
         s
     }
 
-    pub(super) fn micro(
-        w: &[f32],
+    pub(super) fn micro<W: Elem>(
+        w: &[W],
         rb: usize,
         x: &[f32],
         tb: usize,
         cols: usize,
         acc: &mut [[f32; TOKENS]; ROWS],
     ) {
+        debug_assert!(w.len() == rb * cols && x.len() == tb * cols);
         for (i, accr) in acc.iter_mut().enumerate().take(rb) {
             for (j, a) in accr.iter_mut().enumerate().take(tb) {
                 *a = pair(
@@ -256,8 +289,35 @@ mod portable {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{reduce8, ROWS, TOKENS};
+    use super::{reduce8, Elem, ROWS, TOKENS};
     use std::arch::x86_64::*;
+
+    /// A weight element the AVX2 kernel loads 8 at a time as f32.
+    pub(super) trait Load8: Elem {
+        /// # Safety
+        /// AVX2 must be available and 8 elements readable at `p`.
+        unsafe fn load8(p: *const Self) -> __m256;
+    }
+
+    impl Load8 for f32 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f32) -> __m256 {
+            // SAFETY: the caller guarantees 8 readable f32 at `p` and AVX; the load is unaligned.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+    }
+
+    impl Load8 for u16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const u16) -> __m256 {
+            // SAFETY: the caller guarantees 8 readable u16 (16 bytes) at `p` and AVX2; the load is
+            // unaligned. Zero-extend to 32 bits and shift into the high half: the exact f32.
+            unsafe {
+                let h = _mm_loadu_si128(p as *const __m128i);
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+            }
+        }
+    }
 
     /// bf16 -> f32 eight at a time: zero-extend each 16-bit value into a 32-bit lane, shift left 16.
     ///
@@ -292,8 +352,8 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2 and FMA; `w` must hold `R * cols` and `x` `T * cols` values.
     #[inline(always)]
-    unsafe fn block<const R: usize, const T: usize>(
-        w: &[f32],
+    unsafe fn block<W: Load8, const R: usize, const T: usize>(
+        w: &[W],
         x: &[f32],
         cols: usize,
         acc: &mut [[f32; TOKENS]; ROWS],
@@ -314,7 +374,7 @@ mod x86 {
                     *v = _mm256_loadu_ps(xp.add(j * cols + c));
                 }
                 for (i, ai) in a.iter_mut().enumerate() {
-                    let wv = _mm256_loadu_ps(wp.add(i * cols + c));
+                    let wv = W::load8(wp.add(i * cols + c));
                     for (j, aij) in ai.iter_mut().enumerate() {
                         *aij = _mm256_fmadd_ps(wv, xv[j], *aij);
                     }
@@ -326,7 +386,7 @@ mod x86 {
             for j in 0..T {
                 let mut s = reduce8(lanes(a[i][j]));
                 for k in main..cols {
-                    s += w[i * cols + k] * x[j * cols + k];
+                    s += w[i * cols + k].to_f32() * x[j * cols + k];
                 }
                 acc[i][j] = s;
             }
@@ -338,8 +398,8 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2 and FMA; `w` must hold `rb * cols` and `x` `tb * cols` values.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn micro(
-        w: &[f32],
+    pub(super) unsafe fn micro<W: Load8>(
+        w: &[W],
         rb: usize,
         x: &[f32],
         tb: usize,
@@ -351,18 +411,18 @@ mod x86 {
         // and the lengths were asserted just above for the shape passed.
         unsafe {
             match (rb, tb) {
-                (4, 3) => block::<4, 3>(w, x, cols, acc),
-                (4, 2) => block::<4, 2>(w, x, cols, acc),
-                (4, 1) => block::<4, 1>(w, x, cols, acc),
-                (3, 3) => block::<3, 3>(w, x, cols, acc),
-                (3, 2) => block::<3, 2>(w, x, cols, acc),
-                (3, 1) => block::<3, 1>(w, x, cols, acc),
-                (2, 3) => block::<2, 3>(w, x, cols, acc),
-                (2, 2) => block::<2, 2>(w, x, cols, acc),
-                (2, 1) => block::<2, 1>(w, x, cols, acc),
-                (1, 3) => block::<1, 3>(w, x, cols, acc),
-                (1, 2) => block::<1, 2>(w, x, cols, acc),
-                (1, 1) => block::<1, 1>(w, x, cols, acc),
+                (4, 3) => block::<W, 4, 3>(w, x, cols, acc),
+                (4, 2) => block::<W, 4, 2>(w, x, cols, acc),
+                (4, 1) => block::<W, 4, 1>(w, x, cols, acc),
+                (3, 3) => block::<W, 3, 3>(w, x, cols, acc),
+                (3, 2) => block::<W, 3, 2>(w, x, cols, acc),
+                (3, 1) => block::<W, 3, 1>(w, x, cols, acc),
+                (2, 3) => block::<W, 2, 3>(w, x, cols, acc),
+                (2, 2) => block::<W, 2, 2>(w, x, cols, acc),
+                (2, 1) => block::<W, 2, 1>(w, x, cols, acc),
+                (1, 3) => block::<W, 1, 3>(w, x, cols, acc),
+                (1, 2) => block::<W, 1, 2>(w, x, cols, acc),
+                (1, 1) => block::<W, 1, 1>(w, x, cols, acc),
                 _ => unreachable!("block shape {rb}x{tb}"),
             }
         }
