@@ -1,10 +1,14 @@
-//! One decode step of the host model at batch 1, 2 and 8, with the weight bytes read per second next
-//! to the machine's memcpy bandwidth measured in the same run.
+//! One decode step of the host model at batch 1, 2, 8 and 16, for f32 and bf16 weights, with the weight
+//! bytes read per second next to the machine's memcpy bandwidth measured in the same run.
 //!
 //! The model is SmolLM2-135M when one of [`smollm2_candidates`] loads (a Hugging Face folder, or a
 //! .gguf once the GGUF loader is in), else a random model of SmolLM2-135M's shape
 //! (hidden 576, 30 layers, 9 heads / 3 kv heads, intermediate 1536, vocab 49152, tied).
-//! `ASCEND_COLD_BENCH_DTYPE=f32` benches f32 weights instead of bf16.
+//! `ASCEND_COLD_BENCH_DTYPE=f32` (or `bf16`) benches only that weight type; by default both.
+//! `ASCEND_COLD_BENCH_BATCHES=1,2` overrides the batch sizes.
+//!
+//! Each line printed after a group is the median over criterion's samples of the per-step time (the
+//! median resists the other processes of a shared machine better than the mean).
 
 use ascend_cold::model::llama::random_model_files;
 use ascend_cold::model::{
@@ -86,80 +90,108 @@ fn memcpy_bandwidth() -> f64 {
     n as f64 / best
 }
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
 fn bench(c: &mut Criterion) {
-    let dtype = match std::env::var("ASCEND_COLD_BENCH_DTYPE").as_deref() {
-        Ok("f32") => WeightDtype::F32,
-        _ => WeightDtype::Bf16,
+    let dtypes = match std::env::var("ASCEND_COLD_BENCH_DTYPE").as_deref() {
+        Ok("f32") => vec![WeightDtype::F32],
+        Ok("bf16") => vec![WeightDtype::Bf16],
+        _ => vec![WeightDtype::F32, WeightDtype::Bf16],
     };
+    let batches: Vec<usize> = std::env::var("ASCEND_COLD_BENCH_BATCHES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|b| b.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 8, 16]);
     let (files, what) = load();
-    let model = LlamaModel::new(&files, dtype).expect("model");
-    drop(files);
-    let bytes = model.step_weight_bytes();
     let bw = memcpy_bandwidth();
     eprintln!(
-        "forward bench: {what}, {dtype:?} weights, {:.1} MB read per step, {} rayon threads; memcpy {:.2} GB/s",
-        bytes as f64 / 1e6,
+        "forward bench: {what}, {} rayon threads; memcpy {:.2} GB/s",
         rayon::current_num_threads(),
         bw / 1e9
     );
-    let mut group = c.benchmark_group("decode_step");
-    group.sample_size(20);
-    group.throughput(Throughput::Bytes(bytes as u64));
-    let context = 64;
-    for batch in [1usize, 2, 8] {
-        // Each row: a 64-token context already in its cache, then one new token per step.
-        let mut caches: Vec<_> = (0..batch).map(|_| model.new_cache()).collect();
-        let prompts: Vec<Vec<u32>> = (0..batch)
-            .map(|b| {
-                (0..context)
-                    .map(|i| ((i * 31 + b * 7) % 1000) as u32)
-                    .collect()
-            })
-            .collect();
-        let mut rows: Vec<Row> = caches
-            .iter_mut()
-            .zip(&prompts)
-            .map(|(cache, p)| Row {
-                tokens: p,
-                cache,
-                adapter: -1,
-            })
-            .collect();
-        model.forward(&mut rows, None).unwrap();
-        drop(rows);
-        let token = [42u32];
-        let mut per_step = f64::NAN;
-        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, _| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut rows: Vec<Row> = caches
-                        .iter_mut()
-                        .map(|cache| Row {
-                            tokens: &token,
-                            cache,
-                            adapter: -1,
-                        })
-                        .collect();
-                    std::hint::black_box(model.forward(&mut rows, None).unwrap());
-                    for row in rows.iter_mut() {
-                        row.cache.truncate(context);
-                    }
-                }
-                let t = start.elapsed();
-                per_step = t.as_secs_f64() / iters as f64;
-                t
-            })
-        });
+    let mut summary = vec![];
+    for dtype in dtypes {
+        let model = LlamaModel::new(&files, dtype).expect("model");
+        let bytes = model.step_weight_bytes();
         eprintln!(
-            "  batch {batch}: {:.2} ms/step, {:.2} GB/s of weights ({:.0}% of memcpy), {:.1} tokens/s",
-            per_step * 1e3,
-            bytes as f64 / per_step / 1e9,
-            100.0 * bytes as f64 / per_step / bw,
-            batch as f64 / per_step
+            "{dtype:?} weights: {:.1} MB read per step",
+            bytes as f64 / 1e6
         );
+        let mut group = c.benchmark_group(format!("decode_step_{dtype:?}").to_lowercase());
+        group.sample_size(10);
+        group.warm_up_time(std::time::Duration::from_secs(1));
+        group.measurement_time(std::time::Duration::from_secs(4));
+        group.throughput(Throughput::Bytes(bytes as u64));
+        let context = 64;
+        for &batch in &batches {
+            // Each row: a 64-token context already in its cache, then one new token per step.
+            let mut caches: Vec<_> = (0..batch).map(|_| model.new_cache()).collect();
+            let prompts: Vec<Vec<u32>> = (0..batch)
+                .map(|b| {
+                    (0..context)
+                        .map(|i| ((i * 31 + b * 7) % 1000) as u32)
+                        .collect()
+                })
+                .collect();
+            let mut rows: Vec<Row> = caches
+                .iter_mut()
+                .zip(&prompts)
+                .map(|(cache, p)| Row {
+                    tokens: p,
+                    cache,
+                    adapter: -1,
+                })
+                .collect();
+            model.forward(&mut rows, None).unwrap();
+            drop(rows);
+            let token = [42u32];
+            let mut samples = vec![];
+            group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, _| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let mut rows: Vec<Row> = caches
+                            .iter_mut()
+                            .map(|cache| Row {
+                                tokens: &token,
+                                cache,
+                                adapter: -1,
+                            })
+                            .collect();
+                        std::hint::black_box(model.forward(&mut rows, None).unwrap());
+                        for row in rows.iter_mut() {
+                            row.cache.truncate(context);
+                        }
+                    }
+                    let t = start.elapsed();
+                    samples.push(t.as_secs_f64() / iters as f64);
+                    t
+                })
+            });
+            let per_step = median(&mut samples);
+            let line = format!(
+                "{dtype:?} batch {batch}: {:.2} ms/step, {:.2} GB/s of weights ({:.0}% of memcpy), {:.1} tokens/s",
+                per_step * 1e3,
+                bytes as f64 / per_step / 1e9,
+                100.0 * bytes as f64 / per_step / bw,
+                batch as f64 / per_step
+            );
+            eprintln!("  {line}");
+            summary.push(line);
+        }
+        group.finish();
     }
-    group.finish();
+    eprintln!("summary (medians; memcpy {:.2} GB/s):", bw / 1e9);
+    for line in summary {
+        eprintln!("  {line}");
+    }
 }
 
 criterion_group!(benches, bench);

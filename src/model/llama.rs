@@ -11,9 +11,11 @@
 //! Performance model: a decode step is memory-bound (each weight is used once per token), so
 //! [`LlamaModel::forward`] runs every projection for all tokens of the batch at once, weight rows
 //! outermost: each weight row is read (and, for bf16, widened to f32) once per step and multiplied
-//! with every token's activation while it sits in L1. Output rows are split across rayon's threads.
-//! The inner dot product is written over fixed 16-lane chunks so LLVM vectorises it, and is compiled
-//! twice: for the baseline target and with AVX2 enabled, picked at run time.
+//! with every token's activation while it sits in cache, by a micro-kernel register-blocked over
+//! weight rows and tokens (see [`matmul`]); blocks of weight rows are split across rayon's threads.
+//! Under CoLD every request is two rows of one batch, so batch 2 must cost about what batch 1 does.
+//! The per-(weight row, token) arithmetic does not depend on the batch, so a row computed in a batch
+//! equals the row computed alone, bit for bit.
 
 use super::config::{LlamaConfig, RopeScaling};
 use super::hf::expected_tensors;
@@ -22,6 +24,9 @@ use super::lora::{LoraDelta, LoraTarget};
 use super::weights::{HostTensor, ModelFiles};
 use crate::{Error, Result};
 use rayon::prelude::*;
+
+mod matmul;
+use matmul::Weights;
 
 /// How the weight matrices are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,6 +81,19 @@ impl Matrix {
             Store::F32(v) => v.len() * 4,
             Store::Bf16(v) => v.len() * 2,
         }
+    }
+
+    fn weights(&self) -> Weights<'_> {
+        match &self.store {
+            Store::F32(v) => Weights::F32(v),
+            Store::Bf16(v) => Weights::Bf16(v),
+        }
+    }
+
+    /// `y = x @ self^T` for `n` tokens: `x` is `[n, cols]`, `y` `[n, rows]` (resized to fit).
+    fn matmul_into(&self, x: &[f32], n: usize, y: &mut Vec<f32>) {
+        y.resize(n * self.rows, 0.0);
+        matmul::matmul(self.weights(), self.rows, self.cols, x, n, y);
     }
 
     /// Row `r` widened to f32 into `out`.
@@ -143,120 +161,18 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_lanes(a, b)
 }
 
-/// Tokens processed per pass over a block of weight rows (keeps the activations of a tile in L2 for
-/// long prefills; decode batches are smaller than this and take one pass).
-const TOKEN_TILE: usize = 32;
-
-/// One rayon task's share: weight rows `r0..r0 + nr`, all `n` tokens; `yt` is `[nr, n]`.
-#[inline(always)]
-fn matmul_block(
-    w: &Matrix,
-    r0: usize,
-    nr: usize,
-    x: &[f32],
-    n: usize,
-    yt: &mut [f32],
-    scratch: &mut Vec<f32>,
-) {
-    let cols = w.cols;
-    let rows: &[f32] = match &w.store {
-        Store::F32(v) => &v[r0 * cols..(r0 + nr) * cols],
-        Store::Bf16(v) => {
-            // Widen this block once; it is then reused for every token (L1/L2 resident).
-            scratch.clear();
-            scratch.extend(
-                v[r0 * cols..(r0 + nr) * cols]
-                    .iter()
-                    .map(|&b| bf16_to_f32(b)),
-            );
-            scratch
-        }
-    };
-    let mut t0 = 0;
-    while t0 < n {
-        let t1 = (t0 + TOKEN_TILE).min(n);
-        for r in 0..nr {
-            let wr = &rows[r * cols..(r + 1) * cols];
-            for t in t0..t1 {
-                yt[r * n + t] = dot_lanes(wr, &x[t * cols..(t + 1) * cols]);
-            }
-        }
-        t0 = t1;
+/// Copy columns `off..off + width` of the `[n, stride]` matrix `y` into `out` (`[n, width]`).
+fn columns_into(y: &[f32], stride: usize, off: usize, width: usize, out: &mut Vec<f32>) {
+    out.clear();
+    for row in y.chunks_exact(stride) {
+        out.extend_from_slice(&row[off..off + width]);
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn matmul_block_avx2(
-    w: &Matrix,
-    r0: usize,
-    nr: usize,
-    x: &[f32],
-    n: usize,
-    yt: &mut [f32],
-    scratch: &mut Vec<f32>,
-) {
-    matmul_block(w, r0, nr, x, n, yt, scratch)
-}
-
-/// `y = x @ w^T` for `n` tokens: `x` is `[n, cols]`, the result `[rows, n]` (transposed, so that each
-/// task writes one contiguous block).
-fn matmul_t(w: &Matrix, x: &[f32], n: usize) -> Vec<f32> {
-    debug_assert_eq!(x.len(), n * w.cols);
-    let mut yt = vec![0f32; w.rows * n];
-    // About 32 KiB of f32 weights per task: enough tasks to balance the threads, few enough that
-    // scheduling costs little next to reading the rows.
-    let rows_per_task = (8192 / w.cols.max(1)).clamp(1, w.rows.max(1));
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = has_avx2();
-    let run = |ci: usize, chunk: &mut [f32], scratch: &mut Vec<f32>| {
-        let r0 = ci * rows_per_task;
-        let nr = chunk.len() / n;
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: AVX2 is present (checked by `has_avx2` above).
-            unsafe { matmul_block_avx2(w, r0, nr, x, n, chunk, scratch) };
-            return;
-        }
-        matmul_block(w, r0, nr, x, n, chunk, scratch)
-    };
-    if w.rows * w.cols * n < (1 << 16) {
-        let mut scratch = Vec::new();
-        for (ci, chunk) in yt.chunks_mut(rows_per_task * n).enumerate() {
-            run(ci, chunk, &mut scratch);
-        }
-    } else {
-        yt.par_chunks_mut(rows_per_task * n)
-            .enumerate()
-            .for_each_init(Vec::new, |scratch, (ci, chunk)| run(ci, chunk, scratch));
-    }
-    yt
-}
-
-/// `matmul_t`, then split the output rows into `segments` (widths summing to `w.rows`), each returned
-/// token-major `[n, width]`.
-fn matmul_split(w: &Matrix, x: &[f32], n: usize, segments: &[usize]) -> Vec<Vec<f32>> {
-    let yt = matmul_t(w, x, n);
-    let mut out = Vec::with_capacity(segments.len());
-    let mut off = 0;
-    for &width in segments {
-        let mut y = vec![0f32; n * width];
-        for r in 0..width {
-            let src = &yt[(off + r) * n..(off + r + 1) * n];
-            for (t, &v) in src.iter().enumerate() {
-                y[t * width + r] = v;
-            }
-        }
-        off += width;
-        out.push(y);
-    }
-    out
-}
-
-/// RMSNorm of each `w.len()`-wide row of `x`.
-fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+/// RMSNorm of each `w.len()`-wide row of `x`, into `out` (resized to fit).
+fn rms_norm_into(x: &[f32], w: &[f32], eps: f32, out: &mut Vec<f32>) {
     let d = w.len();
-    let mut out = vec![0f32; x.len()];
+    out.resize(x.len(), 0.0);
     for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
         let ss: f64 = xr.iter().map(|&v| (v as f64) * (v as f64)).sum();
         let inv = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
@@ -264,7 +180,6 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
             *o = g * (v * inv);
         }
     }
-    out
 }
 
 /// RoPE inverse frequencies for `config`, scaling applied (Hugging Face `rope_type` semantics).
@@ -676,15 +591,20 @@ impl LlamaModel {
                 }
             };
 
+        // Buffers reused by every layer (allocated once per call, not per projection).
+        let (mut normed, mut fused, mut proj) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut q, mut k, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut gate, mut up) = (Vec::new(), Vec::new());
+        let mut attn = vec![0f32; n * qd];
+        let mut scores = Vec::new();
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention block.
-            let normed = rms_norm(&x, &layer.input_norm, c.rms_norm_eps);
-            let mut qkv = matmul_split(&layer.qkv, &normed, n, &[qd, kvd, kvd]).into_iter();
-            let (mut q, mut k, mut v) = (
-                qkv.next().unwrap(),
-                qkv.next().unwrap(),
-                qkv.next().unwrap(),
-            );
+            rms_norm_into(&x, &layer.input_norm, c.rms_norm_eps, &mut normed);
+            layer.qkv.matmul_into(&normed, n, &mut fused);
+            let width = qd + 2 * kvd;
+            columns_into(&fused, width, 0, qd, &mut q);
+            columns_into(&fused, width, qd, kvd, &mut k);
+            columns_into(&fused, width, qd + kvd, kvd, &mut v);
             delta(l, LoraTarget::Q, &normed, &mut q)?;
             delta(l, LoraTarget::K, &normed, &mut k)?;
             delta(l, LoraTarget::V, &normed, &mut v)?;
@@ -697,26 +617,34 @@ impl LlamaModel {
             }
             let caches: Vec<&super::kv_cache::LayerKv> =
                 rows.iter().map(|r| &r.cache.layers[l]).collect();
-            let attn = attention(&q, &caches, &row_of, &pos, nh, nkv, hd);
-            let mut o = transpose(&matmul_t(&layer.o, &attn, n), layer.o.rows, n);
-            delta(l, LoraTarget::O, &attn, &mut o)?;
-            for (xi, oi) in x.iter_mut().zip(&o) {
+            attention(
+                &q,
+                &caches,
+                &row_of,
+                &pos,
+                (nh, nkv, hd),
+                &mut attn,
+                &mut scores,
+            );
+            layer.o.matmul_into(&attn, n, &mut proj);
+            delta(l, LoraTarget::O, &attn, &mut proj)?;
+            for (xi, oi) in x.iter_mut().zip(&proj) {
                 *xi += oi;
             }
 
             // MLP block.
-            let normed = rms_norm(&x, &layer.post_norm, c.rms_norm_eps);
-            let mut gu = matmul_split(&layer.gate_up, &normed, n, &[inter, inter]).into_iter();
-            let (mut gate, mut up) = (gu.next().unwrap(), gu.next().unwrap());
+            rms_norm_into(&x, &layer.post_norm, c.rms_norm_eps, &mut normed);
+            layer.gate_up.matmul_into(&normed, n, &mut fused);
+            columns_into(&fused, 2 * inter, 0, inter, &mut gate);
+            columns_into(&fused, 2 * inter, inter, inter, &mut up);
             delta(l, LoraTarget::Gate, &normed, &mut gate)?;
             delta(l, LoraTarget::Up, &normed, &mut up)?;
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = silu(*g) * u;
             }
-            let act = gate;
-            let mut down = transpose(&matmul_t(&layer.down, &act, n), h, n);
-            delta(l, LoraTarget::Down, &act, &mut down)?;
-            for (xi, di) in x.iter_mut().zip(&down) {
+            layer.down.matmul_into(&gate, n, &mut proj);
+            delta(l, LoraTarget::Down, &gate, &mut proj)?;
+            for (xi, di) in x.iter_mut().zip(&proj) {
                 *xi += di;
             }
         }
@@ -731,9 +659,10 @@ impl LlamaModel {
             end += row.tokens.len();
             last.extend_from_slice(&x[(end - 1) * h..end * h]);
         }
-        let normed = rms_norm(&last, &self.final_norm, c.rms_norm_eps);
+        rms_norm_into(&last, &self.final_norm, c.rms_norm_eps, &mut normed);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        let data = transpose(&matmul_t(head, &normed, rows.len()), head.rows, rows.len());
+        let mut data = Vec::new();
+        head.matmul_into(&normed, rows.len(), &mut data);
         Ok(Logits {
             rows: rows.len(),
             vocab: c.vocab_size,
@@ -742,71 +671,75 @@ impl LlamaModel {
     }
 }
 
-/// `[rows, n]` -> `[n, rows]`.
-fn transpose(yt: &[f32], rows: usize, n: usize) -> Vec<f32> {
-    let mut y = vec![0f32; rows * n];
-    for r in 0..rows {
-        for t in 0..n {
-            y[t * rows + r] = yt[r * n + t];
-        }
-    }
-    y
-}
-
 /// Causal attention of every token against its row's cache (which already holds this step's keys
-/// and values): token `t` at position `p` sees positions `0..=p`. Returns `[n, heads * head_dim]`.
+/// and values): token `t` at position `p` sees positions `0..=p`. Writes `out`, `[n, heads * head_dim]`.
+///
+/// One task per (token, key/value head): the query heads sharing that key/value head (grouped-query
+/// attention) are processed together, so each cached key and value row is loaded once per group and
+/// the task writes one contiguous `group * head_dim` slice.
 fn attention(
     q: &[f32],
     caches: &[&super::kv_cache::LayerKv],
     row_of: &[usize],
     pos: &[usize],
-    nh: usize,
-    nkv: usize,
-    hd: usize,
-) -> Vec<f32> {
-    let n = row_of.len();
+    (nh, nkv, hd): (usize, usize, usize),
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+) {
     let kvd = nkv * hd;
     let group = nh / nkv;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut out = vec![0f32; n * nh * hd];
     let work: usize = pos.iter().map(|p| (p + 1) * nh * hd).sum();
     let task = |scores: &mut Vec<f32>, (i, o): (usize, &mut [f32])| {
-        let (t, head) = (i / nh, i % nh);
+        let (t, kvh) = (i / nkv, i % nkv);
         let cache = caches[row_of[t]];
-        let kvh = head / group;
-        let qh = &q[t * nh * hd + head * hd..t * nh * hd + (head + 1) * hd];
         let len = pos[t] + 1;
+        // scores[g * len + j] for query head `kvh * group + g` and position `j`.
         scores.clear();
-        scores.extend(
-            (0..len)
-                .map(|j| dot(qh, &cache.k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd]) * scale),
-        );
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
+        scores.resize(group * len, 0.0);
+        for j in 0..len {
+            let kj = &cache.k[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+            for g in 0..group {
+                let head = kvh * group + g;
+                let qh = &q[t * nh * hd + head * hd..t * nh * hd + (head + 1) * hd];
+                scores[g * len + j] = dot(qh, kj) * scale;
+            }
         }
-        let inv = 1.0 / sum;
-        for (j, &p) in scores.iter().enumerate() {
+        for sg in scores.chunks_exact_mut(len) {
+            let max = sg.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for s in sg.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            let inv = 1.0 / sum;
+            for s in sg.iter_mut() {
+                *s *= inv;
+            }
+        }
+        o.fill(0.0);
+        for j in 0..len {
             let vj = &cache.v[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-            let p = p * inv;
-            for (od, &vd) in o.iter_mut().zip(vj) {
-                *od += p * vd;
+            for (g, og) in o.chunks_exact_mut(hd).enumerate() {
+                let p = scores[g * len + j];
+                for (od, &vd) in og.iter_mut().zip(vj) {
+                    *od += p * vd;
+                }
             }
         }
     };
-    if work < (1 << 15) {
-        let mut scores = Vec::new();
-        out.chunks_mut(hd)
+    // A decode step at batch 1 with a short context is a few tens of thousands of multiply-adds:
+    // faster on this thread than woken rayon workers (which, on a busy machine, may wait for a
+    // time slice); long contexts and prefills split across the threads.
+    if work < (1 << 18) {
+        out.chunks_mut(group * hd)
             .enumerate()
-            .for_each(|a| task(&mut scores, a));
+            .for_each(|a| task(scores, a));
     } else {
-        out.par_chunks_mut(hd)
+        out.par_chunks_mut(group * hd)
             .enumerate()
             .for_each_init(Vec::new, task);
     }
-    out
 }
 
 /// Weights of the right shapes for `config`, drawn from a fixed-seed generator (uniform, variance
@@ -899,13 +832,55 @@ mod tests {
         for dtype in [WeightDtype::F32, WeightDtype::Bf16] {
             // Values are multiples of 1/8 and 1/4 with few bits: exact in bf16 and in f32 sums.
             let m = Matrix::stack(&[&w], dtype);
-            let yt = matmul_t(&m, &x, n);
+            let mut y = vec![];
+            m.matmul_into(&x, n, &mut y);
             for r in 0..rows {
                 for t in 0..n {
                     let e: f32 = (0..cols)
                         .map(|c| w.data[r * cols + c] * x[t * cols + c])
                         .sum();
-                    assert_eq!(yt[r * n + t], e, "{dtype:?} r={r} t={t}");
+                    assert_eq!(y[t * rows + r], e, "{dtype:?} r={r} t={t}");
+                }
+            }
+        }
+    }
+
+    /// The guarantee behind "batched == alone": a token's outputs are bit-identical whatever the
+    /// batch size, its place in the batch (block of 1, 2 or 3 tokens) and the row block it falls in,
+    /// for widths with and without a tail of `cols % 8` columns, serial and parallel alike.
+    #[test]
+    fn matmul_result_of_a_token_does_not_depend_on_the_batch() {
+        let mut state = 0x1234_5678u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+        };
+        for (rows, cols) in [(37, 29), (64, 576), (300, 1536), (7, 8)] {
+            let w = HostTensor {
+                shape: vec![rows, cols],
+                data: (0..rows * cols).map(|_| next()).collect(),
+            };
+            let x: Vec<f32> = (0..17 * cols).map(|_| next()).collect();
+            for dtype in [WeightDtype::F32, WeightDtype::Bf16] {
+                let m = Matrix::stack(&[&w], dtype);
+                let alone: Vec<Vec<f32>> = (0..17)
+                    .map(|t| {
+                        let mut y = vec![];
+                        m.matmul_into(&x[t * cols..(t + 1) * cols], 1, &mut y);
+                        y
+                    })
+                    .collect();
+                for n in [2, 3, 4, 5, 8, 16, 17] {
+                    let mut y = vec![];
+                    m.matmul_into(&x[..n * cols], n, &mut y);
+                    for (t, want) in alone.iter().enumerate().take(n) {
+                        assert!(
+                            y[t * rows..(t + 1) * rows] == want[..],
+                            "{dtype:?} {rows}x{cols} n={n} t={t}"
+                        );
+                    }
                 }
             }
         }
