@@ -126,40 +126,51 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
         let Some(module) = &self.modules[layer * LoraTarget::ALL.len() + target.index()] else {
             return Ok(());
         };
-        if adapters.iter().all(|&i| i < 0) {
+        // Only rows with an adapter go to the device: under CoLD half the batch is amateur rows (-1),
+        // and paying the transfers and kernels for them would double the LoRA cost of a step.
+        let rows: Vec<usize> = (0..adapters.len()).filter(|&r| adapters[r] >= 0).collect();
+        if rows.is_empty() {
             return Ok(());
         }
-        let (rows, rank, inf, outf) = (
-            adapters.len(),
+        let (n, rank, inf, outf) = (
+            rows.len(),
             module.rank,
             module.in_features,
             module.out_features,
         );
+        let indices: Vec<i64> = rows.iter().map(|&r| adapters[r]).collect();
+        let x_rows: Vec<T> = rows
+            .iter()
+            .flat_map(|&r| {
+                x[r * inf..(r + 1) * inf]
+                    .iter()
+                    .map(|&v| T::from_f64(f64::from(v)))
+            })
+            .collect();
         let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
         let Staging { x: dx, mid, y: dy } = &mut *staging;
-        ensure(dx, &self.stream, rows * inf)?;
-        ensure(mid, &self.stream, rows * rank)?;
-        ensure(dy, &self.stream, rows * outf)?;
-        self.stream
-            .upload(dx.slice_mut(..rows * inf)?, to_dtype::<T>(x))?;
+        ensure(dx, &self.stream, n * inf)?;
+        ensure(mid, &self.stream, n * rank)?;
+        ensure(dy, &self.stream, n * outf)?;
+        self.stream.upload(dx.slice_mut(..n * inf)?, x_rows)?;
         let shrink = ShrinkShape {
-            batch: rows,
+            batch: n,
             hidden_in: inf,
             rank,
             num_loras: self.num_adapters,
         };
         ops::bgmv_shrink(
             &self.stream,
-            dx.slice(..rows * inf)?,
+            dx.slice(..n * inf)?,
             module.a.view(),
-            AdapterIndices::Host(adapters),
-            mid.slice_mut(..rows * rank)?,
+            AdapterIndices::Host(&indices),
+            mid.slice_mut(..n * rank)?,
             shrink,
             1.0,
             None,
         )?;
         let expand = ExpandShape {
-            batch: rows,
+            batch: n,
             rank,
             hidden_out: outf,
             hidden_full: outf,
@@ -168,21 +179,19 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
         };
         ops::bgmv_expand(
             &self.stream,
-            mid.slice(..rows * rank)?,
+            mid.slice(..n * rank)?,
             module.b.view(),
-            AdapterIndices::Host(adapters),
-            dy.slice_mut(..rows * outf)?,
+            AdapterIndices::Host(&indices),
+            dy.slice_mut(..n * outf)?,
             expand,
             false,
             None,
         )?;
-        let delta = self.stream.download(dy.slice(..rows * outf)?)?.wait()?;
-        for (row, &index) in adapters.iter().enumerate() {
-            if index >= 0 {
-                let out = &mut y[row * outf..(row + 1) * outf];
-                for (o, d) in out.iter_mut().zip(&delta[row * outf..]) {
-                    *o += d.to_f64() as f32;
-                }
+        let delta = self.stream.download(dy.slice(..n * outf)?)?.wait()?;
+        for (k, &row) in rows.iter().enumerate() {
+            let out = &mut y[row * outf..(row + 1) * outf];
+            for (o, d) in out.iter_mut().zip(&delta[k * outf..(k + 1) * outf]) {
+                *o += d.to_f64() as f32;
             }
         }
         Ok(())
