@@ -16,7 +16,9 @@ pub struct ColdOutputs<'a> {
     pub tokens: DeviceViewMut<'a, i64>,
     /// `[rows]` f32 (NaN for a non-finite row).
     pub best_scores: DeviceViewMut<'a, f32>,
-    /// `[rows, vocab]` f32, when wanted (for sampling or top-k on the scores).
+    /// `[rows, vocab]` f32, when wanted (for sampling or top-k on the scores). The row of a token
+    /// reported non-finite (`-1`) holds whatever the fused pass computed before the fault was known
+    /// (NaN where a non-finite logit entered); only its token is meaningful.
     pub scores: Option<DeviceViewMut<'a, f32>>,
 }
 
