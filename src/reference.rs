@@ -51,18 +51,6 @@ pub struct ColdPick {
     pub score: f32,
 }
 
-pub(crate) fn expect_len(what: &str, len: usize, expected: usize, dims: &str) -> Result<()> {
-    if len == expected {
-        Ok(())
-    } else {
-        Err(Error::shape(
-            what,
-            format!("{expected} elements ({dims})"),
-            format!("{len} elements"),
-        ))
-    }
-}
-
 /// Checks every index is -1..num_adapters (any negative index means "no adapter").
 pub(crate) fn check_indices(indices: &[i64], num_adapters: usize) -> Result<()> {
     match indices
@@ -88,21 +76,18 @@ pub fn bgmv_shrink<T: Float>(
     scale: f32,
 ) -> Result<()> {
     let ShrinkShape {
-        batch,
+        batch: _,
         hidden_in: hidden,
         num_loras: num_adapters,
         rank,
     } = shape;
-    let dims_text = format!("batch {batch}, hidden {hidden}, adapters {num_adapters}, rank {rank}");
-    expect_len("x", x.len(), batch * hidden, &dims_text)?;
-    expect_len(
-        "weights",
+    shape.check_lens(
+        "bgmv_shrink",
+        x.len(),
         weights.len(),
-        num_adapters * rank * hidden,
-        &dims_text,
+        indices.len(),
+        y.len(),
     )?;
-    expect_len("indices", indices.len(), batch, &dims_text)?;
-    expect_len("y", y.len(), batch * rank, &dims_text)?;
     check_indices(indices, num_adapters)?;
     for (b, &index) in indices.iter().enumerate() {
         if index < 0 {
@@ -133,35 +118,20 @@ pub fn bgmv_expand<T: Float>(
     add_inputs: bool,
 ) -> Result<()> {
     let ExpandShape {
-        batch,
+        batch: _,
         rank,
         num_loras: num_adapters,
         hidden_out,
         hidden_full,
         slice_offset,
     } = shape;
-    let dims_text = format!(
-        "batch {batch}, rank {rank}, adapters {num_adapters}, hidden_out {hidden_out}, hidden_full {hidden_full}"
-    );
-    if slice_offset
-        .checked_add(hidden_out)
-        .is_none_or(|end| end > hidden_full)
-    {
-        return Err(Error::parameter(
-            "slice_offset",
-            format!("slice_offset + hidden_out <= hidden_full ({hidden_full})"),
-            format!("{slice_offset} + {hidden_out}"),
-        ));
-    }
-    expect_len("x", x.len(), batch * rank, &dims_text)?;
-    expect_len(
-        "weights",
+    shape.check_lens(
+        "bgmv_expand",
+        x.len(),
         weights.len(),
-        num_adapters * hidden_out * rank,
-        &dims_text,
+        indices.len(),
+        y.len(),
     )?;
-    expect_len("indices", indices.len(), batch, &dims_text)?;
-    expect_len("y", y.len(), batch * hidden_full, &dims_text)?;
     check_indices(indices, num_adapters)?;
     for (b, &index) in indices.iter().enumerate() {
         if index < 0 {
@@ -207,16 +177,13 @@ pub fn cold_score<T: Float>(
     mut scores: Option<&mut [f32]>,
 ) -> Result<Vec<ColdPick>> {
     let ColdShape { rows, vocab } = shape;
-    let dims_text = format!("rows {rows}, vocab {vocab}");
-    if vocab == 0 {
-        return Err(Error::shape("vocab", "at least one token", "0"));
-    }
     check_cold_params(alpha, beta)?;
-    expect_len("expert", expert.len(), rows * vocab, &dims_text)?;
-    expect_len("amateur", amateur.len(), rows * vocab, &dims_text)?;
-    if let Some(s) = scores.as_deref() {
-        expect_len("scores", s.len(), rows * vocab, &dims_text)?;
-    }
+    shape.check_lens(
+        "cold_score",
+        expert.len(),
+        amateur.len(),
+        scores.as_deref().map(<[f32]>::len),
+    )?;
     let (alpha, beta) = (f64::from(alpha), f64::from(beta));
     let mut picks = Vec::with_capacity(rows);
     for n in 0..rows {

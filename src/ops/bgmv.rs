@@ -1,6 +1,6 @@
 //! `bgmv_shrink` and `bgmv_expand`: each row of a batch through its own LoRA adapter, or none.
 
-use super::{expect_len, kernel, scratch, status_fault, AdapterIndices, LoraFloat};
+use super::{kernel, scratch, status_fault, AdapterIndices, LoraFloat};
 use crate::memory::{DeviceView, DeviceViewMut};
 use crate::module::KernelArg;
 use crate::reference::check_indices;
@@ -89,22 +89,14 @@ pub fn bgmv_shrink<T: LoraFloat>(
     scale: f32,
     tiling: Option<&BgmvShrinkTiling>,
 ) -> Result<()> {
-    let ShrinkShape {
-        batch,
-        hidden_in,
-        rank,
-        num_loras,
-    } = shape;
-    let text = format!("batch {batch}, hidden_in {hidden_in}, rank {rank}, num_loras {num_loras}");
-    expect_len("bgmv_shrink x", x.len(), batch * hidden_in, &text)?;
-    expect_len(
-        "bgmv_shrink weights",
+    shape.check_lens(
+        "bgmv_shrink",
+        x.len(),
         weights.len(),
-        num_loras * rank * hidden_in,
-        &text,
+        indices.len(),
+        y.len(),
     )?;
-    expect_len("bgmv_shrink indices", indices.len(), batch, &text)?;
-    expect_len("bgmv_shrink y", y.len(), batch * rank, &text)?;
+    let (batch, num_loras) = (shape.batch, shape.num_loras);
     if !scale.is_finite() {
         return Err(Error::parameter("scale", "a finite number", scale));
     }
@@ -120,15 +112,17 @@ pub fn bgmv_shrink<T: LoraFloat>(
         }
         None => BgmvShrinkTiling::choose(shape, T::DTYPE, scale, &profile)?,
     };
-    let host_checked = matches!(indices, AdapterIndices::Host(_));
-    let idx = indices_on_device(stream, indices, num_loras)?;
-    let status = status_view(stream, batch)?;
-    let tiling_dev = scratch::upload(stream, "tiling", bytemuck::bytes_of(&tiling).to_vec())?;
-    let args: [&dyn KernelArg; 6] = [&x, &weights, &idx, &y, &status, &tiling_dev];
-    // SAFETY: every argument was checked against the kernel's contract above (lengths from `shape`,
-    // element types from `T`, indices < num_loras or checked by the kernel, a validated tiling).
-    unsafe { kernel.launch(stream, tiling.block_num, &args) }?;
-    watch_status(stream, &name, status.as_view(), host_checked, num_loras)
+    let launch = BgmvLaunch {
+        name: &name,
+        kernel,
+        block_num: tiling.block_num,
+        tiling: bytemuck::bytes_of(&tiling),
+        batch,
+        num_loras,
+    };
+    // SAFETY: lengths checked against `shape`, element types from `T`, the tiling validated for the
+    // device; indices are checked on the host or by the kernel.
+    unsafe { launch.run(stream, &x, &weights, indices, &y) }
 }
 
 /// `y[b, slice_offset..slice_offset + hidden_out] (+)= weights[indices[b]] @ x[b]` for rows with
@@ -149,36 +143,14 @@ pub fn bgmv_expand<T: LoraFloat>(
     add_inputs: bool,
     tiling: Option<&BgmvExpandTiling>,
 ) -> Result<()> {
-    let ExpandShape {
-        batch,
-        rank,
-        hidden_out,
-        hidden_full,
-        slice_offset,
-        num_loras,
-    } = shape;
-    let text = format!(
-        "batch {batch}, rank {rank}, hidden_out {hidden_out}, hidden_full {hidden_full}, num_loras {num_loras}"
-    );
-    if slice_offset
-        .checked_add(hidden_out)
-        .is_none_or(|end| end > hidden_full)
-    {
-        return Err(Error::parameter(
-            "slice_offset",
-            format!("slice_offset + hidden_out <= hidden_full ({hidden_full})"),
-            format!("{slice_offset} + {hidden_out}"),
-        ));
-    }
-    expect_len("bgmv_expand x", x.len(), batch * rank, &text)?;
-    expect_len(
-        "bgmv_expand weights",
+    shape.check_lens(
+        "bgmv_expand",
+        x.len(),
         weights.len(),
-        num_loras * hidden_out * rank,
-        &text,
+        indices.len(),
+        y.len(),
     )?;
-    expect_len("bgmv_expand indices", indices.len(), batch, &text)?;
-    expect_len("bgmv_expand y", y.len(), batch * hidden_full, &text)?;
+    let (batch, num_loras) = (shape.batch, shape.num_loras);
     if batch == 0 {
         return Ok(());
     }
@@ -194,14 +166,59 @@ pub fn bgmv_expand<T: LoraFloat>(
         }
         None => BgmvExpandTiling::choose(shape, T::DTYPE, add_inputs, &profile)?,
     };
-    let host_checked = matches!(indices, AdapterIndices::Host(_));
-    let idx = indices_on_device(stream, indices, num_loras)?;
-    let status = status_view(stream, batch)?;
-    let tiling_dev = scratch::upload(stream, "tiling", bytemuck::bytes_of(&tiling).to_vec())?;
-    let args: [&dyn KernelArg; 6] = [&x, &weights, &idx, &y, &status, &tiling_dev];
-    // SAFETY: as in bgmv_shrink: lengths from `shape`, types from `T`, indices checked, tiling valid.
-    unsafe { kernel.launch(stream, tiling.block_num, &args) }?;
-    watch_status(stream, &name, status.as_view(), host_checked, num_loras)
+    let launch = BgmvLaunch {
+        name: &name,
+        kernel,
+        block_num: tiling.block_num,
+        tiling: bytemuck::bytes_of(&tiling),
+        batch,
+        num_loras,
+    };
+    // SAFETY: lengths checked against `shape`, element types from `T`, the tiling validated for the
+    // device; indices are checked on the host or by the kernel.
+    unsafe { launch.run(stream, &x, &weights, indices, &y) }
+}
+
+/// What bgmv_shrink and bgmv_expand launch alike: `(x, weights, indices, y, status, tiling)`.
+struct BgmvLaunch<'n> {
+    name: &'n str,
+    kernel: crate::module::Kernel,
+    block_num: u32,
+    tiling: &'n [u8],
+    batch: usize,
+    num_loras: usize,
+}
+
+impl BgmvLaunch<'_> {
+    /// Uploads the indices (host-checked) and the tiling into the stream's scratch, launches, and
+    /// watches the status words when the indices were not checked on the host.
+    ///
+    /// # Safety
+    /// The operands match the kernel's contract for the tiling (lengths, element types).
+    unsafe fn run(
+        &self,
+        stream: &Stream,
+        x: &dyn KernelArg,
+        weights: &dyn KernelArg,
+        indices: AdapterIndices<'_>,
+        y: &dyn KernelArg,
+    ) -> Result<()> {
+        let host_checked = matches!(indices, AdapterIndices::Host(_));
+        let idx = indices_on_device(stream, indices, self.num_loras)?;
+        let status = status_view(stream, self.batch)?;
+        let tiling = scratch::upload(stream, "tiling", self.tiling.to_vec())?;
+        let args: [&dyn KernelArg; 6] = [x, weights, &idx, y, &status, &tiling];
+        // SAFETY: the caller vouches for x, weights and y; the indices are in range or checked by the
+        // kernel; status and tiling are scratch of the right sizes.
+        unsafe { self.kernel.launch(stream, self.block_num, &args) }?;
+        watch_status(
+            stream,
+            self.name,
+            status.as_view(),
+            host_checked,
+            self.num_loras,
+        )
+    }
 }
 
 /// One status word per row in the stream's scratch.

@@ -1,7 +1,7 @@
 //! `cold_score`: CoLD's alpha-mask, beta-penalty and argmax over the vocabulary, fused.
 
 use super::bgmv::status_view;
-use super::{expect_len, kernel, scratch, LogitFloat};
+use super::{kernel, scratch, LogitFloat};
 use crate::memory::{DeviceBuffer, DeviceView, DeviceViewMut};
 use crate::module::KernelArg;
 use crate::reference::{check_cold_params, ColdPick};
@@ -54,18 +54,14 @@ pub fn cold_score<T: LogitFloat>(
     tiling: Option<&ColdScoreTiling>,
 ) -> Result<()> {
     let ColdShape { rows, vocab } = shape;
-    let text = format!("rows {rows}, vocab {vocab}");
-    if vocab == 0 {
-        return Err(Error::shape("cold_score vocab", "at least one token", 0));
-    }
     check_cold_params(alpha, beta)?;
-    expect_len("cold_score expert", expert.len(), rows * vocab, &text)?;
-    expect_len("cold_score amateur", amateur.len(), rows * vocab, &text)?;
-    expect_len("cold_score tokens", out.tokens.len(), rows, &text)?;
-    expect_len("cold_score best_scores", out.best_scores.len(), rows, &text)?;
-    if let Some(s) = &out.scores {
-        expect_len("cold_score scores", s.len(), rows * vocab, &text)?;
-    }
+    shape.check_lens(
+        "cold_score",
+        expert.len(),
+        amateur.len(),
+        out.scores.as_ref().map(|s| s.len()),
+    )?;
+    expect_rows(out.tokens.len(), out.best_scores.len(), rows)?;
     if rows == 0 {
         return Ok(());
     }
@@ -161,4 +157,20 @@ pub fn cold_score_host<T: LogitFloat>(
         .zip(best)
         .map(|(token, score)| ColdPick { token, score })
         .collect())
+}
+
+fn expect_rows(tokens: usize, best: usize, rows: usize) -> Result<()> {
+    for (what, len) in [
+        ("cold_score tokens", tokens),
+        ("cold_score best_scores", best),
+    ] {
+        if len != rows {
+            return Err(Error::shape(
+                what,
+                format!("{rows} elements (one per row)"),
+                format!("{len} elements"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -113,10 +113,6 @@ fn kernel(device: &Device, name: &str) -> Result<(Kernel, DeviceProfile)> {
     Ok((k, profile))
 }
 
-fn expect_len(what: &str, len: usize, expected: usize, shape: &str) -> Result<()> {
-    crate::reference::expect_len(what, len, expected, shape)
-}
-
 fn status_fault(
     kernel: &str,
     statuses: &[u32],
