@@ -127,6 +127,30 @@ fn check_ub(ub: u64, profile: &DeviceProfile) -> Result<()> {
     Ok(())
 }
 
+/// A dimension cut into `split` tasks of `per_task`: `1 <= split <= total` (the kernels multiply the
+/// split by the batch in u32) and the tasks covering `total` (checked in u64, so a caller's absurd
+/// values are an error, not an overflow).
+fn check_split(
+    name: &'static str,
+    split: u32,
+    per_task: u32,
+    what: &str,
+    total: u32,
+) -> Result<()> {
+    if split == 0
+        || split > total
+        || per_task == 0
+        || u64::from(split) * u64::from(per_task) < u64::from(total)
+    {
+        return Err(Error::parameter(
+            name,
+            format!("1 <= split <= {what} {total} and split * per-task >= {total}"),
+            format!("{split} * {per_task}"),
+        ));
+    }
+    Ok(())
+}
+
 fn nonzero(what: &str, v: usize) -> Result<u32> {
     if v == 0 || v > u32::MAX as usize / 2 {
         return Err(Error::shape(what, "a dimension in 1..2^31", v));
@@ -233,16 +257,13 @@ impl BgmvShrinkTiling {
                 self.tile_h,
             ));
         }
-        if self.rank_split == 0
-            || self.rank_per_task == 0
-            || self.rank_split * self.rank_per_task < self.rank
-        {
-            return Err(Error::parameter(
-                "rankSplit * rankPerTask",
-                format!(">= rank {}", self.rank),
-                format!("{} * {}", self.rank_split, self.rank_per_task),
-            ));
-        }
+        check_split(
+            "rankSplit * rankPerTask",
+            self.rank_split,
+            self.rank_per_task,
+            "rank",
+            self.rank,
+        )?;
         check_ub(self.ub_bytes(dtype), profile)
     }
 }
@@ -379,16 +400,13 @@ impl BgmvExpandTiling {
                 self.tile_h,
             ));
         }
-        if self.h_split == 0
-            || self.h_per_task == 0
-            || self.h_split * self.h_per_task < self.hidden_out
-        {
-            return Err(Error::parameter(
-                "hSplit * hPerTask",
-                format!(">= H_out {}", self.hidden_out),
-                format!("{} * {}", self.h_split, self.h_per_task),
-            ));
-        }
+        check_split(
+            "hSplit * hPerTask",
+            self.h_split,
+            self.h_per_task,
+            "H_out",
+            self.hidden_out,
+        )?;
         check_ub(self.ub_bytes(dtype), profile)
     }
 }
@@ -931,6 +949,17 @@ mod tests {
             num_loras: 2,
         };
         let t = BgmvShrinkTiling::choose(shape, DType::F16, 1.0, &p).unwrap();
+        // Regression: a caller's absurd split used to overflow u32 (a panic in debug builds).
+        let absurd = BgmvShrinkTiling {
+            rank_split: u32::MAX,
+            rank_per_task: 3,
+            ..t
+        };
+        let err = absurd
+            .validate(shape, DType::F16, &p)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rankSplit"), "{err}");
         let bad = BgmvShrinkTiling { tile_h: 100, ..t };
         assert!(matches!(
             bad.validate(shape, DType::F16, &p),
