@@ -12,7 +12,7 @@
 //! [`LlamaModel::forward`] runs every projection for all tokens of the batch at once, weight rows
 //! outermost: each weight row is read (and, for bf16, widened to f32) once per step and multiplied
 //! with every token's activation while it sits in cache, by a micro-kernel register-blocked over
-//! weight rows and tokens (see [`matmul`]); blocks of weight rows are split across rayon's threads.
+//! weight rows and tokens (see `llama/matmul.rs`); blocks of weight rows are split across rayon's threads.
 //! Under CoLD every request is two rows of one batch, so batch 2 must cost about what batch 1 does.
 //! The per-(weight row, token) arithmetic does not depend on the batch, so a row computed in a batch
 //! equals the row computed alone, bit for bit.
