@@ -36,7 +36,7 @@ fn main() {
         // On the host, `#include "kernel_operator.h"` resolves to kernels/emu/kernel_operator.h.
         .include("kernels/emu")
         .include("kernels")
-        .opt_level(2)
+        .opt_level(3)
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter");
     let compiler = build.get_compiler();

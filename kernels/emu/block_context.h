@@ -33,6 +33,9 @@ BlockContext* CurrentBlock();
 // Throws a Violation naming the kernel, block and rule.
 [[noreturn]] void Fail(const std::string& rule);
 
+// Whether [addr, addr + bytes) lies inside one live GM allocation of the running launch.
+bool GmSpanValid(const void* addr, uint64_t bytes);
+
 // Checks that [addr, addr + bytes) lies inside one live GM allocation; throws otherwise.
 void CheckGm(const void* addr, uint64_t bytes, const char* what);
 

@@ -65,6 +65,23 @@ inline void CheckPadParams(const AscendC::DataCopyExtParams& p, size_t elem, con
     }
 }
 
+// `count` blocks of `len` bytes, `stride` bytes apart from `first`, all inside device allocations. The
+// allocations are disjoint, so when the whole span lies in one of them every block does: one lookup
+// instead of one per block. Otherwise each block is checked, so the error names the first bad one.
+inline void CheckGmBlocks(const void* first, uint64_t count, uint64_t len, uint64_t stride, const char* what)
+{
+    if (count == 0) {
+        return;
+    }
+    const uint8_t* base = static_cast<const uint8_t*>(first);
+    if (stride >= len && GmSpanValid(base, (count - 1) * stride + len)) {
+        return;
+    }
+    for (uint64_t i = 0; i < count; ++i) {
+        CheckGm(base + i * stride, len, what);
+    }
+}
+
 }  // namespace emu
 
 namespace AscendC {
@@ -108,8 +125,8 @@ void DataCopyPad(const LocalTensor<T>& dst, const GlobalTensor<T>& src, const Da
     emu::CheckUb(dst, ubSpan / sizeof(T), "DataCopyPad GM->UB dst");
     uint8_t* ub = reinterpret_cast<uint8_t*>(dst.Data());
     const uint8_t* gm = reinterpret_cast<const uint8_t*>(src.GetPhyAddr());
+    emu::CheckGmBlocks(gm, n, dataCopyParams.blockLen, gmStride, "DataCopyPad GM->UB read");
     for (uint64_t i = 0; i < n; ++i) {
-        emu::CheckGm(gm + i * gmStride, dataCopyParams.blockLen, "DataCopyPad GM->UB read");
         std::memcpy(ub + i * ubStride, gm + i * gmStride, dataCopyParams.blockLen);
         if (padParams.isPad) {
             for (uint64_t off = dataCopyParams.blockLen; off + sizeof(T) <= ubBlock; off += sizeof(T)) {
@@ -134,8 +151,8 @@ void DataCopyPad(const GlobalTensor<T>& dst, const LocalTensor<T>& src, const Da
     emu::CheckUb(src, (ubSpan + sizeof(T) - 1) / sizeof(T), "DataCopyPad UB->GM src");
     const uint8_t* ub = reinterpret_cast<const uint8_t*>(src.Data());
     uint8_t* gm = reinterpret_cast<uint8_t*>(dst.GetPhyAddr());
+    emu::CheckGmBlocks(gm, n, dataCopyParams.blockLen, gmStride, "DataCopyPad UB->GM write");
     for (uint64_t i = 0; i < n; ++i) {
-        emu::CheckGm(gm + i * gmStride, dataCopyParams.blockLen, "DataCopyPad UB->GM write");
         std::memcpy(gm + i * gmStride, ub + i * ubStride, dataCopyParams.blockLen);
     }
     EmuBlockCounters* c = emu::Block().counters;

@@ -61,7 +61,7 @@ void Fail(const std::string& rule)
                     std::to_string(block->blockNum) + ": " + rule);
 }
 
-void CheckGm(const void* addr, uint64_t bytes, const char* what)
+bool GmSpanValid(const void* addr, uint64_t bytes)
 {
     const BlockContext* block = tCurrent;
     if (block == nullptr || block->env == nullptr) {
@@ -73,15 +73,22 @@ void CheckGm(const void* addr, uint64_t bytes, const char* what)
     // The last region whose base is <= start is the only one that can contain it.
     const EmuGmRegion* it =
         std::upper_bound(begin, end, start, [](uintptr_t a, const EmuGmRegion& r) { return a < r.base; });
-    if (it != begin) {
-        const EmuGmRegion& region = *(it - 1);
-        if (start - region.base <= region.len && bytes <= region.len - (start - region.base)) {
-            return;
-        }
+    if (it == begin) {
+        return false;
+    }
+    const EmuGmRegion& region = *(it - 1);
+    return start - region.base <= region.len && bytes <= region.len - (start - region.base);
+}
+
+void CheckGm(const void* addr, uint64_t bytes, const char* what)
+{
+    if (GmSpanValid(addr, bytes)) {
+        return;
     }
     char buf[160];
     std::snprintf(buf, sizeof(buf), "GM bounds: %s of %llu bytes at %#llx is outside every device allocation", what,
-                  static_cast<unsigned long long>(bytes), static_cast<unsigned long long>(start));
+                  static_cast<unsigned long long>(bytes),
+                  static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(addr)));
     Fail(buf);
 }
 
