@@ -237,6 +237,76 @@ fn a_mixed_batch_gives_each_request_its_tokens_alone_even_finishing_at_different
     }
 }
 
+/// Counts the token rows that reach the LoRA path (layer 0, q_proj: once per forward).
+struct CountingLora<'a> {
+    inner: &'a dyn LoraDelta,
+    rows: std::cell::Cell<usize>,
+}
+
+impl LoraDelta for CountingLora<'_> {
+    fn num_adapters(&self) -> usize {
+        self.inner.num_adapters()
+    }
+
+    fn add_delta(
+        &self,
+        layer: usize,
+        target: ascend_cold::model::LoraTarget,
+        x: &[f32],
+        adapters: &[i64],
+        y: &mut [f32],
+    ) -> ascend_cold::Result<()> {
+        if layer == 0 && target == ascend_cold::model::LoraTarget::Q {
+            self.rows.set(self.rows.get() + adapters.len());
+        }
+        self.inner.add_delta(layer, target, x, adapters, y)
+    }
+}
+
+#[test]
+fn requests_on_one_prompt_share_its_prefill_and_keep_their_tokens() {
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    let s = fixture("tiny-mha-untied");
+    let lora = DeviceLora::<bf16>::new(&s.stacked, &stream).unwrap();
+    // What an evaluation submits: base greedy, adapter greedy and two CoLD settings on one prompt, and
+    // a second adapter whose prefill cannot be shared with the first's.
+    let requests = [
+        request(&s.prompt, -1, Strategy::Greedy, 6),
+        request(&s.prompt, 0, Strategy::Greedy, 6),
+        request(&s.prompt, 0, Strategy::COLD_DEFAULT, 6),
+        request(
+            &s.prompt,
+            0,
+            Strategy::Cold {
+                alpha: 0.3,
+                beta: 1.0,
+            },
+            6,
+        ),
+        request(&s.prompt, 1, Strategy::Greedy, 6),
+    ];
+    let alone: Vec<Vec<u32>> = requests
+        .iter()
+        .map(|r| decode_alone(&s, &lora, &stream, r.clone()))
+        .collect();
+    let counting = CountingLora {
+        inner: &lora,
+        rows: std::cell::Cell::new(0),
+    };
+    let mut d = Decoder::new(&s.model, Some(&counting), stream.clone());
+    let ids: Vec<_> = requests
+        .iter()
+        .map(|r| d.submit(r.clone()).unwrap())
+        .collect();
+    d.step().unwrap();
+    // Seven rows (two per CoLD request), three distinct (prompt, adapter) pairs: -1, 0 and 1.
+    assert_eq!(counting.rows.get(), 3 * s.prompt.len());
+    d.run().unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(d.output(*id).unwrap().tokens, alone[i], "request {i}");
+    }
+}
+
 #[test]
 fn greedy_decoding_reproduces_transformers_and_peft_tokens() {
     // f32 LoRA on the host: the fixture's f32 greedy ids exactly (model_fixtures.rs derives why).

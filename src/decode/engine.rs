@@ -273,24 +273,7 @@ impl<'m> Decoder<'m> {
         if self.active.is_empty() {
             return Ok(vec![]);
         }
-        let logits = {
-            let mut rows = Vec::with_capacity(2 * self.active.len());
-            for a in &mut self.active {
-                rows.push(Row {
-                    tokens: &a.feed,
-                    cache: &mut a.expert,
-                    adapter: a.request.adapter,
-                });
-                if let Some(amateur) = a.amateur.as_mut() {
-                    rows.push(Row {
-                        tokens: &a.feed,
-                        cache: amateur,
-                        adapter: -1,
-                    });
-                }
-            }
-            self.model.forward(&mut rows, self.lora)?
-        };
+        let logits = self.forward_shared()?;
         let tokens = self.choose(&logits)?;
         let now = Instant::now();
         let mut events = Vec::with_capacity(tokens.len());
@@ -332,6 +315,114 @@ impl<'m> Decoder<'m> {
         self.active = active;
         self.done.extend(done.into_iter().map(|a| (a.id, a.output)));
         Ok(events)
+    }
+
+    /// The step's batched forward, in row order (per request its expert, then its amateur under CoLD).
+    ///
+    /// Prefills are shared: a row whose cache is empty and whose (prompt, adapter) equals an earlier
+    /// row's in this step is not computed; it gets a copy of that row's cache and logits. The forward
+    /// is row-independent (each row's result does not depend on the rest of the batch, bit for bit:
+    /// tests/decode.rs), so this changes no token. It is what makes an evaluation that runs several
+    /// strategies on the same prompts pay each prompt's prefill once per adapter: CoLD's amateur row
+    /// shares the base-model greedy request's prefill, its expert the adapter's.
+    fn forward_shared(&mut self) -> Result<crate::model::Logits> {
+        // (request, amateur?) for every row, and the row each one copies (itself when computed).
+        let mut slots: Vec<(usize, bool)> = Vec::with_capacity(2 * self.active.len());
+        for (i, a) in self.active.iter().enumerate() {
+            slots.push((i, false));
+            if a.amateur.is_some() {
+                slots.push((i, true));
+            }
+        }
+        let adapter_of = |a: &Active, amateur: bool| if amateur { -1 } else { a.request.adapter };
+        let cache_of = |a: &Active, amateur: bool| -> usize {
+            if amateur {
+                a.amateur.as_ref().map_or(0, KvCache::len)
+            } else {
+                a.expert.len()
+            }
+        };
+        let mut source: Vec<usize> = (0..slots.len()).collect();
+        for k in 0..slots.len() {
+            let (i, am) = slots[k];
+            let a = &self.active[i];
+            if cache_of(a, am) != 0 {
+                continue;
+            }
+            source[k] = (0..k)
+                .find(|&j| {
+                    let (ij, amj) = slots[j];
+                    let b = &self.active[ij];
+                    source[j] == j
+                        && cache_of(b, amj) == 0
+                        && adapter_of(b, amj) == adapter_of(a, am)
+                        && b.feed == a.feed
+                })
+                .unwrap_or(k);
+        }
+        let computed: Vec<usize> = (0..slots.len()).filter(|&k| source[k] == k).collect();
+        let unique = {
+            let mut rows = Vec::with_capacity(computed.len());
+            let mut k = 0;
+            for a in &mut self.active {
+                let adapter = a.request.adapter;
+                if source[k] == k {
+                    rows.push(Row {
+                        tokens: &a.feed,
+                        cache: &mut a.expert,
+                        adapter,
+                    });
+                }
+                k += 1;
+                if let Some(amateur) = a.amateur.as_mut() {
+                    if source[k] == k {
+                        rows.push(Row {
+                            tokens: &a.feed,
+                            cache: amateur,
+                            adapter: -1,
+                        });
+                    }
+                    k += 1;
+                }
+            }
+            self.model.forward(&mut rows, self.lora)?
+        };
+        if computed.len() == slots.len() {
+            return Ok(unique);
+        }
+        let vocab = unique.vocab;
+        let position: Vec<usize> = {
+            let mut at = vec![0; slots.len()];
+            for (p, &k) in computed.iter().enumerate() {
+                at[k] = p;
+            }
+            at
+        };
+        let mut data = Vec::with_capacity(slots.len() * vocab);
+        for k in 0..slots.len() {
+            data.extend_from_slice(unique.row(position[source[k]]));
+            if source[k] != k {
+                let (i, am) = slots[source[k]];
+                let a = &self.active[i];
+                let cache = if am {
+                    a.amateur.clone()
+                } else {
+                    Some(a.expert.clone())
+                };
+                let (ti, tam) = slots[k];
+                let t = &mut self.active[ti];
+                match (tam, cache) {
+                    (true, cache) => t.amateur = cache,
+                    (false, Some(cache)) => t.expert = cache,
+                    (false, None) => unreachable!("an expert row always has a cache"),
+                }
+            }
+        }
+        Ok(crate::model::Logits {
+            rows: slots.len(),
+            vocab,
+            data,
+        })
     }
 
     /// The next token of every active request from this step's logits.
