@@ -4,7 +4,8 @@
 
 use crate::decode::{LoraDtype, Session, WeightsArg};
 use crate::inspect::parse_named_dir;
-use ascend_cold::decode::{Request, SamplingParams, StopRules, Strategy};
+use crate::stats;
+use ascend_cold::decode::{Output, Request, RequestId, SamplingParams, StopRules, Strategy};
 use ascend_cold::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,7 +37,7 @@ pub struct EvalArgs {
     /// CoLD's beta values (a sweep when several).
     #[arg(long, value_delimiter = ',', default_value = "0.5")]
     pub beta: Vec<f32>,
-    /// Requests per batch.
+    /// Problems in flight at once, each with every decoding (CoLD counts two rows).
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
     /// Most new tokens per problem.
@@ -122,8 +123,8 @@ pub fn run(args: &EvalArgs) -> Result<u8> {
     let mut configs: Vec<(String, i64, Strategy)> = vec![];
     for mode in &args.modes {
         match mode.as_str() {
-            "base" => configs.push(("greedy (base)".into(), -1, Strategy::Greedy)),
-            "adapter" => configs.push(("greedy (adapter)".into(), 0, Strategy::Greedy)),
+            "base" => configs.push((BASE.into(), -1, Strategy::Greedy)),
+            "adapter" => configs.push((ADAPTER.into(), 0, Strategy::Greedy)),
             "cold" => {
                 for &alpha in &args.alpha {
                     for &beta in &args.beta {
@@ -152,77 +153,197 @@ pub fn run(args: &EvalArgs) -> Result<u8> {
     let total = (configs.len() * problems.len()) as u64;
     let bar = indicatif::ProgressBar::new(total).with_style(
         indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} problems  {elapsed_precise} (eta {eta})  {msg}",
+            "{bar:40} {pos}/{len} decodings  {elapsed_precise} (eta {eta})",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    println!(
-        "{:<28} {:>9} {:>9} {:>9} {:>12} {:>10}",
-        "decoding", "strict", "flexible", "mean len", "s/problem", "tokens/s"
-    );
-    for (label, adapter, strategy) in &configs {
-        bar.set_message(label.clone());
-        let (mut strict, mut flexible, mut tokens) = (0usize, 0usize, 0usize);
-        let started = Instant::now();
-        for (chunk, chunk_prompts) in problems
-            .chunks(args.batch.max(1))
-            .zip(prompts.chunks(args.batch.max(1)))
-        {
-            let mut decoder = session.decoder();
-            let ids = chunk_prompts
-                .iter()
-                .map(|prompt| {
-                    decoder.submit(Request {
-                        prompt: prompt.clone(),
+    let stop = StopRules {
+        eos_tokens: session.files.config.eos_token_ids.clone(),
+        ignore_eos: false,
+        stop_strings: vec![],
+        max_new_tokens: args.max_new_tokens,
+    };
+    // results[config][problem]
+    let mut results: Vec<Vec<Option<Graded>>> = vec![vec![None; problems.len()]; configs.len()];
+    let started = Instant::now();
+    let mut generated = 0usize;
+    {
+        // Continuous batching: up to `--batch` problems in flight, each with every configuration, so
+        // the requests of one problem join at the same step and share its prefill (one per adapter).
+        let mut decoder = session.decoder();
+        let mut in_flight: Vec<(RequestId, usize, usize)> = vec![];
+        let mut next_problem = 0;
+        loop {
+            while next_problem < problems.len()
+                && in_flight.len() + configs.len() <= args.batch.max(1) * configs.len()
+            {
+                for (c, (_, adapter, strategy)) in configs.iter().enumerate() {
+                    let id = decoder.submit(Request {
+                        prompt: prompts[next_problem].clone(),
                         adapter: *adapter,
                         strategy: *strategy,
                         sampling: SamplingParams::default(),
-                        stop: StopRules {
-                            eos_tokens: session.files.config.eos_token_ids.clone(),
-                            ignore_eos: false,
-                            stop_strings: vec![],
-                            max_new_tokens: args.max_new_tokens,
-                        },
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            decoder.run()?;
-            for (p, id) in chunk.iter().zip(ids) {
-                let o = decoder.output(id).expect("submitted");
-                let want: Option<f64> = p.answer.trim().parse().ok();
-                let (s, f) = parse_answer(&o.text);
-                let ok_s = s.is_some() && s == want;
-                let ok_f = f.is_some() && f == want;
-                strict += usize::from(ok_s);
-                flexible += usize::from(ok_f);
-                tokens += o.tokens.len();
-                if let Some(file) = out.as_mut() {
-                    use std::io::Write;
-                    let line = serde_json::json!({"id": p.id, "config": label, "correct_strict": ok_s, "correct_flexible": ok_f, "tokens": o.tokens.len(), "text": o.text});
-                    writeln!(file, "{line}").map_err(|source| Error::Io {
-                        path: args.out.clone().unwrap_or_default(),
-                        source,
+                        stop: stop.clone(),
                     })?;
+                    in_flight.push((id, c, next_problem));
                 }
-                bar.inc(1);
+                next_problem += 1;
             }
+            if in_flight.is_empty() {
+                break;
+            }
+            let finished: Vec<RequestId> = decoder
+                .step()?
+                .into_iter()
+                .filter(|t| t.finish.is_some())
+                .map(|t| t.id)
+                .collect();
+            in_flight.retain(|&(id, c, p)| {
+                if !finished.contains(&id) {
+                    return true;
+                }
+                let o = decoder
+                    .output(id)
+                    .expect("a finished request keeps its output");
+                results[c][p] = Some(Graded::new(&problems[p].answer, o));
+                generated += o.tokens.len();
+                bar.inc(1);
+                false
+            });
         }
-        let n = problems.len() as f64;
-        let secs = started.elapsed().as_secs_f64();
-        bar.suspend(|| {
-            println!(
-                "{label:<28} {:>8.1}% {:>8.1}% {:>9.1} {:>12.2} {:>10.1}",
-                100.0 * strict as f64 / n,
-                100.0 * flexible as f64 / n,
-                tokens as f64 / n,
-                secs / n,
-                tokens as f64 / secs
-            )
-        });
     }
     bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+    let results: Vec<Vec<Graded>> = results
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|g| g.expect("every request finished"))
+                .collect()
+        })
+        .collect();
+    if let Some(file) = out.as_mut() {
+        use std::io::Write;
+        for ((label, _, _), per_problem) in configs.iter().zip(&results) {
+            for (p, g) in problems.iter().zip(per_problem) {
+                let line = serde_json::json!({
+                    "id": p.id, "config": label, "answer": p.answer,
+                    "correct_strict": g.strict, "correct_flexible": g.flexible,
+                    "tokens": g.tokens, "finish": g.finish, "latency_s": g.latency_s, "text": g.text,
+                });
+                writeln!(file, "{line}").map_err(|source| Error::Io {
+                    path: args.out.clone().unwrap_or_default(),
+                    source,
+                })?;
+            }
+        }
+    }
+    print_table(&configs, &results);
+    println!(
+        "{} problems x {} decodings in {wall:.1} s ({:.2} s/problem for all of them, {:.1} generated \
+         tokens/s overall, up to {} problems in flight)",
+        problems.len(),
+        configs.len(),
+        wall / problems.len() as f64,
+        generated as f64 / wall,
+        args.batch.max(1)
+    );
     Ok(0)
 }
+
+/// One decoding of one problem, graded.
+#[derive(Clone)]
+struct Graded {
+    strict: bool,
+    flexible: bool,
+    tokens: usize,
+    finish: String,
+    latency_s: f64,
+    text: String,
+}
+
+impl Graded {
+    fn new(answer: &str, o: &Output) -> Self {
+        let want: Option<f64> = answer.trim().parse().ok();
+        let (s, f) = parse_answer(&o.text);
+        Graded {
+            strict: s.is_some() && s == want,
+            flexible: f.is_some() && f == want,
+            tokens: o.tokens.len(),
+            finish: o.finish.map_or("none", |f| f.as_str()).to_string(),
+            latency_s: (o.timings.prefill + o.timings.decode).as_secs_f64(),
+            text: o.text.clone(),
+        }
+    }
+}
+
+/// The accuracy table (with 95% Wilson intervals) and the paired tests: the adapter against the base
+/// model, and every CoLD setting against the adapter's greedy decoding.
+fn print_table(configs: &[(String, i64, Strategy)], results: &[Vec<Graded>]) {
+    println!(
+        "{:<24} {:>22} {:>22} {:>9} {:>10} {:>9}",
+        "decoding", "strict % (95% CI)", "flexible % (95% CI)", "mean len", "latency s", "tokens/s"
+    );
+    let pct = |k: usize, n: usize| {
+        let (lo, hi) = stats::wilson95(k, n);
+        format!(
+            "{:.1} ({:.1}-{:.1})",
+            100.0 * k as f64 / n as f64,
+            100.0 * lo,
+            100.0 * hi
+        )
+    };
+    for ((label, _, _), r) in configs.iter().zip(results) {
+        let n = r.len();
+        let strict = r.iter().filter(|g| g.strict).count();
+        let flexible = r.iter().filter(|g| g.flexible).count();
+        let tokens: usize = r.iter().map(|g| g.tokens).sum();
+        let latency: f64 = r.iter().map(|g| g.latency_s).sum();
+        println!(
+            "{label:<24} {:>22} {:>22} {:>9.1} {:>10.2} {:>9.1}",
+            pct(strict, n),
+            pct(flexible, n),
+            tokens as f64 / n as f64,
+            latency / n as f64,
+            tokens as f64 / latency.max(f64::MIN_POSITIVE)
+        );
+    }
+    let find = |name: &str| configs.iter().position(|(l, _, _)| l == name);
+    let mut pairs = vec![];
+    if let (Some(a), Some(b)) = (find(ADAPTER), find(BASE)) {
+        pairs.push((a, b));
+    }
+    if let Some(a) = find(ADAPTER) {
+        pairs.extend(
+            (0..configs.len())
+                .filter(|&c| configs[c].0.starts_with("CoLD"))
+                .map(|c| (c, a)),
+        );
+    }
+    if pairs.is_empty() {
+        return;
+    }
+    println!("paired on the same problems (strict; exact McNemar test, two-sided):");
+    for (x, y) in pairs {
+        let only_x = (0..results[x].len())
+            .filter(|&p| results[x][p].strict && !results[y][p].strict)
+            .count();
+        let only_y = (0..results[x].len())
+            .filter(|&p| !results[x][p].strict && results[y][p].strict)
+            .count();
+        let n = results[x].len() as f64;
+        println!(
+            "  {} vs {}: {:+.1} points ({only_x} right only with the first, {only_y} only with the second), p = {:.3}",
+            configs[x].0,
+            configs[y].0,
+            100.0 * (only_x as f64 - only_y as f64) / n,
+            stats::mcnemar_exact(only_x, only_y)
+        );
+    }
+}
+
+const BASE: &str = "greedy (base)";
+const ADAPTER: &str = "greedy (adapter)";
 
 #[cfg(test)]
 mod tests {

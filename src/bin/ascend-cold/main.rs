@@ -9,6 +9,7 @@ mod devices;
 mod eval;
 mod inspect;
 mod run;
+mod stats;
 mod tune;
 
 /// Contrastive LoRA Decoding on Ascend NPUs (or the AscendCL emulator).
