@@ -50,7 +50,7 @@ def two_names(rng, pool):
 # Templates. Each takes (rng, names) and returns (question, [reasoning lines], answer:int).
 # ---------------------------------------------------------------------------
 
-# ---- train templates (14) ----
+# ---- train templates (24) ----
 
 def t_gift_add(rng, names):
     a_name, b_name = two_names(rng, names)
@@ -208,7 +208,118 @@ def t_save_spend(rng, names):
     ], left
 
 
-# ---- dev templates (4) ----
+# Added so that every dev/test skeleton (the order of operations) has at least two train
+# wordings: the splits share procedures, never wordings (see study/README.md).
+
+def t_morning_afternoon_add(rng, names):
+    a_name, _ = two_names(rng, names)
+    item = rng.choice(["cookies", "paper cranes", "bracelets", "cupcakes"])
+    a, b = rng.randint(3, 40), rng.randint(2, 30)
+    s = a + b
+    q = f"{a_name} made {a} {item} in the morning and {b} {item} in the afternoon. How many {item} did {a_name} make?"
+    return q, [f"{a_name} made {a} + {b} = {s} {item}."], s
+
+
+def t_shop_sold_sub(rng, names):
+    item = rng.choice(["balloons", "kites", "umbrellas", "hats"])
+    a = rng.randint(10, 60)
+    b = rng.randint(2, a - 1)
+    d = a - b
+    q = f"A shop had {a} {item} and sold {b} of them. How many {item} does the shop have now?"
+    return q, [f"The shop sold {b} of {a} {item}, so {a} - {b} = {d} {item} are left."], d
+
+
+def t_teams_div(rng, names):
+    k, each = rng.randint(2, 9), rng.randint(2, 12)
+    total = k * each
+    who, where = rng.choice([("children", "a class"), ("players", "a club"), ("students", "a school trip")])
+    q = f"There are {total} {who} in {where}. The coach makes teams of {each} {who}. How many teams are there?"
+    return q, [f"{total} {who} in teams of {each} is {total} / {each} = {k} teams."], k
+
+
+def t_half_give(rng, names):
+    a_name, b_name = two_names(rng, names)
+    h = rng.randint(2, 30)
+    a = 2 * h
+    q = f"{a_name} has {a} pencils and gives half of them to {b_name}. How many pencils does {b_name} get?"
+    return q, [f"Half of {a} pencils is {a} / 2 = {h} pencils."], h
+
+
+def t_earn_half(rng, names):
+    a_name, _ = two_names(rng, names)
+    per, d = rng.randint(2, 12), rng.randint(2, 6)
+    if (per * d) % 2:
+        per += 1
+    e, half = per * d, per * d // 2
+    q = f"{a_name} earns ${per} each day for {d} days and saves half of the money. How much money does {a_name} save?"
+    return q, [
+        f"{a_name} earns {d} * {per} = ${e}.",
+        f"Half of it is {e} / 2 = ${half}.",
+    ], half
+
+
+def t_half_as_far_total(rng, names):
+    a_name, _ = two_names(rng, names)
+    h = rng.randint(2, 20)
+    a = 2 * h
+    t = a + h
+    q = f"{a_name} ran {a} km on Monday and half as far on Tuesday. How many km did {a_name} run on the two days?"
+    return q, [
+        f"On Tuesday {a_name} ran {a} / 2 = {h} km.",
+        f"On the two days {a_name} ran {a} + {h} = {t} km.",
+    ], t
+
+
+def t_bags_div_mul(rng, names):
+    a_name, _ = two_names(rng, names)
+    n, per = rng.randint(2, 8), rng.randint(2, 12)
+    total = n * per
+    k = rng.randint(1, n)
+    got = k * per
+    q = f"{total} cookies are packed equally into {n} bags. {a_name} buys {k} of the bags. How many cookies does {a_name} buy?"
+    return q, [
+        f"Each bag has {total} / {n} = {per} cookies.",
+        f"{k} bags have {k} * {per} = {got} cookies.",
+    ], got
+
+
+def t_two_prices(rng, names):
+    a_name, _ = two_names(rng, names)
+    a, p, b, r = rng.randint(1, 9), rng.randint(2, 5), rng.randint(1, 9), rng.randint(2, 5)
+    x, y = a * p, b * r
+    t = x + y
+    q = f"{a_name} buys {a} pens that cost ${p} each and {b} notebooks that cost ${r} each. How much does {a_name} pay in total?"
+    return q, [
+        f"The pens cost {a} * {p} = ${x}.",
+        f"The notebooks cost {b} * {r} = ${y}.",
+        f"In total {a_name} pays {x} + {y} = ${t}.",
+    ], t
+
+
+def t_shelf_take_return(rng, names):
+    a_name, _ = two_names(rng, names)
+    a = rng.randint(10, 40)
+    b = rng.randint(1, a - 1)
+    c = rng.randint(1, 15)
+    m, r = a - b, a - b + c
+    q = f"A shelf has {a} books. {a_name} takes {b} books away and later puts {c} books on the shelf. How many books are on the shelf now?"
+    return q, [
+        f"After taking {b}, there are {a} - {b} = {m} books.",
+        f"After putting {c} back, there are {m} + {c} = {r} books.",
+    ], r
+
+
+def t_orchard_plant(rng, names):
+    a, b, c = rng.randint(10, 60), rng.randint(2, 6), rng.randint(2, 10)
+    p, t = b * c, a + b * c
+    q = f"An orchard has {a} trees. The farmer plants {b} new rows with {c} trees in each row. How many trees does the orchard have now?"
+    return q, [
+        f"The new rows have {b} * {c} = {p} trees.",
+        f"The orchard now has {a} + {p} = {t} trees.",
+    ], t
+
+
+# ---- dev templates (6) ----
 
 def d_bus_stop(rng, names):
     a, b = rng.randint(10, 40), rng.randint(1, 9)
@@ -260,7 +371,22 @@ def d_ribbon(rng, names):
     ], used
 
 
-# ---- test templates (4) ----
+def d_stickers_add(rng, names):
+    a_name, b_name = two_names(rng, names)
+    a, b = rng.randint(3, 40), rng.randint(2, 30)
+    s = a + b
+    q = f"{a_name} collected {a} leaves and {b_name} collected {b} leaves. How many leaves did they collect in all?"
+    return q, [f"They collected {a} + {b} = {s} leaves."], s
+
+
+def d_chairs_mul(rng, names):
+    rows, per = rng.randint(2, 9), rng.randint(2, 12)
+    t = rows * per
+    q = f"A hall has {rows} rows of chairs with {per} chairs in each row. How many chairs are in the hall?"
+    return q, [f"{rows} rows of {per} chairs is {rows} * {per} = {t} chairs."], t
+
+
+# ---- test templates (6) ----
 
 def e_library(rng, names):
     a, b, c = rng.randint(10, 80), rng.randint(2, 6), rng.randint(2, 10)
@@ -285,19 +411,17 @@ def e_pick_half(rng, names):
     ], half
 
 
-def e_three_games(rng, names):
-    a, b = rng.randint(5, 30), rng.randint(1, 10)
-    g2 = a + b
-    c = rng.randint(1, g2 - 1)
-    g3 = g2 - c
-    t = a + g2 + g3
-    q = (f"A team scored {a} points in the first game. In the second game it scored {b} more points than in the first, "
-         f"and in the third game {c} fewer points than in the second. How many points did the team score in the three games?")
+def e_money_left(rng, names):
+    a_name, _ = two_names(rng, names)
+    price, n = rng.randint(2, 9), rng.randint(2, 6)
+    cost = price * n
+    have = rng.randint(cost + 1, cost + 40)
+    left = have - cost
+    q = f"{a_name} has ${have} and buys {n} comics for ${price} each. How much money does {a_name} have left?"
     return q, [
-        f"The second game had {a} + {b} = {g2} points.",
-        f"The third game had {g2} - {c} = {g3} points.",
-        f"In total the team scored {a} + {g2} + {g3} = {t} points.",
-    ], t
+        f"The comics cost {n} * {price} = ${cost}.",
+        f"{a_name} has {have} - {cost} = ${left} left.",
+    ], left
 
 
 def e_farm_legs(rng, names):
@@ -313,14 +437,51 @@ def e_farm_legs(rng, names):
     ], t
 
 
+def e_pool_sub(rng, names):
+    a = rng.randint(10, 60)
+    b = rng.randint(2, a - 1)
+    d = a - b
+    q = f"There were {a} ducks on a pond. {b} ducks flew away. How many ducks are still on the pond?"
+    return q, [f"{b} of {a} ducks flew away, so {a} - {b} = {d} ducks are left."], d
+
+
+def e_boats_div(rng, names):
+    k, each = rng.randint(2, 9), rng.randint(2, 10)
+    total = k * each
+    q = f"{total} campers go on a lake. Each boat carries {each} campers. How many boats do they need?"
+    return q, [f"{total} campers with {each} in each boat is {total} / {each} = {k} boats."], k
+
+
 TEMPLATES = {
     "train": [
         t_gift_add, t_give_away_sub, t_boxes_mul, t_share_div, t_win_lose, t_packs_plus, t_change,
         t_pages_days, t_bags_two_colours, t_eat_then_split, t_more_than_together, t_times_difference,
-        t_rows_die, t_save_spend,
+        t_rows_die, t_save_spend, t_morning_afternoon_add, t_shop_sold_sub, t_teams_div, t_half_give,
+        t_earn_half, t_half_as_far_total, t_bags_div_mul, t_two_prices, t_shelf_take_return,
+        t_orchard_plant,
     ],
-    "dev": [d_bus_stop, d_bake_sell, d_half_together, d_ribbon],
-    "test": [e_library, e_pick_half, e_three_games, e_farm_legs],
+    "dev": [d_bus_stop, d_bake_sell, d_half_together, d_ribbon, d_stickers_add, d_chairs_mul],
+    "test": [e_library, e_pick_half, e_farm_legs, e_pool_sub, e_boats_div, e_money_left],
+}
+
+
+# The order of operations each template asks for. Splits share skeletons, never wordings:
+# every dev and test skeleton has a train template, most have two (checked in main).
+SKELETON = {
+    "t_gift_add": "a+b", "t_morning_afternoon_add": "a+b", "d_stickers_add": "a+b",
+    "t_give_away_sub": "a-b", "t_shop_sold_sub": "a-b", "e_pool_sub": "a-b",
+    "t_boxes_mul": "a*b", "t_pages_days": "a*b", "d_chairs_mul": "a*b",
+    "t_share_div": "a/b", "t_teams_div": "a/b", "e_boats_div": "a/b",
+    "t_rows_die": "a*b-c", "t_save_spend": "a*b-c", "d_bake_sell": "a*b-c",
+    "t_change": "c-a*b", "t_more_than_together": "a+(a+b)", "t_times_difference": "a*b-a",
+    "t_bags_two_colours": "(a+b)*c", "t_eat_then_split": "(a-b)/c",
+    "t_packs_plus": "c+a*b", "t_orchard_plant": "c+a*b", "e_library": "c+a*b",
+    "t_win_lose": "a+b-c", "t_shelf_take_return": "a-b+c", "d_bus_stop": "a-b+c",
+    "t_half_give": "a/2", "t_earn_half": "a*b/2", "e_pick_half": "a*b/2",
+    "t_half_as_far_total": "a+a/2", "d_half_together": "a+a/2",
+    "t_bags_div_mul": "a/b*c", "d_ribbon": "a/b*c",
+    "t_two_prices": "a*b+c*d", "e_farm_legs": "a*b+c*d",
+    "e_money_left": "c-a*b",
 }
 
 
@@ -354,6 +515,7 @@ def make_split(split, n, seed):
             "id": f"{split}-{len(out):05d}",
             "split": split,
             "template": template_id(fn),
+            "skeleton": SKELETON[template_id(fn)],
             "prompt": prompt,
             "answer": str(ans),
             "completion": completion,
@@ -382,6 +544,11 @@ def main():
     assert not (tmpl["train"] & tmpl["dev"]) and not (tmpl["train"] & tmpl["test"]) and not (tmpl["dev"] & tmpl["test"])
     assert not (set(NAMES["train"]) & set(NAMES["dev"])) and not (set(NAMES["train"]) & set(NAMES["test"]))
     assert not (set(NAMES["dev"]) & set(NAMES["test"]))
+    train_skeletons = [SKELETON[template_id(fn)] for fn in TEMPLATES["train"]]
+    for split in ("dev", "test"):
+        for fn in TEMPLATES[split]:
+            sk = SKELETON[template_id(fn)]
+            assert sk in train_skeletons, f"{fn.__name__}: no train template has skeleton {sk}"
     prompts = {s: {e["prompt"] for e in ex} for s, ex in splits.items()}
     assert not (prompts["train"] & prompts["dev"]) and not (prompts["train"] & prompts["test"])
 

@@ -118,6 +118,9 @@ def main():
     ap.add_argument("--max-len", type=int, default=256)
     ap.add_argument("--seed", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="stop (and save) after this many steps; the learning-rate schedule still spans "
+                         "the full run, so this replays a run that --max-minutes stopped")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop early (and still save) after this much training time")
     ap.add_argument("--save-dtype", choices=["f16", "bf16", "f32"], default="f16")
@@ -183,7 +186,7 @@ def main():
     t_train = time.time()
     seen = 0
     run_loss, run_n = 0.0, 0
-    stopped_early = False
+    stopped_early = None
     for step, b in enumerate(schedule, start=1):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
@@ -205,8 +208,11 @@ def main():
             curve.flush()
             run_loss, run_n = 0.0, 0
         if args.max_minutes is not None and time.time() - t_train > args.max_minutes * 60:
-            print(f"time budget reached after step {step}")
-            stopped_early = True
+            print(f"time budget reached after step {step} (replay with --max-steps {step})")
+            stopped_early = "--max-minutes"
+            break
+        if args.max_steps is not None and step >= args.max_steps and step < total_steps:
+            stopped_early = "--max-steps"
             break
     curve.close()
     train_seconds = time.time() - t_train
@@ -247,7 +253,7 @@ Command (from the repository root):
 |---|---|
 | seed | {args.seed} |
 | training examples | first {len(examples)} of train.jsonl; {seen} example passes done |
-| epochs / steps | {args.epochs} / {step}{' (stopped by --max-minutes)' if stopped_early else ''} of {total_steps}, batch {args.batch_size} |
+| epochs / steps | {args.epochs} / {step}{f' (stopped by {stopped_early})' if stopped_early else ''} of {total_steps}, batch {args.batch_size} |
 | optimiser | AdamW lr {args.lr}, warmup {args.warmup} steps then linear decay, grad clip 1.0 |
 | LoRA | r={args.r}, lora_alpha={args.alpha:g} (scale {args.alpha / args.r:g}), dropout {args.dropout}, targets {args.targets} |
 | loss | cross-entropy on completion tokens + closing `<|im_end|>` only |
