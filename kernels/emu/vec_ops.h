@@ -197,14 +197,39 @@ void ReduceMax(const LocalTensor<T>& dst, const LocalTensor<T>& src, const Local
     if (count <= 0) {
         return;  // documented as a no-op
     }
-    float best = s[0];
-    uint32_t at = 0;
-    for (int32_t i = 1; i < count && !std::isnan(best); ++i) {
-        if (std::isnan(s[i]) || s[i] > best) {
-            best = s[i];
-            at = static_cast<uint32_t>(i);
+    // Two passes: the maximum (and whether any element is NaN) in eight lanes, then the first position
+    // holding it. Same result as one left-to-right scan keeping the first maximum; NaN propagates (any
+    // NaN makes the result the first NaN).
+    float lane[8];
+    uint32_t nanLane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int32_t k = 0; k < 8; ++k) {
+        lane[k] = s[0];
+    }
+    const int32_t full = count / 8 * 8;
+    for (int32_t b = 0; b < full; b += 8) {
+        for (int32_t k = 0; k < 8; ++k) {
+            const float v = s[b + k];
+            nanLane[k] |= static_cast<uint32_t>(v != v);
+            lane[k] = v > lane[k] ? v : lane[k];
         }
     }
+    bool nan = false;
+    for (int32_t k = 0; k < 8; ++k) {
+        nan |= nanLane[k] != 0;
+    }
+    for (int32_t i = full; i < count; ++i) {
+        nan |= s[i] != s[i];
+        lane[0] = s[i] > lane[0] ? s[i] : lane[0];
+    }
+    float top = lane[0];
+    for (int32_t k = 1; k < 8; ++k) {
+        top = lane[k] > top ? lane[k] : top;
+    }
+    uint32_t at = 0;
+    while (nan ? !std::isnan(s[at]) : s[at] != top) {
+        ++at;
+    }
+    const float best = s[at];
     d[0] = best;
     if (calIndex) {
         std::memcpy(&d[1], &at, 4);
@@ -274,22 +299,24 @@ void CompareScalar(const LocalTensor<U>& dst, const LocalTensor<T>& src0, const 
     static_assert(sizeof(U) == 1, "the emulator's compare mask is a uint8_t tensor");
     const T* s = emu::Elems(src0, count, "CompareScalar src0");
     U* d = emu::Elems(dst, (count + 7) / 8, "CompareScalar dst");
-    std::memset(d, 0, (count + 7) / 8);
     const float b = emu::ToF(src1Scalar);
-    for (uint32_t i = 0; i < count; ++i) {
-        const float a = emu::ToF(s[i]);
-        bool r = false;
-        switch (cmpMode) {
-            case CMPMODE::LT: r = a < b; break;
-            case CMPMODE::GT: r = a > b; break;
-            case CMPMODE::EQ: r = a == b; break;
-            case CMPMODE::LE: r = a <= b; break;
-            case CMPMODE::GE: r = a >= b; break;
-            case CMPMODE::NE: r = a != b; break;
+    // One mask byte per 8 elements, the comparison chosen once per call rather than per element.
+    auto pack = [&](auto cmp) {
+        for (uint32_t i = 0; i < count; i += 8) {
+            uint32_t byte = 0;
+            for (uint32_t k = 0; k < 8 && i + k < count; ++k) {
+                byte |= static_cast<uint32_t>(cmp(emu::ToF(s[i + k]))) << k;
+            }
+            d[i / 8] = static_cast<U>(byte);
         }
-        if (r) {
-            d[i / 8] = static_cast<U>(d[i / 8] | (1u << (i % 8)));
-        }
+    };
+    switch (cmpMode) {
+        case CMPMODE::LT: pack([b](float a) { return a < b; }); break;
+        case CMPMODE::GT: pack([b](float a) { return a > b; }); break;
+        case CMPMODE::EQ: pack([b](float a) { return a == b; }); break;
+        case CMPMODE::LE: pack([b](float a) { return a <= b; }); break;
+        case CMPMODE::GE: pack([b](float a) { return a >= b; }); break;
+        case CMPMODE::NE: pack([b](float a) { return a != b; }); break;
     }
     emu::CountVector(count, sizeof(T));
 }
@@ -305,8 +332,11 @@ void Select(const LocalTensor<T>& dst, const LocalTensor<U>& selMask, const Loca
     T* d = emu::Elems(dst, count, "Select dst");
     const U* m = emu::Elems(selMask, (count + 7) / 8, "Select selMask");
     const T* s = emu::Elems(src0, count, "Select src0");
-    for (uint32_t i = 0; i < count; ++i) {
-        d[i] = ((m[i / 8] >> (i % 8)) & 1u) ? s[i] : src1;
+    for (uint32_t i = 0; i < count; i += 8) {
+        const uint32_t byte = m[i / 8];
+        for (uint32_t k = 0; k < 8 && i + k < count; ++k) {
+            d[i + k] = ((byte >> k) & 1u) ? s[i + k] : src1;
+        }
     }
     emu::CountVector(count, sizeof(T));
 }
