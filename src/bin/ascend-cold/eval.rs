@@ -208,6 +208,7 @@ pub fn run(args: &EvalArgs) -> Result<u8> {
                 results[c][p] = Some(Graded::new(&problems[p].answer, o));
                 generated += o.tokens.len();
                 bar.inc(1);
+                log_progress(bar.position(), total, started);
                 false
             });
         }
@@ -249,6 +250,22 @@ pub fn run(args: &EvalArgs) -> Result<u8> {
         args.batch.max(1)
     );
     Ok(0)
+}
+
+/// Without a terminal the bar is hidden, so a long run in a log says where it is: a line on stderr at
+/// every tenth of the work.
+fn log_progress(done: u64, total: u64, started: Instant) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() || total == 0 {
+        return;
+    }
+    if (done * 10 / total) != ((done - 1) * 10 / total) {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "eval: {done}/{total} decodings done in {secs:.0} s (eta {:.0} s)",
+            secs / done as f64 * (total - done) as f64
+        );
+    }
 }
 
 /// One decoding of one problem, graded.
@@ -333,11 +350,11 @@ fn print_table(configs: &[(String, i64, Strategy)], results: &[Vec<Graded>]) {
             .count();
         let n = results[x].len() as f64;
         println!(
-            "  {} vs {}: {:+.1} points ({only_x} right only with the first, {only_y} only with the second), p = {:.3}",
+            "  {} vs {}: {:+.1} points ({only_x} right only with the first, {only_y} only with the second), p = {}",
             configs[x].0,
             configs[y].0,
             100.0 * (only_x as f64 - only_y as f64) / n,
-            stats::mcnemar_exact(only_x, only_y)
+            stats::format_p(stats::mcnemar_exact(only_x, only_y))
         );
     }
 }
