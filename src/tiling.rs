@@ -800,143 +800,66 @@ mod tests {
         include!(concat!(env!("OUT_DIR"), "/tiling_layout.rs"));
     }
 
+    /// `size_of` and each listed field's `offset_of` equal the constants build.rs measured from
+    /// tiling.h (named `<TYPE>_SIZE` and `<TYPE>_<FIELD>_OFFSET`), so Rust and the kernels agree on
+    /// every byte of the tiling they exchange.
+    macro_rules! assert_layout {
+        ($ty:ty, $size:ident, [$($field:ident => $offset:ident),+ $(,)?]) => {
+            assert_eq!(size_of::<$ty>(), c::$size, stringify!($ty));
+            $(
+                assert_eq!(
+                    offset_of!($ty, $field),
+                    c::$offset,
+                    concat!(stringify!($ty), ".", stringify!($field))
+                );
+            )+
+        };
+    }
+
     #[test]
     fn layouts_match_tiling_h() {
-        assert_eq!(size_of::<BgmvShrinkTiling>(), c::BGMVSHRINKTILING_SIZE);
-        assert_eq!(
-            offset_of!(BgmvShrinkTiling, hidden_in),
-            c::BGMVSHRINKTILING_HIDDENIN_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvShrinkTiling, rank),
-            c::BGMVSHRINKTILING_RANK_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvShrinkTiling, num_loras),
-            c::BGMVSHRINKTILING_NUMLORAS_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvShrinkTiling, block_num),
-            c::BGMVSHRINKTILING_BLOCKNUM_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvShrinkTiling, rank_split),
-            c::BGMVSHRINKTILING_RANKSPLIT_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvShrinkTiling, rank_per_task),
-            c::BGMVSHRINKTILING_RANKPERTASK_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvShrinkTiling, tile_h),
-            c::BGMVSHRINKTILING_TILEH_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvShrinkTiling, scale),
-            c::BGMVSHRINKTILING_SCALE_OFFSET
-        );
-
-        assert_eq!(size_of::<BgmvExpandTiling>(), c::BGMVEXPANDTILING_SIZE);
-        assert_eq!(
-            offset_of!(BgmvExpandTiling, rank),
-            c::BGMVEXPANDTILING_RANK_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvExpandTiling, hidden_out),
-            c::BGMVEXPANDTILING_HIDDENOUT_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvExpandTiling, hidden_full),
-            c::BGMVEXPANDTILING_HIDDENFULL_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvExpandTiling, slice_offset),
-            c::BGMVEXPANDTILING_SLICEOFFSET_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvExpandTiling, num_loras),
-            c::BGMVEXPANDTILING_NUMLORAS_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvExpandTiling, block_num),
-            c::BGMVEXPANDTILING_BLOCKNUM_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvExpandTiling, h_split),
-            c::BGMVEXPANDTILING_HSPLIT_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvExpandTiling, h_per_task),
-            c::BGMVEXPANDTILING_HPERTASK_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvExpandTiling, tile_h),
-            c::BGMVEXPANDTILING_TILEH_OFFSET
-        );
-        assert_eq!(
-            offset_of!(BgmvExpandTiling, add_inputs),
-            c::BGMVEXPANDTILING_ADDINPUTS_OFFSET
-        );
-
-        assert_eq!(size_of::<ColdScoreTiling>(), c::COLDSCORETILING_SIZE);
-        assert_eq!(
-            offset_of!(ColdScoreTiling, vocab),
-            c::COLDSCORETILING_VOCAB_OFFSET
-        );
-        assert_eq!(
-            offset_of!(ColdScoreTiling, block_num),
-            c::COLDSCORETILING_BLOCKNUM_OFFSET
-        );
-        assert_eq!(
-            offset_of!(ColdScoreTiling, splits),
-            c::COLDSCORETILING_SPLITS_OFFSET
-        );
-        assert_eq!(
-            offset_of!(ColdScoreTiling, chunk_len),
-            c::COLDSCORETILING_CHUNKLEN_OFFSET
-        );
-        assert_eq!(
-            offset_of!(ColdScoreTiling, tile_len),
-            c::COLDSCORETILING_TILELEN_OFFSET
-        );
-        assert_eq!(
-            offset_of!(ColdScoreTiling, resident),
-            c::COLDSCORETILING_RESIDENT_OFFSET
-        );
-        assert_eq!(
-            offset_of!(ColdScoreTiling, write_scores),
-            c::COLDSCORETILING_WRITESCORES_OFFSET
-        );
-        assert_eq!(
-            offset_of!(ColdScoreTiling, ln_alpha),
-            c::COLDSCORETILING_LNALPHA_OFFSET
-        );
-        assert_eq!(
-            offset_of!(ColdScoreTiling, beta),
-            c::COLDSCORETILING_BETA_OFFSET
-        );
-        assert_eq!(
-            offset_of!(ColdScoreTiling, ws_bytes),
-            c::COLDSCORETILING_WSBYTES_OFFSET
-        );
-
-        assert_eq!(size_of::<SmokeAddTiling>(), c::SMOKEADDTILING_SIZE);
-        assert_eq!(
-            offset_of!(SmokeAddTiling, tile_len),
-            c::SMOKEADDTILING_TILELEN_OFFSET
-        );
-        assert_eq!(
-            offset_of!(SmokeAddTiling, block_num),
-            c::SMOKEADDTILING_BLOCKNUM_OFFSET
-        );
-        // Pin the first fields too (offset 0 by construction).
-        assert_eq!(
-            c::BGMVSHRINKTILING_BATCH_OFFSET
-                + c::BGMVEXPANDTILING_BATCH_OFFSET
-                + c::COLDSCORETILING_ROWS_OFFSET
-                + c::SMOKEADDTILING_N_OFFSET,
-            0
-        );
+        assert_layout!(BgmvShrinkTiling, BGMVSHRINKTILING_SIZE, [
+            batch => BGMVSHRINKTILING_BATCH_OFFSET,
+            hidden_in => BGMVSHRINKTILING_HIDDENIN_OFFSET,
+            rank => BGMVSHRINKTILING_RANK_OFFSET,
+            num_loras => BGMVSHRINKTILING_NUMLORAS_OFFSET,
+            block_num => BGMVSHRINKTILING_BLOCKNUM_OFFSET,
+            rank_split => BGMVSHRINKTILING_RANKSPLIT_OFFSET,
+            rank_per_task => BGMVSHRINKTILING_RANKPERTASK_OFFSET,
+            tile_h => BGMVSHRINKTILING_TILEH_OFFSET,
+            scale => BGMVSHRINKTILING_SCALE_OFFSET,
+        ]);
+        assert_layout!(BgmvExpandTiling, BGMVEXPANDTILING_SIZE, [
+            batch => BGMVEXPANDTILING_BATCH_OFFSET,
+            rank => BGMVEXPANDTILING_RANK_OFFSET,
+            hidden_out => BGMVEXPANDTILING_HIDDENOUT_OFFSET,
+            hidden_full => BGMVEXPANDTILING_HIDDENFULL_OFFSET,
+            slice_offset => BGMVEXPANDTILING_SLICEOFFSET_OFFSET,
+            num_loras => BGMVEXPANDTILING_NUMLORAS_OFFSET,
+            block_num => BGMVEXPANDTILING_BLOCKNUM_OFFSET,
+            h_split => BGMVEXPANDTILING_HSPLIT_OFFSET,
+            h_per_task => BGMVEXPANDTILING_HPERTASK_OFFSET,
+            tile_h => BGMVEXPANDTILING_TILEH_OFFSET,
+            add_inputs => BGMVEXPANDTILING_ADDINPUTS_OFFSET,
+        ]);
+        assert_layout!(ColdScoreTiling, COLDSCORETILING_SIZE, [
+            rows => COLDSCORETILING_ROWS_OFFSET,
+            vocab => COLDSCORETILING_VOCAB_OFFSET,
+            block_num => COLDSCORETILING_BLOCKNUM_OFFSET,
+            splits => COLDSCORETILING_SPLITS_OFFSET,
+            chunk_len => COLDSCORETILING_CHUNKLEN_OFFSET,
+            tile_len => COLDSCORETILING_TILELEN_OFFSET,
+            resident => COLDSCORETILING_RESIDENT_OFFSET,
+            write_scores => COLDSCORETILING_WRITESCORES_OFFSET,
+            ln_alpha => COLDSCORETILING_LNALPHA_OFFSET,
+            beta => COLDSCORETILING_BETA_OFFSET,
+            ws_bytes => COLDSCORETILING_WSBYTES_OFFSET,
+        ]);
+        assert_layout!(SmokeAddTiling, SMOKEADDTILING_SIZE, [
+            n => SMOKEADDTILING_N_OFFSET,
+            tile_len => SMOKEADDTILING_TILELEN_OFFSET,
+            block_num => SMOKEADDTILING_BLOCKNUM_OFFSET,
+        ]);
     }
 
     #[test]
