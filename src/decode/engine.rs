@@ -404,17 +404,19 @@ impl<'m> Decoder<'m> {
             if source[k] != k {
                 let (i, am) = slots[source[k]];
                 let a = &self.active[i];
-                let cache = if am {
+                let copied = if am {
                     a.amateur.clone()
                 } else {
                     Some(a.expert.clone())
                 };
                 let (ti, tam) = slots[k];
                 let t = &mut self.active[ti];
-                match (tam, cache) {
-                    (true, cache) => t.amateur = cache,
-                    (false, Some(cache)) => t.expert = cache,
-                    (false, None) => unreachable!("an expert row always has a cache"),
+                if let Some(cache) = copied {
+                    if tam {
+                        t.amateur = Some(cache);
+                    } else {
+                        t.expert = cache;
+                    }
                 }
             }
         }
