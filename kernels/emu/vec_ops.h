@@ -19,6 +19,10 @@
 
 #include "tensor.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace AscendC {
 
 enum class RoundMode { CAST_NONE = 0, CAST_RINT, CAST_FLOOR, CAST_CEIL, CAST_ROUND, CAST_TRUNC, CAST_ODD };
@@ -84,6 +88,50 @@ inline float RepeatSum(const float* s, int32_t n)
     return (q[0] + q[2]) + (q[1] + q[3]);
 }
 
+// The position of the first maximum of s[0..n), n >= 1, or of the first NaN when there is one (NaN
+// propagates, as in ReduceMax). Two passes: the maximum and whether any element is NaN, then the first
+// position holding that value; with SSE2 both run four lanes at a time.
+inline uint32_t FirstMaxIndex(const float* s, uint32_t n)
+{
+    uint32_t i = 0;
+    float top = s[0];
+    bool nan = false;
+#if defined(__SSE2__)
+    __m128 lanes = _mm_set1_ps(s[0]);
+    __m128 unordered = _mm_setzero_ps();
+    for (; i + 4 <= n; i += 4) {
+        const __m128 v = _mm_loadu_ps(s + i);
+        unordered = _mm_or_ps(unordered, _mm_cmpunord_ps(v, v));
+        lanes = _mm_max_ps(lanes, v);
+    }
+    float lane[4];
+    _mm_storeu_ps(lane, lanes);
+    nan = _mm_movemask_ps(unordered) != 0;
+    for (float v : lane) {
+        top = v > top ? v : top;
+    }
+#endif
+    for (; i < n; ++i) {
+        nan |= s[i] != s[i];
+        top = s[i] > top ? s[i] : top;
+    }
+    uint32_t at = 0;
+#if defined(__SSE2__)
+    const __m128 wanted = _mm_set1_ps(top);
+    for (; at + 4 <= n; at += 4) {
+        const __m128 v = _mm_loadu_ps(s + at);
+        const int hits = _mm_movemask_ps(nan ? _mm_cmpunord_ps(v, v) : _mm_cmpeq_ps(v, wanted));
+        if (hits != 0) {
+            return at + static_cast<uint32_t>(__builtin_ctz(static_cast<unsigned>(hits)));
+        }
+    }
+#endif
+    while (nan ? !std::isnan(s[at]) : s[at] != top) {
+        ++at;
+    }
+    return at;
+}
+
 }  // namespace emu
 
 namespace AscendC {
@@ -134,8 +182,11 @@ void Muls(const LocalTensor<T>& dst, const LocalTensor<T>& src, const T& scalarV
 {
     T* d = emu::Elems(dst, count, "Muls dst");
     const T* s = emu::Elems(src, count, "Muls src");
+    // The scalar is read once: through the reference, a store to d could (for the compiler) change it,
+    // which would keep the loop scalar.
+    const float k = emu::ToF(scalarValue);
     for (int32_t i = 0; i < count; ++i) {
-        d[i] = T(emu::ToF(s[i]) * emu::ToF(scalarValue));
+        d[i] = T(emu::ToF(s[i]) * k);
     }
     emu::CountVector(count, sizeof(T));
 }
@@ -145,8 +196,11 @@ void Adds(const LocalTensor<T>& dst, const LocalTensor<T>& src, const T& scalarV
 {
     T* d = emu::Elems(dst, count, "Adds dst");
     const T* s = emu::Elems(src, count, "Adds src");
+    // The scalar is read once: through the reference, a store to d could (for the compiler) change it,
+    // which would keep the loop scalar.
+    const float k = emu::ToF(scalarValue);
     for (int32_t i = 0; i < count; ++i) {
-        d[i] = T(emu::ToF(s[i]) + emu::ToF(scalarValue));
+        d[i] = T(emu::ToF(s[i]) + k);
     }
     emu::CountVector(count, sizeof(T));
 }
@@ -197,38 +251,7 @@ void ReduceMax(const LocalTensor<T>& dst, const LocalTensor<T>& src, const Local
     if (count <= 0) {
         return;  // documented as a no-op
     }
-    // Two passes: the maximum (and whether any element is NaN) in eight lanes, then the first position
-    // holding it. Same result as one left-to-right scan keeping the first maximum; NaN propagates (any
-    // NaN makes the result the first NaN).
-    float lane[8];
-    uint32_t nanLane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int32_t k = 0; k < 8; ++k) {
-        lane[k] = s[0];
-    }
-    const int32_t full = count / 8 * 8;
-    for (int32_t b = 0; b < full; b += 8) {
-        for (int32_t k = 0; k < 8; ++k) {
-            const float v = s[b + k];
-            nanLane[k] |= static_cast<uint32_t>(v != v);
-            lane[k] = v > lane[k] ? v : lane[k];
-        }
-    }
-    bool nan = false;
-    for (int32_t k = 0; k < 8; ++k) {
-        nan |= nanLane[k] != 0;
-    }
-    for (int32_t i = full; i < count; ++i) {
-        nan |= s[i] != s[i];
-        lane[0] = s[i] > lane[0] ? s[i] : lane[0];
-    }
-    float top = lane[0];
-    for (int32_t k = 1; k < 8; ++k) {
-        top = lane[k] > top ? lane[k] : top;
-    }
-    uint32_t at = 0;
-    while (nan ? !std::isnan(s[at]) : s[at] != top) {
-        ++at;
-    }
+    const uint32_t at = emu::FirstMaxIndex(s, static_cast<uint32_t>(count));
     const float best = s[at];
     d[0] = best;
     if (calIndex) {
@@ -300,9 +323,22 @@ void CompareScalar(const LocalTensor<U>& dst, const LocalTensor<T>& src0, const 
     const T* s = emu::Elems(src0, count, "CompareScalar src0");
     U* d = emu::Elems(dst, (count + 7) / 8, "CompareScalar dst");
     const float b = emu::ToF(src1Scalar);
-    // One mask byte per 8 elements, the comparison chosen once per call rather than per element.
-    auto pack = [&](auto cmp) {
-        for (uint32_t i = 0; i < count; i += 8) {
+    // One mask byte per 8 elements, the comparison chosen once per call rather than per element; f32
+    // with SSE2 compares four lanes at a time (the SSE predicates below have the same NaN behaviour as
+    // the scalar ones: false, except != which is true).
+    auto pack = [&](auto cmp, auto cmp4) {
+        uint32_t i = 0;
+#if defined(__SSE2__)
+        if constexpr (std::is_same<T, float>::value) {
+            const __m128 bv = _mm_set1_ps(b);
+            for (; i + 8 <= count; i += 8) {
+                const int lo = _mm_movemask_ps(cmp4(_mm_loadu_ps(s + i), bv));
+                const int hi = _mm_movemask_ps(cmp4(_mm_loadu_ps(s + i + 4), bv));
+                d[i / 8] = static_cast<U>(lo | (hi << 4));
+            }
+        }
+#endif
+        for (; i < count; i += 8) {
             uint32_t byte = 0;
             for (uint32_t k = 0; k < 8 && i + k < count; ++k) {
                 byte |= static_cast<uint32_t>(cmp(emu::ToF(s[i + k]))) << k;
@@ -310,14 +346,20 @@ void CompareScalar(const LocalTensor<U>& dst, const LocalTensor<T>& src0, const 
             d[i / 8] = static_cast<U>(byte);
         }
     };
+#if defined(__SSE2__)
+#define ASCEND_COLD_EMU_CMP4(FN) [](__m128 x, __m128 y) { return FN(x, y); }
+#else
+#define ASCEND_COLD_EMU_CMP4(FN) 0
+#endif
     switch (cmpMode) {
-        case CMPMODE::LT: pack([b](float a) { return a < b; }); break;
-        case CMPMODE::GT: pack([b](float a) { return a > b; }); break;
-        case CMPMODE::EQ: pack([b](float a) { return a == b; }); break;
-        case CMPMODE::LE: pack([b](float a) { return a <= b; }); break;
-        case CMPMODE::GE: pack([b](float a) { return a >= b; }); break;
-        case CMPMODE::NE: pack([b](float a) { return a != b; }); break;
+        case CMPMODE::LT: pack([b](float a) { return a < b; }, ASCEND_COLD_EMU_CMP4(_mm_cmplt_ps)); break;
+        case CMPMODE::GT: pack([b](float a) { return a > b; }, ASCEND_COLD_EMU_CMP4(_mm_cmpgt_ps)); break;
+        case CMPMODE::EQ: pack([b](float a) { return a == b; }, ASCEND_COLD_EMU_CMP4(_mm_cmpeq_ps)); break;
+        case CMPMODE::LE: pack([b](float a) { return a <= b; }, ASCEND_COLD_EMU_CMP4(_mm_cmple_ps)); break;
+        case CMPMODE::GE: pack([b](float a) { return a >= b; }, ASCEND_COLD_EMU_CMP4(_mm_cmpge_ps)); break;
+        case CMPMODE::NE: pack([b](float a) { return a != b; }, ASCEND_COLD_EMU_CMP4(_mm_cmpneq_ps)); break;
     }
+#undef ASCEND_COLD_EMU_CMP4
     emu::CountVector(count, sizeof(T));
 }
 
@@ -332,7 +374,25 @@ void Select(const LocalTensor<T>& dst, const LocalTensor<U>& selMask, const Loca
     T* d = emu::Elems(dst, count, "Select dst");
     const U* m = emu::Elems(selMask, (count + 7) / 8, "Select selMask");
     const T* s = emu::Elems(src0, count, "Select src0");
-    for (uint32_t i = 0; i < count; i += 8) {
+    uint32_t i = 0;
+#if defined(__SSE2__)
+    if constexpr (std::is_same<T, float>::value) {
+        // Bits k of the mask byte become all-ones lanes: AND with (1, 2, 4, 8), compare equal.
+        const __m128i bitsLo = _mm_set_epi32(8, 4, 2, 1);
+        const __m128i bitsHi = _mm_set_epi32(128, 64, 32, 16);
+        const __m128 other = _mm_set1_ps(src1);
+        for (; i + 8 <= count; i += 8) {
+            const __m128i byte = _mm_set1_epi32(m[i / 8]);
+            const __m128 keepLo = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(byte, bitsLo), bitsLo));
+            const __m128 keepHi = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(byte, bitsHi), bitsHi));
+            const __m128 lo = _mm_loadu_ps(s + i);
+            const __m128 hi = _mm_loadu_ps(s + i + 4);
+            _mm_storeu_ps(d + i, _mm_or_ps(_mm_and_ps(keepLo, lo), _mm_andnot_ps(keepLo, other)));
+            _mm_storeu_ps(d + i + 4, _mm_or_ps(_mm_and_ps(keepHi, hi), _mm_andnot_ps(keepHi, other)));
+        }
+    }
+#endif
+    for (; i < count; i += 8) {
         const uint32_t byte = m[i / 8];
         for (uint32_t k = 0; k < 8 && i + k < count; ++k) {
             d[i + k] = ((byte >> k) & 1u) ? s[i + k] : src1;
