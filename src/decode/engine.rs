@@ -362,29 +362,28 @@ impl<'m> Decoder<'m> {
         }
         let computed: Vec<usize> = (0..slots.len()).filter(|&k| source[k] == k).collect();
         let unique = {
-            let mut rows = Vec::with_capacity(computed.len());
-            let mut k = 0;
+            // Every row in slot order, then only those that are computed.
+            let mut all = Vec::with_capacity(slots.len());
             for a in &mut self.active {
-                let adapter = a.request.adapter;
-                if source[k] == k {
-                    rows.push(Row {
+                all.push(Row {
+                    tokens: &a.feed,
+                    cache: &mut a.expert,
+                    adapter: a.request.adapter,
+                });
+                if let Some(amateur) = a.amateur.as_mut() {
+                    all.push(Row {
                         tokens: &a.feed,
-                        cache: &mut a.expert,
-                        adapter,
+                        cache: amateur,
+                        adapter: -1,
                     });
                 }
-                k += 1;
-                if let Some(amateur) = a.amateur.as_mut() {
-                    if source[k] == k {
-                        rows.push(Row {
-                            tokens: &a.feed,
-                            cache: amateur,
-                            adapter: -1,
-                        });
-                    }
-                    k += 1;
-                }
             }
+            let mut rows: Vec<Row<'_>> = all
+                .into_iter()
+                .enumerate()
+                .filter(|(k, _)| source[*k] == *k)
+                .map(|(_, row)| row)
+                .collect();
             self.model.forward(&mut rows, self.lora)?
         };
         if computed.len() == slots.len() {
