@@ -166,6 +166,11 @@ impl Device {
         self.inner.driver.provider
     }
 
+    /// The kernel binary this device's runtime can run, or why there is none.
+    pub(crate) fn kernel_binary(&self) -> crate::runtime::KernelBinary {
+        self.inner.driver.kernels
+    }
+
     /// Where the driver came from (the library path, or the built-in emulator).
     pub fn origin(&self) -> &str {
         &self.inner.driver.origin

@@ -9,17 +9,16 @@ use std::os::raw::{c_char, c_int, c_void};
 /// The emulator's kernel binary: a manifest naming the entry points compiled for the host.
 pub(crate) const EMU_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.emu"));
 
-/// The kernels compiled for the 910B vector cores (dav-c220-vec) when build.rs found CANN; `None`
-/// otherwise. Loaded with `aclrtBinaryLoadFromData`, entry points by the names of `kernels/kernel_entries.h`.
+/// The kernels compiled and linked for the 910B vector cores (dav-c220-vec) when build.rs found CANN;
+/// `None` otherwise. Loaded with `aclrtBinaryLoadFromData` and the vector-core load option, entry
+/// points by the names of `kernels/kernel_entries.h` (docs/KERNELS.md, device build).
 #[cfg(ascend_cold_npu_binary)]
-#[allow(dead_code)]
 pub(crate) const NPU_BINARY: Option<&[u8]> = Some(include_bytes!(concat!(
     env!("OUT_DIR"),
-    "/kernels_dav-c220-vec.o"
+    "/kernels_dav-c220-vec.elf"
 )));
 /// The kernels compiled for the 910B vector cores: not built (no CANN at build time).
 #[cfg(not(ascend_cold_npu_binary))]
-#[allow(dead_code)]
 pub(crate) const NPU_BINARY: Option<&[u8]> = None;
 
 /// Mirrors `EmuKernelInfo` in `kernels/emu/emu_abi.h`.

@@ -1,17 +1,29 @@
 //! [`Module`] (a loaded kernel binary), [`Kernel`] (one entry point) and the launch API.
 //!
+//! # Load
+//! [`Module::load`] loads the binary the device's runtime can run (the device ELF built by build.rs on
+//! a board, the emulator's manifest on the emulator and on `standin-acl`) with the vector-core load
+//! option, one code path for every provider (docs/BOARD.md).
+//!
 //! # Argument block
-//! Every kernel parameter is an 8-byte GM address (docs/design.md section 4), so the block passed to
-//! `aclrtLaunchKernel` is the arguments' device addresses, little-endian, in declaration order, and
-//! `argsSize` is 8 × their count. Tiling structs travel the same way: uploaded to device memory
-//! (e.g. a `DeviceBuffer<u8>`), passed by address. No compile flag that adds hidden parameters is used.
+//! Every kernel parameter is an 8-byte GM address (docs/KERNELS.md, ABI), so the block is the
+//! arguments' device addresses, little-endian, in declaration order, 8 × their count bytes. It is
+//! passed in host memory through `aclrtLaunchKernelWithHostArgs`, the launch form whose block lives in
+//! host memory (hicann/runtime docs/zh/api_ref/14_Kernel_loading_and_execution.md). Tiling structs
+//! travel by address: uploaded to device memory (e.g. a `DeviceBuffer<u8>`). No compile flag that adds
+//! hidden parameters is used.
+//!
+//! # Function handles
+//! Each kernel's handle is looked up once per loaded module and cached: any number of launches leaves
+//! the runtime's handle count unchanged, and the handles are released with the module.
 
 use crate::device::Device;
 use crate::memory::{DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut, Users};
-use crate::runtime::{record_drop_error, result, Provider};
+use crate::runtime::{record_drop_error, result, KernelBinary};
 use crate::stream::{check_generation, Stream};
 use crate::{Error, Result};
 use ascend_sys::{aclrtBinHandle, aclrtFuncHandle};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// A kernel binary loaded on one device.
@@ -39,39 +51,43 @@ struct ModuleInner {
     device: Device,
     generation: u64,
     raw: aclrtBinHandle,
-    /// Serialises calls on `raw`.
-    lock: Mutex<()>,
+    /// Function handles looked up so far, by kernel name; also serialises calls on `raw`.
+    functions: Mutex<HashMap<String, aclrtFuncHandle>>,
 }
 
-// SAFETY: `raw` is an opaque runtime handle, used only under `lock` from threads bound to the device.
+// SAFETY: `raw` and the cached function handles are opaque runtime handles, used only under
+// `functions`' lock or (launches) under a stream's lock, from threads bound to the device.
 unsafe impl Send for ModuleInner {}
 // SAFETY: as above.
 unsafe impl Sync for ModuleInner {}
 
 impl Module {
-    /// Loads this crate's kernels for `device`: the emulator's manifest on an emulated device, the
-    /// device binary built by bisheng on an NPU.
+    /// Loads this crate's kernels for `device`: the device binary built by bisheng on an NPU, the
+    /// emulator's manifest on an emulated device or on the stand-in runtime.
     ///
     /// # Errors
     /// [`Error::RuntimeMissing`] on an NPU when this build has no device binary (CANN was not present
     /// at build time); AscendCL errors.
     pub fn load(device: &Device) -> Result<Module> {
-        match device.provider() {
-            Provider::Emulator => Module::from_binary(device, crate::kernels::EMU_BINARY),
-            Provider::Npu => Err(Error::RuntimeMissing {
-                reason: "this build carries no NPU kernel binary (CANN's bisheng was not found at build time)".into(),
-                remedy: "rebuild with the CANN toolkit installed, or use the emulator".into(),
+        match device.kernel_binary() {
+            KernelBinary::Binary(bytes) => Module::from_binary(device, bytes),
+            KernelBinary::Missing(reason) => Err(Error::RuntimeMissing {
+                reason: format!("{device}: {reason}"),
+                remedy: "rebuild on a machine with the CANN toolkit (source its set_env.sh first; \
+                         docs/BOARD.md), or use the emulator (--device emu)"
+                    .into(),
             }),
         }
     }
 
-    /// Loads a kernel binary from memory (`aclrtBinaryLoadFromData`).
+    /// Loads a binary of vector-core kernels from memory (`aclrtBinaryLoadFromData` with the load
+    /// option `ACL_RT_BINARY_LOAD_OPT_MAGIC` = `ACL_RT_BINARY_MAGIC_ELF_VECTOR_CORE`).
     ///
     /// # Errors
     /// AscendCL's error for a malformed binary.
     pub fn from_binary(device: &Device, binary: &[u8]) -> Result<Module> {
         let ctx = device.enter(None, "module")?;
-        let raw = result::module::load(ctx.fns, binary)?;
+        let raw = result::module::load_vector_kernels(ctx.fns, binary)?;
         let generation = device.generation();
         drop(ctx);
         Ok(Module {
@@ -79,7 +95,7 @@ impl Module {
                 device: device.clone(),
                 generation,
                 raw,
-                lock: Mutex::new(()),
+                functions: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -89,16 +105,24 @@ impl Module {
         &self.inner.device
     }
 
-    /// The entry point `name`.
+    /// The entry point `name`. The runtime is asked once per module and name; later calls return the
+    /// cached handle.
     ///
     /// # Errors
     /// AscendCL's error if the binary has no such kernel; [`Error::DeviceReset`].
     pub fn kernel(&self, name: &str) -> Result<Kernel> {
         let inner = &*self.inner;
         let ctx = inner.device.enter(Some(inner.generation), "module")?;
-        let _lock = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: the binary is loaded (generation checked) on the entered device.
-        let raw = unsafe { result::module::get_function(ctx.fns, inner.raw, name) }?;
+        let mut functions = inner.functions.lock().unwrap_or_else(|e| e.into_inner());
+        let raw = match functions.get(name) {
+            Some(&raw) => raw,
+            None => {
+                // SAFETY: the binary is loaded (generation checked) on the entered device.
+                let raw = unsafe { result::module::get_function(ctx.fns, inner.raw, name) }?;
+                functions.insert(name.to_string(), raw);
+                raw
+            }
+        };
         Ok(Kernel {
             module: Arc::clone(&self.inner),
             raw,
@@ -242,7 +266,7 @@ impl Kernel {
         for info in &infos {
             device.expect_same(info.device, "kernel argument")?;
         }
-        let packed: Vec<u8> = infos.iter().flat_map(|i| i.addr.to_le_bytes()).collect();
+        let mut packed: Vec<u8> = infos.iter().flat_map(|i| i.addr.to_le_bytes()).collect();
         for info in &infos {
             if let Some(users) = info.users {
                 let mut list = users.lock().unwrap_or_else(|e| e.into_inner());
@@ -260,7 +284,7 @@ impl Kernel {
             // SAFETY: kernel and stream are live on the entered device (generations checked); the
             // argument memory stays allocated until the stream passes the launch (buffers synchronise
             // their streams before freeing); the kernel's own contract is the caller's.
-            unsafe { result::module::launch(ctx.fns, self.raw, blocks, &packed, raw) }?;
+            unsafe { result::module::launch(ctx.fns, self.raw, blocks, &mut packed, raw) }?;
             pending.push(keep);
             Ok(())
         })

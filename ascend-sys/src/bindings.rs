@@ -5,7 +5,7 @@
 //   sha256 7736f7d82cf9f16c7dfc4537f7e7c638153da760273a193455e70857f912189e).
 // Generator: bindgen-cli 0.72.1 with libclang 14.0.6, --rust-target 1.80.
 // Allowlist: the functions of AclFunctions (ascend-sys/src/functions.rs), the types they use,
-// ACL_SUCCESS and ACL_ERROR_*.
+// ACL_SUCCESS, ACL_ERROR_* and ACL_RT_BINARY_MAGIC_*.
 
 pub const ACL_ERROR_RT_PARAM_INVALID: i32 = 107000;
 pub const ACL_ERROR_RT_INVALID_DEVICEID: i32 = 107001;
@@ -151,6 +151,9 @@ pub const ACL_ERROR_SNAPSHOT_REGISTER_CALLBACK_FAILED: i32 = 507913;
 pub const ACL_ERROR_RT_L3_PORT_ERROR: i32 = 507914;
 pub const ACL_ERROR_RT_CCU_TIMEOUT: i32 = 507915;
 pub const ACL_ERROR_RT_CCU_EXCEPTION: i32 = 507916;
+pub const ACL_RT_BINARY_MAGIC_ELF_AICORE: i32 = 1129660997;
+pub const ACL_RT_BINARY_MAGIC_ELF_VECTOR_CORE: i32 = 1094799942;
+pub const ACL_RT_BINARY_MAGIC_ELF_CUBE_CORE: i32 = 1095320387;
 pub type aclrtStream = *mut ::std::os::raw::c_void;
 pub type aclrtEvent = *mut ::std::os::raw::c_void;
 pub type aclError = ::std::os::raw::c_int;
@@ -268,6 +271,13 @@ pub const ACL_ERROR_GE_GET_TENSOR_INFO: u32 = 545008;
 pub const ACL_ERROR_GE_UNLOAD_MODEL: u32 = 545009;
 pub const ACL_ERROR_GE_MODEL_EXECUTE_TIMEOUT: u32 = 545601;
 pub const ACL_ERROR_GE_REDEPLOYING: u32 = 545602;
+pub const ACL_EVENT_RECORDED_STATUS_NOT_READY: aclrtEventRecordedStatus = 0;
+pub const ACL_EVENT_RECORDED_STATUS_COMPLETE: aclrtEventRecordedStatus = 1;
+pub type aclrtEventRecordedStatus = ::std::os::raw::c_uint;
+pub const ACL_STREAM_STATUS_COMPLETE: aclrtStreamStatus = 0;
+pub const ACL_STREAM_STATUS_NOT_READY: aclrtStreamStatus = 1;
+pub const ACL_STREAM_STATUS_RESERVED: aclrtStreamStatus = 65535;
+pub type aclrtStreamStatus = ::std::os::raw::c_uint;
 pub const ACL_MEMCPY_HOST_TO_HOST: aclrtMemcpyKind = 0;
 pub const ACL_MEMCPY_HOST_TO_DEVICE: aclrtMemcpyKind = 1;
 pub const ACL_MEMCPY_DEVICE_TO_HOST: aclrtMemcpyKind = 2;
@@ -351,6 +361,106 @@ const _: () = {
     ["Offset of field: aclrtBinaryLoadOptions::numOpt"]
         [::std::mem::offset_of!(aclrtBinaryLoadOptions, numOpt) - 8usize];
 };
+pub const ACL_RT_ENGINE_TYPE_AIC: aclrtEngineType = 0;
+pub const ACL_RT_ENGINE_TYPE_AIV: aclrtEngineType = 1;
+pub type aclrtEngineType = ::std::os::raw::c_uint;
+pub const ACL_RT_LAUNCH_KERNEL_ATTR_SCHEM_MODE: aclrtLaunchKernelAttrId = 1;
+pub const ACL_RT_LAUNCH_KERNEL_ATTR_LOCAL_MEMORY_SIZE: aclrtLaunchKernelAttrId = 2;
+pub const ACL_RT_LAUNCH_KERNEL_ATTR_DYN_UBUF_SIZE: aclrtLaunchKernelAttrId = 2;
+pub const ACL_RT_LAUNCH_KERNEL_ATTR_ENGINE_TYPE: aclrtLaunchKernelAttrId = 3;
+pub const ACL_RT_LAUNCH_KERNEL_ATTR_BLOCKDIM_OFFSET: aclrtLaunchKernelAttrId = 4;
+pub const ACL_RT_LAUNCH_KERNEL_ATTR_BLOCK_TASK_PREFETCH: aclrtLaunchKernelAttrId = 5;
+pub const ACL_RT_LAUNCH_KERNEL_ATTR_DATA_DUMP: aclrtLaunchKernelAttrId = 6;
+pub const ACL_RT_LAUNCH_KERNEL_ATTR_TIMEOUT: aclrtLaunchKernelAttrId = 7;
+pub const ACL_RT_LAUNCH_KERNEL_ATTR_TIMEOUT_US: aclrtLaunchKernelAttrId = 8;
+pub type aclrtLaunchKernelAttrId = ::std::os::raw::c_uint;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct aclrtTimeoutUs {
+    pub timeoutLow: u32,
+    pub timeoutHigh: u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of aclrtTimeoutUs"][::std::mem::size_of::<aclrtTimeoutUs>() - 8usize];
+    ["Alignment of aclrtTimeoutUs"][::std::mem::align_of::<aclrtTimeoutUs>() - 4usize];
+    ["Offset of field: aclrtTimeoutUs::timeoutLow"]
+        [::std::mem::offset_of!(aclrtTimeoutUs, timeoutLow) - 0usize];
+    ["Offset of field: aclrtTimeoutUs::timeoutHigh"]
+        [::std::mem::offset_of!(aclrtTimeoutUs, timeoutHigh) - 4usize];
+};
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub union aclrtLaunchKernelAttrValue {
+    pub schemMode: u8,
+    pub localMemorySize: u32,
+    pub dynUBufSize: u32,
+    pub engineType: aclrtEngineType,
+    pub blockDimOffset: u32,
+    pub isBlockTaskPrefetch: u8,
+    pub isDataDump: u8,
+    pub timeout: u16,
+    pub timeoutUs: aclrtTimeoutUs,
+    pub rsv: [u32; 4usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of aclrtLaunchKernelAttrValue"]
+        [::std::mem::size_of::<aclrtLaunchKernelAttrValue>() - 16usize];
+    ["Alignment of aclrtLaunchKernelAttrValue"]
+        [::std::mem::align_of::<aclrtLaunchKernelAttrValue>() - 4usize];
+    ["Offset of field: aclrtLaunchKernelAttrValue::schemMode"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, schemMode) - 0usize];
+    ["Offset of field: aclrtLaunchKernelAttrValue::localMemorySize"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, localMemorySize) - 0usize];
+    ["Offset of field: aclrtLaunchKernelAttrValue::dynUBufSize"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, dynUBufSize) - 0usize];
+    ["Offset of field: aclrtLaunchKernelAttrValue::engineType"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, engineType) - 0usize];
+    ["Offset of field: aclrtLaunchKernelAttrValue::blockDimOffset"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, blockDimOffset) - 0usize];
+    ["Offset of field: aclrtLaunchKernelAttrValue::isBlockTaskPrefetch"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, isBlockTaskPrefetch) - 0usize];
+    ["Offset of field: aclrtLaunchKernelAttrValue::isDataDump"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, isDataDump) - 0usize];
+    ["Offset of field: aclrtLaunchKernelAttrValue::timeout"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, timeout) - 0usize];
+    ["Offset of field: aclrtLaunchKernelAttrValue::timeoutUs"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, timeoutUs) - 0usize];
+    ["Offset of field: aclrtLaunchKernelAttrValue::rsv"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttrValue, rsv) - 0usize];
+};
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct aclrtLaunchKernelAttr {
+    pub id: aclrtLaunchKernelAttrId,
+    pub value: aclrtLaunchKernelAttrValue,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of aclrtLaunchKernelAttr"][::std::mem::size_of::<aclrtLaunchKernelAttr>() - 20usize];
+    ["Alignment of aclrtLaunchKernelAttr"]
+        [::std::mem::align_of::<aclrtLaunchKernelAttr>() - 4usize];
+    ["Offset of field: aclrtLaunchKernelAttr::id"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttr, id) - 0usize];
+    ["Offset of field: aclrtLaunchKernelAttr::value"]
+        [::std::mem::offset_of!(aclrtLaunchKernelAttr, value) - 4usize];
+};
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct aclrtLaunchKernelCfg {
+    pub attrs: *mut aclrtLaunchKernelAttr,
+    pub numAttrs: usize,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of aclrtLaunchKernelCfg"][::std::mem::size_of::<aclrtLaunchKernelCfg>() - 16usize];
+    ["Alignment of aclrtLaunchKernelCfg"][::std::mem::align_of::<aclrtLaunchKernelCfg>() - 8usize];
+    ["Offset of field: aclrtLaunchKernelCfg::attrs"]
+        [::std::mem::offset_of!(aclrtLaunchKernelCfg, attrs) - 0usize];
+    ["Offset of field: aclrtLaunchKernelCfg::numAttrs"]
+        [::std::mem::offset_of!(aclrtLaunchKernelCfg, numAttrs) - 8usize];
+};
 pub const ACL_DEV_ATTR_AICPU_CORE_NUM: aclrtDevAttr = 1;
 pub const ACL_DEV_ATTR_AICORE_CORE_NUM: aclrtDevAttr = 101;
 pub const ACL_DEV_ATTR_CUBE_CORE_NUM: aclrtDevAttr = 102;
@@ -381,6 +491,21 @@ pub const ACL_DEV_ATTR_HD_CONNECT_TYPE: aclrtDevAttr = 408;
 pub const ACL_DEV_ATTR_IS_VIRTUAL: aclrtDevAttr = 501;
 pub const ACL_DEV_ATTR_NPU_ARCH: aclrtDevAttr = 601;
 pub type aclrtDevAttr = ::std::os::raw::c_uint;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct aclrtPlaceHolderInfo {
+    pub addrOffset: u32,
+    pub dataOffset: u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of aclrtPlaceHolderInfo"][::std::mem::size_of::<aclrtPlaceHolderInfo>() - 8usize];
+    ["Alignment of aclrtPlaceHolderInfo"][::std::mem::align_of::<aclrtPlaceHolderInfo>() - 4usize];
+    ["Offset of field: aclrtPlaceHolderInfo::addrOffset"]
+        [::std::mem::offset_of!(aclrtPlaceHolderInfo, addrOffset) - 0usize];
+    ["Offset of field: aclrtPlaceHolderInfo::dataOffset"]
+        [::std::mem::offset_of!(aclrtPlaceHolderInfo, dataOffset) - 4usize];
+};
 extern "C" {
     pub fn aclrtGetSocName() -> *const ::std::os::raw::c_char;
     pub fn aclGetDeviceCapability(
@@ -393,11 +518,17 @@ extern "C" {
     pub fn aclGetRecentErrMsg() -> *const ::std::os::raw::c_char;
     pub fn aclrtSetDevice(deviceId: i32) -> aclError;
     pub fn aclrtResetDevice(deviceId: i32) -> aclError;
+    pub fn aclrtResetDeviceForce(deviceId: i32) -> aclError;
+    pub fn aclrtGetDevice(deviceId: *mut i32) -> aclError;
     pub fn aclrtSynchronizeDevice() -> aclError;
     pub fn aclrtGetDeviceCount(count: *mut u32) -> aclError;
     pub fn aclrtCreateEvent(event: *mut aclrtEvent) -> aclError;
     pub fn aclrtDestroyEvent(event: aclrtEvent) -> aclError;
     pub fn aclrtRecordEvent(event: aclrtEvent, stream: aclrtStream) -> aclError;
+    pub fn aclrtQueryEventStatus(
+        event: aclrtEvent,
+        status: *mut aclrtEventRecordedStatus,
+    ) -> aclError;
     pub fn aclrtSynchronizeEvent(event: aclrtEvent) -> aclError;
     pub fn aclrtEventElapsedTime(
         ms: *mut f32,
@@ -410,6 +541,8 @@ extern "C" {
         policy: aclrtMemMallocPolicy,
     ) -> aclError;
     pub fn aclrtFree(devPtr: *mut ::std::os::raw::c_void) -> aclError;
+    pub fn aclrtMallocHost(hostPtr: *mut *mut ::std::os::raw::c_void, size: usize) -> aclError;
+    pub fn aclrtFreeHost(hostPtr: *mut ::std::os::raw::c_void) -> aclError;
     pub fn aclrtMemcpy(
         dst: *mut ::std::os::raw::c_void,
         destMax: usize,
@@ -433,7 +566,10 @@ extern "C" {
     ) -> aclError;
     pub fn aclrtCreateStream(stream: *mut aclrtStream) -> aclError;
     pub fn aclrtDestroyStream(stream: aclrtStream) -> aclError;
+    pub fn aclrtDestroyStreamForce(stream: aclrtStream) -> aclError;
     pub fn aclrtSynchronizeStream(stream: aclrtStream) -> aclError;
+    pub fn aclrtSynchronizeStreamWithTimeout(stream: aclrtStream, timeout: i32) -> aclError;
+    pub fn aclrtStreamQuery(stream: aclrtStream, status: *mut aclrtStreamStatus) -> aclError;
     pub fn aclrtStreamWaitEvent(stream: aclrtStream, event: aclrtEvent) -> aclError;
     pub fn aclrtBinaryUnLoad(binHandle: aclrtBinHandle) -> aclError;
     pub fn aclrtBinaryGetFunction(
@@ -454,5 +590,15 @@ extern "C" {
         length: usize,
         options: *const aclrtBinaryLoadOptions,
         binHandle: *mut aclrtBinHandle,
+    ) -> aclError;
+    pub fn aclrtLaunchKernelWithHostArgs(
+        funcHandle: aclrtFuncHandle,
+        numBlocks: u32,
+        stream: aclrtStream,
+        cfg: *mut aclrtLaunchKernelCfg,
+        hostArgs: *mut ::std::os::raw::c_void,
+        argsSize: usize,
+        placeHolderArray: *mut aclrtPlaceHolderInfo,
+        placeHolderNum: usize,
     ) -> aclError;
 }

@@ -17,7 +17,7 @@ pub struct MissingSymbol {
 }
 
 macro_rules! acl_functions {
-    ($( $name:ident : fn( $($arg:ty),* ) -> $ret:ty ; )*) => {
+    ($( $name:ident : fn( $($param:ident : $arg:ty),* ) -> $ret:ty ; )*) => {
         /// One function pointer per AscendCL entry point this project calls, named as in C.
         ///
         /// Filled by a provider: [`AclFunctions::load`] for `libascendcl.so`, or an emulator.
@@ -55,6 +55,25 @@ macro_rules! acl_functions {
             }
         }
 
+        /// Calls `$callback!` with the whole table, one `name: fn(param: Type, ...) -> Ret;` per
+        /// entry, so that a provider can be generated from the one list (a stand-in library that
+        /// exports every entry under its C name, for example) instead of repeating it. The types are
+        /// spelled as in [`crate::bindings`] and resolve where the callback expands: bring
+        /// `ascend_sys::*` and `std::os::raw::{c_char, c_void}` into scope there.
+        ///
+        /// ```
+        /// macro_rules! count {
+        ///     ($($name:ident : fn($($p:ident : $t:ty),*) -> $r:ty;)*) => { [$(stringify!($name)),*].len() };
+        /// }
+        /// assert_eq!(ascend_sys::with_acl_functions!(count), ascend_sys::AclFunctions::NAMES.len());
+        /// ```
+        #[macro_export]
+        macro_rules! with_acl_functions {
+            ($callback:ident) => {
+                $callback! { $( $name: fn($($param: $arg),*) -> $ret; )* }
+            };
+        }
+
         #[allow(non_upper_case_globals, dead_code)]
         mod signature_check {
             use super::*;
@@ -63,41 +82,54 @@ macro_rules! acl_functions {
     };
 }
 
-// Signatures: `include/external/acl/acl_rt.h` and `acl_base_rt.h` in the hicann/runtime repository
-// (the AscendCL runtime headers), equal to the generated declarations (checked by `signature_check`).
-// Grouped by topic; the order is also the order of `NAMES`.
+// Signatures and parameter names: `include/external/acl/acl_rt.h` and `acl_base_rt.h` in the
+// hicann/runtime repository (the AscendCL runtime headers), equal to the generated declarations
+// (checked by `signature_check`). The table holds what this crate calls and what a plain AscendCL host
+// program needs for device, memory, stream and event work (so that a stand-in runtime generated from
+// it, `standin-acl/`, can run such a program). Grouped by topic; the order is also the order of `NAMES`.
 acl_functions! {
     // Process setup and diagnostics.
-    aclInit: fn(*const c_char) -> aclError;
+    aclInit: fn(configPath: *const c_char) -> aclError;
     aclFinalize: fn() -> aclError;
     aclGetRecentErrMsg: fn() -> *const c_char;
     // Devices.
-    aclrtSetDevice: fn(i32) -> aclError;
-    aclrtResetDevice: fn(i32) -> aclError;
-    aclrtGetDeviceCount: fn(*mut u32) -> aclError;
+    aclrtSetDevice: fn(deviceId: i32) -> aclError;
+    aclrtGetDevice: fn(deviceId: *mut i32) -> aclError;
+    aclrtResetDevice: fn(deviceId: i32) -> aclError;
+    aclrtResetDeviceForce: fn(deviceId: i32) -> aclError;
+    aclrtGetDeviceCount: fn(count: *mut u32) -> aclError;
     aclrtSynchronizeDevice: fn() -> aclError;
-    aclrtGetDeviceInfo: fn(u32, aclrtDevAttr, *mut i64) -> aclError;
-    aclGetDeviceCapability: fn(u32, aclDeviceInfo, *mut i64) -> aclError;
+    aclrtGetDeviceInfo: fn(deviceId: u32, attr: aclrtDevAttr, value: *mut i64) -> aclError;
+    aclGetDeviceCapability: fn(deviceId: u32, deviceInfo: aclDeviceInfo, value: *mut i64) -> aclError;
     aclrtGetSocName: fn() -> *const c_char;
     // Streams and events.
-    aclrtCreateStream: fn(*mut aclrtStream) -> aclError;
-    aclrtDestroyStream: fn(aclrtStream) -> aclError;
-    aclrtSynchronizeStream: fn(aclrtStream) -> aclError;
-    aclrtStreamWaitEvent: fn(aclrtStream, aclrtEvent) -> aclError;
-    aclrtCreateEvent: fn(*mut aclrtEvent) -> aclError;
-    aclrtDestroyEvent: fn(aclrtEvent) -> aclError;
-    aclrtRecordEvent: fn(aclrtEvent, aclrtStream) -> aclError;
-    aclrtSynchronizeEvent: fn(aclrtEvent) -> aclError;
-    aclrtEventElapsedTime: fn(*mut f32, aclrtEvent, aclrtEvent) -> aclError;
+    aclrtCreateStream: fn(stream: *mut aclrtStream) -> aclError;
+    aclrtDestroyStream: fn(stream: aclrtStream) -> aclError;
+    aclrtDestroyStreamForce: fn(stream: aclrtStream) -> aclError;
+    aclrtSynchronizeStream: fn(stream: aclrtStream) -> aclError;
+    aclrtSynchronizeStreamWithTimeout: fn(stream: aclrtStream, timeout: i32) -> aclError;
+    aclrtStreamQuery: fn(stream: aclrtStream, status: *mut aclrtStreamStatus) -> aclError;
+    aclrtStreamWaitEvent: fn(stream: aclrtStream, event: aclrtEvent) -> aclError;
+    aclrtCreateEvent: fn(event: *mut aclrtEvent) -> aclError;
+    aclrtDestroyEvent: fn(event: aclrtEvent) -> aclError;
+    aclrtRecordEvent: fn(event: aclrtEvent, stream: aclrtStream) -> aclError;
+    aclrtQueryEventStatus: fn(event: aclrtEvent, status: *mut aclrtEventRecordedStatus) -> aclError;
+    aclrtSynchronizeEvent: fn(event: aclrtEvent) -> aclError;
+    aclrtEventElapsedTime: fn(ms: *mut f32, startEvent: aclrtEvent, endEvent: aclrtEvent) -> aclError;
     // Memory.
-    aclrtMalloc: fn(*mut *mut c_void, usize, aclrtMemMallocPolicy) -> aclError;
-    aclrtFree: fn(*mut c_void) -> aclError;
-    aclrtMemset: fn(*mut c_void, usize, i32, usize) -> aclError;
-    aclrtMemcpy: fn(*mut c_void, usize, *const c_void, usize, aclrtMemcpyKind) -> aclError;
-    aclrtMemcpyAsync: fn(*mut c_void, usize, *const c_void, usize, aclrtMemcpyKind, aclrtStream) -> aclError;
-    // Kernel binaries and launch.
-    aclrtBinaryLoadFromData: fn(*const c_void, usize, *const aclrtBinaryLoadOptions, *mut aclrtBinHandle) -> aclError;
-    aclrtBinaryUnLoad: fn(aclrtBinHandle) -> aclError;
-    aclrtBinaryGetFunction: fn(aclrtBinHandle, *const c_char, *mut aclrtFuncHandle) -> aclError;
-    aclrtLaunchKernel: fn(aclrtFuncHandle, u32, *const c_void, usize, aclrtStream) -> aclError;
+    aclrtMalloc: fn(devPtr: *mut *mut c_void, size: usize, policy: aclrtMemMallocPolicy) -> aclError;
+    aclrtFree: fn(devPtr: *mut c_void) -> aclError;
+    aclrtMallocHost: fn(hostPtr: *mut *mut c_void, size: usize) -> aclError;
+    aclrtFreeHost: fn(hostPtr: *mut c_void) -> aclError;
+    aclrtMemset: fn(devPtr: *mut c_void, maxCount: usize, value: i32, count: usize) -> aclError;
+    aclrtMemcpy: fn(dst: *mut c_void, destMax: usize, src: *const c_void, count: usize, kind: aclrtMemcpyKind) -> aclError;
+    aclrtMemcpyAsync: fn(dst: *mut c_void, destMax: usize, src: *const c_void, count: usize, kind: aclrtMemcpyKind, stream: aclrtStream) -> aclError;
+    // Kernel binaries and launch (docs/zh/api_ref/14_Kernel_loading_and_execution.md in hicann/runtime:
+    // aclrtLaunchKernel takes its argument block in device memory, aclrtLaunchKernelWithHostArgs in
+    // host memory).
+    aclrtBinaryLoadFromData: fn(data: *const c_void, length: usize, options: *const aclrtBinaryLoadOptions, binHandle: *mut aclrtBinHandle) -> aclError;
+    aclrtBinaryUnLoad: fn(binHandle: aclrtBinHandle) -> aclError;
+    aclrtBinaryGetFunction: fn(binHandle: aclrtBinHandle, kernelName: *const c_char, funcHandle: *mut aclrtFuncHandle) -> aclError;
+    aclrtLaunchKernel: fn(funcHandle: aclrtFuncHandle, numBlocks: u32, argsData: *const c_void, argsSize: usize, stream: aclrtStream) -> aclError;
+    aclrtLaunchKernelWithHostArgs: fn(funcHandle: aclrtFuncHandle, numBlocks: u32, stream: aclrtStream, cfg: *mut aclrtLaunchKernelCfg, hostArgs: *mut c_void, argsSize: usize, placeHolderArray: *mut aclrtPlaceHolderInfo, placeHolderNum: usize) -> aclError;
 }

@@ -274,7 +274,7 @@ pub struct AclLibrary {
     path: PathBuf,
     skipped: Vec<Attempt>,
     // Dropped last (fields drop in declaration order), after nothing can use the table.
-    _library: libloading::Library,
+    library: libloading::Library,
 }
 
 impl fmt::Debug for AclLibrary {
@@ -325,7 +325,7 @@ impl AclLibrary {
                         functions,
                         path: candidate.path.clone(),
                         skipped: attempts,
-                        _library: library,
+                        library,
                     })
                 }
                 Err(failure) => attempts.push(Attempt {
@@ -364,6 +364,15 @@ impl AclLibrary {
     /// The candidate path the library was opened from (a bare name when the system loader found it).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the library exports `name` (for optional entry points and for recognising a stand-in
+    /// runtime by a marker symbol).
+    pub fn has_symbol(&self, name: &str) -> bool {
+        let mut symbol = name.as_bytes().to_vec();
+        symbol.push(0);
+        // SAFETY: the symbol is only looked up, never called or read: its type does not matter.
+        unsafe { self.library.get::<*const std::os::raw::c_void>(&symbol) }.is_ok()
     }
 
     /// The candidates tried before this one, and why each was passed over.

@@ -1,52 +1,55 @@
-//! The `libascendcl.so` provider: the driver table resolved from the real AscendCL library.
-//!
-//! `load` is the single adaptation point to `ascend_sys::AclLibrary::open()` (being written alongside:
-//! it searches `ASCEND_HOME_PATH`, `ASCEND_TOOLKIT_HOME`, the default toolkit install, then the loader
-//! path, and reports every path it tried). Until it lands, this file does the same search itself.
+//! The `libascendcl.so` provider: the driver table from [`ascend_sys::AclLibrary`], the crate's one
+//! loader (its search order: `ASCEND_ACL_LIB`, `$ASCEND_HOME_PATH/lib64`, `$ASCEND_TOOLKIT_HOME/lib64`,
+//! the default CANN install, then the system loader), and which kernel binary that runtime can run.
 
 use crate::{Error, Result};
-use ascend_sys::AclFunctions;
-use std::path::PathBuf;
+use ascend_sys::{AclFunctions, AclLibrary};
 
-const LIBRARY: &str = "libascendcl.so";
-const REMEDY: &str = "install the CANN toolkit and source its set_env.sh (sets ASCEND_HOME_PATH), \
-                      or use the emulator (Device::emulator(), --device emu)";
+/// The symbol by which `standin-acl` (the emulator behind the C ABI of `acl.h`, for CI) says what it
+/// is: it runs host-compiled kernels, so it is given the emulator's manifest instead of the device ELF.
+/// Everything else (load options, launch form, contracts) is the board's code path.
+pub(crate) const STANDIN_MARKER: &str = "ascend_cold_standin_version";
 
-/// Candidate paths, most specific first.
-fn candidates() -> Vec<PathBuf> {
-    let mut paths = Vec::new();
-    for var in ["ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME"] {
-        if let Some(root) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            paths.push(PathBuf::from(root).join("lib64").join(LIBRARY));
-        }
-    }
-    paths.push(PathBuf::from("/usr/local/Ascend/ascend-toolkit/latest/lib64").join(LIBRARY));
-    paths.push(PathBuf::from(LIBRARY)); // the dynamic loader's own search (LD_LIBRARY_PATH, ld.so.cache)
-    paths
+/// What the provider needs from the opened library.
+pub(super) struct Loaded {
+    pub(super) fns: AclFunctions,
+    pub(super) origin: String,
+    pub(super) kernels: KernelBinary,
 }
 
-/// Opens the library and resolves the table. The library stays loaded for the rest of the process (the
-/// table's pointers point into it).
-pub(super) fn load() -> Result<(AclFunctions, String)> {
-    let mut tried = Vec::new();
-    for path in candidates() {
-        // SAFETY: loading libascendcl runs its initialisers, which have no preconditions on us.
-        match unsafe { libloading::Library::new(&path) } {
-            Ok(lib) => {
-                let lib: &'static libloading::Library = Box::leak(Box::new(lib));
-                // SAFETY: this is AscendCL's runtime library, whose exports have the header signatures
-                // the bindings were generated from.
-                let fns = unsafe { AclFunctions::load(lib) }.map_err(|m| Error::RuntimeMissing {
-                    reason: format!("{} does not export {}: {}", path.display(), m.name, m.reason),
-                    remedy: "use a CANN toolkit version that provides the entry points in ascend-sys".into(),
-                })?;
-                return Ok((fns, path.display().to_string()));
-            }
-            Err(e) => tried.push(format!("{}: {e}", path.display())),
+/// The kernel binary a runtime loads, or why there is none.
+#[derive(Clone, Copy)]
+pub(crate) enum KernelBinary {
+    /// Bytes for `aclrtBinaryLoadFromData`.
+    Binary(&'static [u8]),
+    /// This build has no binary the runtime can run.
+    Missing(&'static str),
+}
+
+/// Opens the library for the rest of the process (the table's pointers point into it).
+pub(super) fn load() -> Result<Loaded> {
+    let library = AclLibrary::open().map_err(|e| Error::RuntimeMissing {
+        reason: e.to_string(),
+        remedy:
+            "install the CANN toolkit and source its set_env.sh (sets ASCEND_HOME_PATH), point \
+                 ASCEND_ACL_LIB at a libascendcl.so, or use the emulator (--device emu)"
+                .into(),
+    })?;
+    let library: &'static AclLibrary = Box::leak(Box::new(library));
+    let kernels = if library.has_symbol(STANDIN_MARKER) {
+        KernelBinary::Binary(crate::kernels::EMU_BINARY)
+    } else {
+        match crate::kernels::NPU_BINARY {
+            Some(bytes) => KernelBinary::Binary(bytes),
+            None => KernelBinary::Missing(
+                "this build carries no device kernel binary: CANN (ASCEND_HOME_PATH and bisheng) was \
+                 not present when it was built, or ASCEND_COLD_EMU_ONLY was set",
+            ),
         }
-    }
-    Err(Error::RuntimeMissing {
-        reason: format!("{LIBRARY} not found; tried {}", tried.join("; ")),
-        remedy: REMEDY.into(),
+    };
+    Ok(Loaded {
+        fns: *library.functions(),
+        origin: library.path().display().to_string(),
+        kernels,
     })
 }

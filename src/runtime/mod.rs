@@ -19,6 +19,7 @@ pub mod codes;
 pub mod emu;
 pub(crate) mod result;
 
+pub(crate) use acl::KernelBinary;
 pub use codes::error_name;
 
 use ascend_sys::AclFunctions;
@@ -49,16 +50,24 @@ pub(crate) struct Driver {
     pub(crate) provider: Provider,
     /// Where the table came from (a library path, or "built-in emulator").
     pub(crate) origin: String,
+    /// The kernels this runtime can run.
+    pub(crate) kernels: KernelBinary,
     finalized: AtomicBool,
 }
 
 impl Driver {
-    fn new(fns: AclFunctions, provider: Provider, origin: String) -> crate::Result<Self> {
+    fn new(
+        fns: AclFunctions,
+        provider: Provider,
+        origin: String,
+        kernels: KernelBinary,
+    ) -> crate::Result<Self> {
         result::init(&fns)?;
         Ok(Driver {
             fns,
             provider,
             origin,
+            kernels,
             finalized: AtomicBool::new(false),
         })
     }
@@ -83,7 +92,12 @@ static LIBASCENDCL: OnceCell<Driver> = OnceCell::new();
 pub(crate) fn emulator() -> crate::Result<&'static Driver> {
     EMULATOR.get_or_try_init(|| {
         emu::config()?;
-        Driver::new(emu::TABLE, Provider::Emulator, "built-in emulator".into())
+        Driver::new(
+            emu::TABLE,
+            Provider::Emulator,
+            "built-in emulator".into(),
+            KernelBinary::Binary(crate::kernels::EMU_BINARY),
+        )
     })
 }
 
@@ -91,8 +105,8 @@ pub(crate) fn emulator() -> crate::Result<&'static Driver> {
 /// next call, so installing the toolkit does not need a restart of a long-lived process).
 pub(crate) fn libascendcl() -> crate::Result<&'static Driver> {
     LIBASCENDCL.get_or_try_init(|| {
-        let (fns, origin) = acl::load()?;
-        Driver::new(fns, Provider::Npu, origin)
+        let loaded = acl::load()?;
+        Driver::new(loaded.fns, Provider::Npu, loaded.origin, loaded.kernels)
     })
 }
 

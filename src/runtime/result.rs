@@ -332,17 +332,26 @@ pub(crate) mod module {
     use ascend_sys::{aclrtBinHandle, aclrtFuncHandle, aclrtStream};
     use std::ffi::CString;
 
-    /// `aclrtBinaryLoadFromData` (no options) on the current device.
-    pub(crate) fn load(fns: &AclFunctions, data: &[u8]) -> Result<aclrtBinHandle> {
+    /// `aclrtBinaryLoadFromData` on the current device, as vector-core (AIV) kernels: the option
+    /// `ACL_RT_BINARY_LOAD_OPT_MAGIC` = `ACL_RT_BINARY_MAGIC_ELF_VECTOR_CORE` (acl_rt.h). Without it a
+    /// chip with separate cube and vector cores takes an ELF without kernel-type metadata for cube
+    /// kernels (docs/BOARD.md).
+    pub(crate) fn load_vector_kernels(fns: &AclFunctions, data: &[u8]) -> Result<aclrtBinHandle> {
+        let mut option = ascend_sys::aclrtBinaryLoadOption {
+            type_: ascend_sys::ACL_RT_BINARY_LOAD_OPT_MAGIC,
+            value: ascend_sys::aclrtBinaryLoadOptionValue {
+                magic: ascend_sys::ACL_RT_BINARY_MAGIC_ELF_VECTOR_CORE as u32,
+            },
+        };
+        let options = ascend_sys::aclrtBinaryLoadOptions {
+            options: &mut option,
+            numOpt: 1,
+        };
         let mut h: aclrtBinHandle = std::ptr::null_mut();
-        // SAFETY: `data` is readable for its length; null options are documented as "none".
+        // SAFETY: `data` is readable for its length; `options` points to one valid option, and both
+        // outlive the call (the runtime reads them during it).
         check(fns, "aclrtBinaryLoadFromData", unsafe {
-            (fns.aclrtBinaryLoadFromData)(
-                data.as_ptr().cast(),
-                data.len(),
-                std::ptr::null(),
-                &mut h,
-            )
+            (fns.aclrtBinaryLoadFromData)(data.as_ptr().cast(), data.len(), &options, &mut h)
         })?;
         Ok(h)
     }
@@ -377,7 +386,9 @@ pub(crate) mod module {
         Ok(f)
     }
 
-    /// `aclrtLaunchKernel` with a packed argument block.
+    /// `aclrtLaunchKernelWithHostArgs` with a packed argument block in host memory, no launch
+    /// configuration and no placeholders. (`aclrtLaunchKernel` would need the block in device memory of
+    /// the launching device: hicann/runtime docs/zh/api_ref/14_Kernel_loading_and_execution.md.)
     ///
     /// # Safety
     /// `f` and `stream` are live on the current device, and the kernel's contract holds for `args`
@@ -386,12 +397,24 @@ pub(crate) mod module {
         fns: &AclFunctions,
         f: aclrtFuncHandle,
         blocks: u32,
-        args: &[u8],
+        args: &mut [u8],
         stream: aclrtStream,
     ) -> Result<()> {
-        // SAFETY: the caller's contract; `args` is readable for its length (copied by the runtime).
-        check(fns, "aclrtLaunchKernel", unsafe {
-            (fns.aclrtLaunchKernel)(f, blocks, args.as_ptr().cast(), args.len(), stream)
+        // SAFETY: the caller's contract; `args` is valid for its length during the call, and the
+        // runtime takes its own copy of a host block for the launch (it sets isNoNeedH2DCopy = 0 for
+        // this form, where aclrtLaunchKernel sets 1: hicann/runtime src/runtime/api/api_c_kernel.cc,
+        // src/acl/aclrt_impl/kernel.cpp).
+        check(fns, "aclrtLaunchKernelWithHostArgs", unsafe {
+            (fns.aclrtLaunchKernelWithHostArgs)(
+                f,
+                blocks,
+                stream,
+                std::ptr::null_mut(),
+                args.as_mut_ptr().cast(),
+                args.len(),
+                std::ptr::null_mut(),
+                0,
+            )
         })
     }
 }

@@ -75,8 +75,34 @@ pub(super) unsafe extern "C" fn aclrtSetDevice(device_id: i32) -> aclError {
     })
 }
 
+pub(super) unsafe extern "C" fn aclrtGetDevice(device_id: *mut i32) -> aclError {
+    entry("aclrtGetDevice", || {
+        if device_id.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "deviceId is null");
+        }
+        match current_device() {
+            Ok(dev) => {
+                // SAFETY: non-null and writable (C contract).
+                unsafe { *device_id = dev as i32 };
+                ACL_SUCCESS
+            }
+            Err(code) => code,
+        }
+    })
+}
+
 pub(super) unsafe extern "C" fn aclrtResetDevice(device_id: i32) -> aclError {
-    entry("aclrtResetDevice", || {
+    entry("aclrtResetDevice", || reset(device_id, false))
+}
+
+/// Releases the device whatever the number of aclrtSetDevice calls on it (acl_rt.h,
+/// aclrtResetDeviceForce: one call resets a device set several times).
+pub(super) unsafe extern "C" fn aclrtResetDeviceForce(device_id: i32) -> aclError {
+    entry("aclrtResetDeviceForce", || reset(device_id, true))
+}
+
+fn reset(device_id: i32, force: bool) -> aclError {
+    {
         let dev = match check_id(device_id.into()) {
             Ok(d) => d,
             Err(code) => return code,
@@ -87,10 +113,10 @@ pub(super) unsafe extern "C" fn aclrtResetDevice(device_id: i32) -> aclError {
         if inner.refcount == 0 {
             return fail(
                 ACL_ERROR_RT_CONTEXT_NULL,
-                format!("aclrtResetDevice({dev}) without a matching aclrtSetDevice"),
+                format!("resetting device {dev} without a matching aclrtSetDevice"),
             );
         }
-        inner.refcount -= 1;
+        inner.refcount = if force { 0 } else { inner.refcount - 1 };
         if inner.refcount > 0 {
             return ACL_SUCCESS;
         }
@@ -122,7 +148,7 @@ pub(super) unsafe extern "C" fn aclrtResetDevice(device_id: i32) -> aclError {
             (streams, events)
         };
         for stream in &streams {
-            stream.shutdown();
+            stream.shutdown(false);
         }
         for event in &events {
             event.kill();
@@ -142,7 +168,7 @@ pub(super) unsafe extern "C" fn aclrtResetDevice(device_id: i32) -> aclError {
             }
         });
         ACL_SUCCESS
-    })
+    }
 }
 
 pub(super) unsafe extern "C" fn aclrtGetDeviceCount(count: *mut u32) -> aclError {

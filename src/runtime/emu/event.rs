@@ -141,6 +141,33 @@ pub(super) unsafe extern "C" fn aclrtSynchronizeEvent(event: aclrtEvent) -> aclE
     })
 }
 
+/// Complete when every record issued before the call has been reached (an event never recorded is
+/// complete, as for aclrtSynchronizeEvent).
+pub(super) unsafe extern "C" fn aclrtQueryEventStatus(
+    event: aclrtEvent,
+    status: *mut ascend_sys::aclrtEventRecordedStatus,
+) -> aclError {
+    entry("aclrtQueryEventStatus", || {
+        if status.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "status is null");
+        }
+        match lookup(event) {
+            Ok(e) => {
+                let m = lock(&e.marks);
+                let value = if m.done >= m.issued {
+                    ascend_sys::ACL_EVENT_RECORDED_STATUS_COMPLETE
+                } else {
+                    ascend_sys::ACL_EVENT_RECORDED_STATUS_NOT_READY
+                };
+                // SAFETY: non-null and writable (C contract).
+                unsafe { *status = value };
+                ACL_SUCCESS
+            }
+            Err(code) => code,
+        }
+    })
+}
+
 pub(super) unsafe extern "C" fn aclrtStreamWaitEvent(
     stream: aclrtStream,
     event: aclrtEvent,

@@ -1,18 +1,27 @@
 //! Kernel binaries and launches.
 //!
 //! The emulator's binary is a manifest (`ascend-cold-emu-binary 1`, then one entry name per line)
-//! naming kernels compiled for the host. `aclrtLaunchKernel` takes the packed argument block as the real
-//! runtime does: the kernel's parameters laid out in declaration order (every parameter here is an
-//! 8-byte GM address, so `argsSize` must be 8 × the kernel's parameter count). The block is copied at the
-//! call; the launch runs on the stream's worker with the device allocation table locked (memory cannot be
-//! freed under a running kernel), every block of it, each GM access checked against the live allocations
-//! of the stream's device. A violation becomes the stream's sticky error
-//! (`ACL_ERROR_RT_VECTOR_CORE_EXCEPTION`) with the kernel's message.
+//! naming kernels compiled for the host. Loading it takes the option a vector-core ELF needs on a board
+//! (`ACL_RT_BINARY_LOAD_OPT_MAGIC` = `ACL_RT_BINARY_MAGIC_ELF_VECTOR_CORE`, acl_rt.h): a load without it
+//! is refused, because on a chip with separate cube and vector cores the runtime would take the kernels
+//! for cube kernels (docs/BOARD.md).
+//!
+//! Both launch forms of hicann/runtime `docs/zh/api_ref/14_Kernel_loading_and_execution.md`:
+//! `aclrtLaunchKernel` reads the argument block from *device* memory of the launching device (a host
+//! pointer is refused), `aclrtLaunchKernelWithHostArgs` from host memory. The block is the kernel's
+//! parameters in declaration order (every parameter here is an 8-byte GM address, so `argsSize` must be
+//! 8 × the kernel's parameter count) and is copied at the call. The launch runs on the stream's worker
+//! with the device allocation table locked (memory cannot be freed under a running kernel), every block
+//! of it, each GM access checked against the live allocations of the stream's device. A violation
+//! becomes the stream's sticky error (`ACL_ERROR_RT_VECTOR_CORE_EXCEPTION`) with the kernel's message.
 #![allow(non_snake_case)]
 
 use super::*;
 use crate::kernels::HostKernel;
-use ascend_sys::{aclrtBinHandle, aclrtBinaryLoadOptions, aclrtFuncHandle, aclrtStream};
+use ascend_sys::{
+    aclrtBinHandle, aclrtBinaryLoadOptions, aclrtFuncHandle, aclrtLaunchKernelCfg,
+    aclrtPlaceHolderInfo, aclrtStream,
+};
 use std::os::raw::{c_char, c_void};
 
 /// The first line of an emulator binary.
@@ -30,10 +39,55 @@ pub(super) struct EmuFunction {
     kernel: HostKernel,
 }
 
+/// The kernel-type magic among the load options, if any.
+///
+/// # Safety
+/// `options` is null or points to a valid `aclrtBinaryLoadOptions` whose `options` array has `numOpt`
+/// entries (C contract).
+unsafe fn load_magic(options: *const aclrtBinaryLoadOptions) -> Result<Option<u32>, aclError> {
+    if options.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-null and valid (this function's contract).
+    let options = unsafe { &*options };
+    if options.numOpt == 0 {
+        return Ok(None);
+    }
+    if options.options.is_null() {
+        return Err(fail(
+            ACL_ERROR_INVALID_PARAM,
+            format!(
+                "options->numOpt is {} but options->options is null",
+                options.numOpt
+            ),
+        ));
+    }
+    // SAFETY: `numOpt` entries at `options` (C contract).
+    let list = unsafe { std::slice::from_raw_parts(options.options, options.numOpt) };
+    let mut magic = None;
+    for option in list {
+        match option.type_ {
+            ascend_sys::ACL_RT_BINARY_LOAD_OPT_MAGIC => {
+                // SAFETY: for this option type the union holds `magic` (acl_rt.h).
+                magic = Some(unsafe { option.value.magic });
+            }
+            ascend_sys::ACL_RT_BINARY_LOAD_OPT_LAZY_LOAD
+            | ascend_sys::ACL_RT_BINARY_LOAD_OPT_CPU_KERNEL_MODE => {}
+            other => {
+                return Err(fail(
+                    ACL_ERROR_INVALID_PARAM,
+                    format!("unknown binary load option type {other}"),
+                ))
+            }
+        }
+    }
+    Ok(magic)
+}
+
 pub(super) unsafe extern "C" fn aclrtBinaryLoadFromData(
     data: *const c_void,
     length: usize,
-    _options: *const aclrtBinaryLoadOptions,
+    options: *const aclrtBinaryLoadOptions,
     bin_handle: *mut aclrtBinHandle,
 ) -> aclError {
     entry("aclrtBinaryLoadFromData", || {
@@ -73,6 +127,25 @@ pub(super) unsafe extern "C" fn aclrtBinaryLoadFromData(
                     )
                 }
             }
+        }
+        // SAFETY: forwarded C contract on `options`.
+        let magic = match unsafe { load_magic(options) } {
+            Ok(m) => m,
+            Err(code) => return code,
+        };
+        const VECTOR: u32 = ascend_sys::ACL_RT_BINARY_MAGIC_ELF_VECTOR_CORE as u32;
+        if magic != Some(VECTOR) {
+            return fail(
+                ACL_ERROR_INVALID_PARAM,
+                format!(
+                    "the kernels are vector-core (AIV) kernels: load them with the option ACL_RT_BINARY_LOAD_OPT_MAGIC = \
+                     ACL_RT_BINARY_MAGIC_ELF_VECTOR_CORE ({VECTOR:#x}); got {}",
+                    match magic {
+                        None => "no kernel-type magic (a board would take them for cube kernels)".to_string(),
+                        Some(m) => format!("magic {m:#x}"),
+                    }
+                ),
+            );
         }
         let emu = emu();
         let handle = emu.handle();
@@ -117,6 +190,8 @@ pub(super) unsafe extern "C" fn aclrtBinaryGetFunction(
         }
         // SAFETY: a NUL-terminated string (C contract).
         let name = unsafe { std::ffi::CStr::from_ptr(kernel_name) }.to_string_lossy();
+        // Before the objects lock: device reset takes the device lock, then the objects lock.
+        let current = current_device();
         let emu = emu();
         let mut objects = lock(&emu.objects);
         let Some(bin) = objects.bins.get(&(bin_handle as usize)) else {
@@ -125,6 +200,19 @@ pub(super) unsafe extern "C" fn aclrtBinaryGetFunction(
                 format!("binary {bin_handle:p} is not loaded (unloaded, or its device was reset)"),
             );
         };
+        match current {
+            Ok(dev) if dev == bin.device => {}
+            Ok(dev) => {
+                return fail(
+                    ACL_ERROR_RT_STREAM_CONTEXT,
+                    format!(
+                    "binary {bin_handle:p} was loaded on device {}, the current device is {dev}",
+                    bin.device
+                ),
+                )
+            }
+            Err(code) => return code,
+        }
         let Some(kernel) = bin.kernels.iter().find(|k| k.name() == name).copied() else {
             return fail(
                 ACL_ERROR_RT_SYMBOL_NOT_FOUND,
@@ -144,6 +232,7 @@ pub(super) unsafe extern "C" fn aclrtBinaryGetFunction(
     })
 }
 
+/// `aclrtLaunchKernel`: the argument block is in device memory of the stream's device.
 pub(super) unsafe extern "C" fn aclrtLaunchKernel(
     func_handle: aclrtFuncHandle,
     num_blocks: u32,
@@ -152,99 +241,193 @@ pub(super) unsafe extern "C" fn aclrtLaunchKernel(
     stream: aclrtStream,
 ) -> aclError {
     entry("aclrtLaunchKernel", || {
-        let emu = emu();
-        let Some(function) = lock(&emu.objects)
-            .funcs
-            .get(&(func_handle as usize))
-            .copied()
-        else {
+        let (function, stream) =
+            match prepare(func_handle, num_blocks, args_data, args_size, stream) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+        let table = lock(&emu().mem);
+        if !table.is_device_memory(args_data as usize, args_size, stream.device) {
             return fail(
-                ACL_ERROR_RT_INVALID_HANDLE,
-                format!("function {func_handle:p} does not exist (its binary was unloaded, or its device was reset)"),
-            );
-        };
-        let stream = match stream::resolve(stream) {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
-        let kernel = function.kernel;
-        if function.device != stream.device {
-            return fail(
-                ACL_ERROR_RT_STREAM_CONTEXT,
+                ACL_ERROR_INVALID_PARAM,
                 format!(
-                    "kernel {} was loaded on device {}, the stream is on device {}",
-                    kernel.name(),
-                    function.device,
+                    "kernel {}: argsData {args_data:p} ({args_size} bytes) is not device memory of device {} \
+                     (aclrtLaunchKernel takes its argument block in device memory of the launching device; \
+                     host-memory arguments go through aclrtLaunchKernelWithHostArgs)",
+                    function.kernel.name(),
                     stream.device
                 ),
             );
         }
-        if num_blocks == 0 {
+        // SAFETY: a live device allocation of at least `args_size` bytes, checked under the table
+        // lock, which is still held.
+        let args = unsafe { read_block(args_data, args_size) };
+        drop(table);
+        launch(function, num_blocks, args, &stream)
+    })
+}
+
+/// `aclrtLaunchKernelWithHostArgs`: the argument block is in host memory. No launch configuration
+/// and no placeholders are needed by these kernels; the emulator accepts none.
+#[allow(clippy::too_many_arguments)] // the C signature
+pub(super) unsafe extern "C" fn aclrtLaunchKernelWithHostArgs(
+    func_handle: aclrtFuncHandle,
+    num_blocks: u32,
+    stream: aclrtStream,
+    cfg: *mut aclrtLaunchKernelCfg,
+    host_args: *mut c_void,
+    args_size: usize,
+    place_holder_array: *mut aclrtPlaceHolderInfo,
+    place_holder_num: usize,
+) -> aclError {
+    entry("aclrtLaunchKernelWithHostArgs", || {
+        // SAFETY: `cfg` is null or valid (C contract).
+        if !cfg.is_null() && unsafe { (*cfg).numAttrs } != 0 {
             return fail(
-                ACL_ERROR_INVALID_PARAM,
-                format!("kernel {}: numBlocks must be at least 1", kernel.name()),
+                ACL_ERROR_RT_FEATURE_NOT_SUPPORT,
+                "the emulator supports no launch attributes (cfg must be null or have numAttrs 0)",
             );
         }
-        let expected = 8 * kernel.num_args();
-        if args_size != expected || (args_size > 0 && args_data.is_null()) {
+        if place_holder_num != 0 || !place_holder_array.is_null() {
+            return fail(
+                ACL_ERROR_RT_FEATURE_NOT_SUPPORT,
+                "the emulator supports no placeholders (placeHolderArray null, placeHolderNum 0)",
+            );
+        }
+        let (function, stream) =
+            match prepare(func_handle, num_blocks, host_args, args_size, stream) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+        let table = lock(&emu().mem);
+        if !table.is_host_memory(host_args as usize, args_size) {
             return fail(
                 ACL_ERROR_INVALID_PARAM,
                 format!(
-                    "kernel {} takes {} GM-address arguments: argsSize must be {expected} bytes, got {args_size}{}",
-                    kernel.name(),
-                    kernel.num_args(),
-                    if args_data.is_null() { " (argsData null)" } else { "" }
+                    "kernel {}: hostArgs {host_args:p} ({args_size} bytes) is device memory; \
+                     aclrtLaunchKernelWithHostArgs takes its argument block in host memory",
+                    function.kernel.name()
                 ),
             );
         }
-        let mut args = vec![0u64; kernel.num_args()];
-        if args_size > 0 {
-            // SAFETY: `args_size` readable bytes at `args_data` (C contract); `args` has that many bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    args_data.cast::<u8>(),
-                    args.as_mut_ptr().cast::<u8>(),
-                    args_size,
-                )
-            };
-        }
-        let device = stream.device;
-        // Kernels get the UB less what the framework reserves, as on the chip (tiling::UB_RESERVED_BYTES).
-        let ub_bytes = emu
-            .config
-            .profile
-            .ub_bytes
-            .saturating_sub(crate::tiling::UB_RESERVED_BYTES);
-        let threads = emu.config.kernel_threads;
-        stream.submit(Box::new(move || {
-            let table = lock(&emu.mem);
-            let regions = table.regions(device);
-            // SAFETY: `args` has num_args() entries; `regions` are the live allocations of the device,
-            // which stay allocated and untouched by anyone else while the table lock is held.
-            let result =
-                unsafe { kernel.run_blocks(&args, num_blocks, &regions, ub_bytes, threads) };
-            drop(table);
-            let dev = &emu.devices[device as usize];
-            lock(&dev.stats).launches += 1;
-            let mut history = lock(&dev.launches);
-            if history.len() == LAUNCH_HISTORY {
-                history.pop_front();
-            }
-            let (counters, fault) = match result {
-                Ok(c) => (c, None),
-                Err(m) => (Vec::new(), Some(m)),
-            };
-            history.push_back(LaunchRecord {
-                kernel: kernel.name().to_string(),
-                blocks: num_blocks,
-                counters,
-                fault: fault.clone(),
-            });
-            match fault {
-                None => Ok(()),
-                Some(m) => Err((ACL_ERROR_RT_VECTOR_CORE_EXCEPTION, m)),
-            }
-        }));
-        ACL_SUCCESS
+        drop(table);
+        // SAFETY: `args_size` readable host bytes at `host_args` (C contract).
+        let args = unsafe { read_block(host_args, args_size) };
+        launch(function, num_blocks, args, &stream)
     })
+}
+
+/// Checks what both launch forms share: the function, its device against the stream's, the grid and
+/// the block size.
+fn prepare(
+    func_handle: aclrtFuncHandle,
+    num_blocks: u32,
+    args_data: *const c_void,
+    args_size: usize,
+    stream: aclrtStream,
+) -> Result<(EmuFunction, Arc<stream::EmuStream>), aclError> {
+    let emu = emu();
+    let Some(function) = lock(&emu.objects)
+        .funcs
+        .get(&(func_handle as usize))
+        .copied()
+    else {
+        return Err(fail(
+            ACL_ERROR_RT_INVALID_HANDLE,
+            format!("function {func_handle:p} does not exist (its binary was unloaded, or its device was reset)"),
+        ));
+    };
+    let stream = stream::resolve(stream)?;
+    let kernel = function.kernel;
+    if function.device != stream.device {
+        return Err(fail(
+            ACL_ERROR_RT_STREAM_CONTEXT,
+            format!(
+                "kernel {} was loaded on device {}, the stream is on device {}",
+                kernel.name(),
+                function.device,
+                stream.device
+            ),
+        ));
+    }
+    if num_blocks == 0 {
+        return Err(fail(
+            ACL_ERROR_INVALID_PARAM,
+            format!("kernel {}: numBlocks must be at least 1", kernel.name()),
+        ));
+    }
+    let expected = 8 * kernel.num_args();
+    if args_size != expected || args_data.is_null() {
+        return Err(fail(
+            ACL_ERROR_INVALID_PARAM,
+            format!(
+                "kernel {} takes {} GM-address arguments: the argument block must be {expected} bytes, got {args_size}{}",
+                kernel.name(),
+                kernel.num_args(),
+                if args_data.is_null() { " (null)" } else { "" }
+            ),
+        ));
+    }
+    Ok((function, stream))
+}
+
+/// Copies the argument block out of the caller's memory.
+///
+/// # Safety
+/// `args_size` readable bytes at `data`, a multiple of 8.
+unsafe fn read_block(data: *const c_void, args_size: usize) -> Vec<u64> {
+    let mut args = vec![0u64; args_size / 8];
+    // SAFETY: `args_size` readable bytes at `data` (this function's contract); `args` has that many.
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.cast::<u8>(), args.as_mut_ptr().cast::<u8>(), args_size)
+    };
+    args
+}
+
+/// Queues the launch on the stream's worker.
+fn launch(
+    function: EmuFunction,
+    num_blocks: u32,
+    args: Vec<u64>,
+    stream: &stream::EmuStream,
+) -> aclError {
+    let emu = emu();
+    let kernel = function.kernel;
+    let device = stream.device;
+    // Kernels get the UB less what the framework reserves, as on the chip (tiling::UB_RESERVED_BYTES).
+    let ub_bytes = emu
+        .config
+        .profile
+        .ub_bytes
+        .saturating_sub(crate::tiling::UB_RESERVED_BYTES);
+    let threads = emu.config.kernel_threads;
+    stream.submit(Box::new(move || {
+        let table = lock(&emu.mem);
+        let regions = table.regions(device);
+        // SAFETY: `args` has num_args() entries; `regions` are the live allocations of the device,
+        // which stay allocated and untouched by anyone else while the table lock is held.
+        let result = unsafe { kernel.run_blocks(&args, num_blocks, &regions, ub_bytes, threads) };
+        drop(table);
+        let dev = &emu.devices[device as usize];
+        lock(&dev.stats).launches += 1;
+        let mut history = lock(&dev.launches);
+        if history.len() == LAUNCH_HISTORY {
+            history.pop_front();
+        }
+        let (counters, fault) = match result {
+            Ok(c) => (c, None),
+            Err(m) => (Vec::new(), Some(m)),
+        };
+        history.push_back(LaunchRecord {
+            kernel: kernel.name().to_string(),
+            blocks: num_blocks,
+            counters,
+            fault: fault.clone(),
+        });
+        match fault {
+            None => Ok(()),
+            Some(m) => Err((ACL_ERROR_RT_VECTOR_CORE_EXCEPTION, m)),
+        }
+    }));
+    ACL_SUCCESS
 }

@@ -6,8 +6,9 @@
 //! emulator fills it with 0xFF so a read before a write shows up as NaN / -1). `aclrtFree` releases at
 //! once, without synchronising any stream. `aclrtMemcpy` copies at once without synchronising any
 //! stream; the runtime checks from the pointers whether the copy is possible. `aclrtMemcpyAsync` is
-//! asynchronous for page-locked host memory; the emulator treats all host memory as page-locked (the
-//! stricter case) and rejects host-to-host kinds on a stream.
+//! asynchronous when its host side is page-locked (`aclrtMallocHost`) and returns only after the copy
+//! when it is pageable (ordinary host memory), as documented there; host-to-host kinds are rejected
+//! on a stream.
 //!
 //! Bounds use the requested size, not the padded one: stricter than the board, which would not fault on
 //! an overrun into the padding.
@@ -32,6 +33,8 @@ pub(super) struct Allocation {
 pub(super) struct MemTable {
     allocs: BTreeMap<usize, Allocation>,
     used: HashMap<u32, u64>,
+    /// Page-locked host allocations (`aclrtMallocHost`): base to layout.
+    pinned: BTreeMap<usize, Layout>,
 }
 
 /// Where a byte range lives.
@@ -73,6 +76,26 @@ impl MemTable {
             }
         }
         Ok(Loc::Host)
+    }
+
+    /// Whether `[ptr, ptr + count)` lies in one page-locked host allocation.
+    fn is_pinned(&self, ptr: usize, count: usize) -> bool {
+        self.pinned
+            .range(..=ptr)
+            .next_back()
+            .is_some_and(|(&base, layout)| {
+                ptr - base <= layout.size() && count <= layout.size() - (ptr - base)
+            })
+    }
+
+    /// Whether `[ptr, ptr + count)` is wholly outside device memory.
+    pub(super) fn is_host_memory(&self, ptr: usize, count: usize) -> bool {
+        matches!(self.locate(ptr, count, ""), Ok(Loc::Host))
+    }
+
+    /// Whether `[ptr, ptr + count)` lies in a live device allocation of `device`.
+    pub(super) fn is_device_memory(&self, ptr: usize, count: usize, device: u32) -> bool {
+        matches!(self.locate(ptr, count, ""), Ok(Loc::Device(d)) if d == device)
     }
 
     /// The device allocations of `device` as GM regions, sorted by base.
@@ -354,9 +377,75 @@ pub(super) unsafe extern "C" fn aclrtMemcpyAsync(
         {
             return fail(code, message);
         }
-        stream.submit(Box::new(move || {
+        let host_side = match kind {
+            ascend_sys::ACL_MEMCPY_HOST_TO_DEVICE => Some(src),
+            ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST => Some(dst),
+            _ => None,
+        };
+        let pageable = host_side.is_some_and(|p| !lock(&emu().mem).is_pinned(p, count));
+        let ticket = stream.submit(Box::new(move || {
             lock(&emu().mem).copy(dst, dest_max, src, count, kind, dev, true)
         }));
+        if pageable {
+            if let Err((code, message)) = stream.wait(ticket) {
+                return fail(code, message);
+            }
+        }
+        ACL_SUCCESS
+    })
+}
+
+/// Page-locked host memory: host memory (copies treat it as such), remembered so that
+/// `aclrtMemcpyAsync` from or to it stays asynchronous. Zero-filled is not promised by AscendCL; the
+/// emulator fills it with 0xFF like device memory.
+pub(super) unsafe extern "C" fn aclrtMallocHost(
+    host_ptr: *mut *mut c_void,
+    size: usize,
+) -> aclError {
+    entry("aclrtMallocHost", || {
+        if host_ptr.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "hostPtr is null");
+        }
+        if size == 0 {
+            return fail(ACL_ERROR_INVALID_PARAM, "size must not be 0");
+        }
+        let Ok(layout) = Layout::from_size_align(size, BASE_ALIGN) else {
+            return fail(
+                ACL_ERROR_RT_MEMORY_ALLOCATION,
+                format!("cannot lay out {size} bytes"),
+            );
+        };
+        // SAFETY: the layout has non-zero size.
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        if ptr.is_null() {
+            return fail(
+                ACL_ERROR_RT_MEMORY_ALLOCATION,
+                format!("the host cannot allocate {size} bytes of page-locked memory"),
+            );
+        }
+        // SAFETY: `ptr` is a fresh allocation of `size` bytes.
+        unsafe { std::ptr::write_bytes(ptr, 0xFF, size) };
+        lock(&emu().mem).pinned.insert(ptr as usize, layout);
+        // SAFETY: non-null and writable (C contract).
+        unsafe { *host_ptr = ptr.cast() };
+        ACL_SUCCESS
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtFreeHost(host_ptr: *mut c_void) -> aclError {
+    entry("aclrtFreeHost", || {
+        if host_ptr.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "hostPtr is null");
+        }
+        // The table lock waits for a copy that is reading or writing it right now.
+        let Some(layout) = lock(&emu().mem).pinned.remove(&(host_ptr as usize)) else {
+            return fail(
+                ACL_ERROR_RT_MEMORY_FREE,
+                format!("{host_ptr:p} is not the base of live aclrtMallocHost memory (double free, or not from aclrtMallocHost)"),
+            );
+        };
+        // SAFETY: removed from the table, so this is its only deallocation; allocated with `layout`.
+        unsafe { std::alloc::dealloc(host_ptr.cast(), layout) };
         ACL_SUCCESS
     })
 }

@@ -39,7 +39,9 @@ pub(crate) static TABLE: AclFunctions = AclFunctions {
     aclFinalize: device::aclFinalize,
     aclGetRecentErrMsg: device::aclGetRecentErrMsg,
     aclrtSetDevice: device::aclrtSetDevice,
+    aclrtGetDevice: device::aclrtGetDevice,
     aclrtResetDevice: device::aclrtResetDevice,
+    aclrtResetDeviceForce: device::aclrtResetDeviceForce,
     aclrtGetDeviceCount: device::aclrtGetDeviceCount,
     aclrtSynchronizeDevice: device::aclrtSynchronizeDevice,
     aclrtGetDeviceInfo: device::aclrtGetDeviceInfo,
@@ -47,15 +49,21 @@ pub(crate) static TABLE: AclFunctions = AclFunctions {
     aclrtGetSocName: device::aclrtGetSocName,
     aclrtCreateStream: stream::aclrtCreateStream,
     aclrtDestroyStream: stream::aclrtDestroyStream,
+    aclrtDestroyStreamForce: stream::aclrtDestroyStreamForce,
     aclrtSynchronizeStream: stream::aclrtSynchronizeStream,
+    aclrtSynchronizeStreamWithTimeout: stream::aclrtSynchronizeStreamWithTimeout,
+    aclrtStreamQuery: stream::aclrtStreamQuery,
     aclrtStreamWaitEvent: event::aclrtStreamWaitEvent,
     aclrtCreateEvent: event::aclrtCreateEvent,
     aclrtDestroyEvent: event::aclrtDestroyEvent,
     aclrtRecordEvent: event::aclrtRecordEvent,
+    aclrtQueryEventStatus: event::aclrtQueryEventStatus,
     aclrtSynchronizeEvent: event::aclrtSynchronizeEvent,
     aclrtEventElapsedTime: event::aclrtEventElapsedTime,
     aclrtMalloc: memory::aclrtMalloc,
     aclrtFree: memory::aclrtFree,
+    aclrtMallocHost: memory::aclrtMallocHost,
+    aclrtFreeHost: memory::aclrtFreeHost,
     aclrtMemset: memory::aclrtMemset,
     aclrtMemcpy: memory::aclrtMemcpy,
     aclrtMemcpyAsync: memory::aclrtMemcpyAsync,
@@ -63,7 +71,26 @@ pub(crate) static TABLE: AclFunctions = AclFunctions {
     aclrtBinaryUnLoad: launch::aclrtBinaryUnLoad,
     aclrtBinaryGetFunction: launch::aclrtBinaryGetFunction,
     aclrtLaunchKernel: launch::aclrtLaunchKernel,
+    aclrtLaunchKernelWithHostArgs: launch::aclrtLaunchKernelWithHostArgs,
 };
+
+/// The emulator's AscendCL entry points, with the C signatures of `acl.h`.
+///
+/// What `libascendcl.so` would give a host program, over host memory: a runtime author can call them
+/// directly to test code that owns its memory and streams, and `standin-acl` exports them under their
+/// C names. Calling them is `unsafe` with the C API's own contracts; the emulator additionally refuses,
+/// with an AscendCL error code and `aclGetRecentErrMsg`, what a board would only corrupt.
+///
+/// ```
+/// let table = ascend_cold::runtime::emu::table();
+/// let mut count = 0u32;
+/// // SAFETY: `count` is a writable u32. Before aclInit the call fails with a code, never a crash.
+/// let code = unsafe { (table.aclrtGetDeviceCount)(&mut count) };
+/// assert!(code == ascend_sys::ACL_SUCCESS || code == ascend_sys::ACL_ERROR_UNINITIALIZE);
+/// ```
+pub fn table() -> &'static AclFunctions {
+    &TABLE
+}
 
 /// What the emulated device reports about itself (the facts tiling reads).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +109,7 @@ pub struct EmuProfile {
 impl EmuProfile {
     /// The default: an Atlas A2 (910B) with 24 AI cores and 48 vector cores (the `[SoCInfo]` of the CANN
     /// platform config quoted in Ascend/torchair `docs/context/limit_core_num.md`) and a 192 KiB Unified
-    /// Buffer per vector core (docs/design.md section 4).
+    /// Buffer per vector core (docs/BOARD.md, chip facts).
     pub fn ascend910b() -> Self {
         EmuProfile {
             soc_name: "Ascend910B2".into(),
@@ -212,6 +239,10 @@ pub struct EmuStats {
     pub freed_by_reset: u64,
     /// Kernel launches executed (successfully or not).
     pub launches: u64,
+    /// Kernel binaries loaded on the device and not unloaded.
+    pub live_binaries: u64,
+    /// Function handles (`aclrtBinaryGetFunction` results) the runtime holds for the device.
+    pub live_function_handles: u64,
 }
 
 /// One executed kernel launch, as the emulator saw it.
@@ -237,7 +268,15 @@ const LAUNCH_HISTORY: usize = 32;
 pub fn stats(device: u32) -> crate::Result<EmuStats> {
     let emu = emu();
     let dev = emu.device(device)?;
-    Ok(*lock(&dev.stats))
+    let mut stats = *lock(&dev.stats);
+    let objects = lock(&emu.objects);
+    stats.live_binaries = objects.bins.values().filter(|b| b.device == device).count() as u64;
+    stats.live_function_handles = objects
+        .funcs
+        .values()
+        .filter(|f| f.device == device)
+        .count() as u64;
+    Ok(stats)
 }
 
 /// The most recent kernel launches executed on emulated device `device`, oldest first (at most 32).

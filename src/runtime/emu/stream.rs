@@ -81,12 +81,26 @@ impl EmuStream {
         }
     }
 
-    /// Queues a task behind everything already submitted.
-    pub(super) fn submit(&self, task: Task) {
+    /// Queues a task behind everything already submitted; returns its ticket for [`Self::wait`].
+    pub(super) fn submit(&self, task: Task) -> u64 {
         let mut q = lock(&self.queue);
         q.tasks.push_back(task);
         q.submitted += 1;
         self.changed.notify_all();
+        q.submitted
+    }
+
+    /// Waits until the task with `ticket` (and everything before it) has run; returns the sticky
+    /// fault, if any.
+    pub(super) fn wait(&self, ticket: u64) -> Result<(), Fault> {
+        let mut q = lock(&self.queue);
+        while q.completed < ticket {
+            q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        match &q.fault {
+            None => Ok(()),
+            Some(f) => Err(f.clone()),
+        }
     }
 
     /// Waits until every task submitted so far has run; returns the sticky fault, if any.
@@ -102,10 +116,48 @@ impl EmuStream {
         }
     }
 
-    /// Lets the queued tasks finish, then stops the worker.
-    pub(super) fn shutdown(&self) {
+    /// As [`Self::synchronize`], giving up after `timeout` (`None`: never); `Ok(false)` on time-out.
+    fn synchronize_within(&self, timeout: Option<std::time::Duration>) -> Result<bool, Fault> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut q = lock(&self.queue);
+        let target = q.submitted;
+        while q.completed < target {
+            q = match deadline {
+                None => self.changed.wait(q).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Ok(false);
+                    }
+                    self.changed
+                        .wait_timeout(q, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        match &q.fault {
+            None => Ok(true),
+            Some(f) => Err(f.clone()),
+        }
+    }
+
+    /// Whether every task submitted so far has run.
+    fn idle(&self) -> bool {
+        let q = lock(&self.queue);
+        q.completed == q.submitted
+    }
+
+    /// Stops the worker; with `discard`, the tasks not yet started are dropped instead of run
+    /// (`aclrtDestroyStreamForce`).
+    pub(super) fn shutdown(&self, discard: bool) {
         {
             let mut q = lock(&self.queue);
+            if discard {
+                let dropped = q.tasks.len() as u64;
+                q.tasks.clear();
+                q.completed += dropped;
+            }
             q.shutdown = true;
             self.changed.notify_all();
         }
@@ -195,7 +247,17 @@ pub(super) unsafe extern "C" fn aclrtCreateStream(stream: *mut aclrtStream) -> a
 }
 
 pub(super) unsafe extern "C" fn aclrtDestroyStream(stream: aclrtStream) -> aclError {
-    entry("aclrtDestroyStream", || {
+    entry("aclrtDestroyStream", || destroy(stream, false))
+}
+
+/// Destroys without waiting for the queued tasks: those not started are dropped (acl_rt.h,
+/// aclrtDestroyStreamForce).
+pub(super) unsafe extern "C" fn aclrtDestroyStreamForce(stream: aclrtStream) -> aclError {
+    entry("aclrtDestroyStreamForce", || destroy(stream, true))
+}
+
+fn destroy(stream: aclrtStream, discard: bool) -> aclError {
+    {
         if stream.is_null() {
             return fail(
                 ACL_ERROR_INVALID_PARAM,
@@ -205,7 +267,7 @@ pub(super) unsafe extern "C" fn aclrtDestroyStream(stream: aclrtStream) -> aclEr
         let removed = lock(&emu().objects).streams.remove(&(stream as usize));
         match removed {
             Some(s) => {
-                s.shutdown();
+                s.shutdown(discard);
                 ACL_SUCCESS
             }
             None => fail(
@@ -213,7 +275,7 @@ pub(super) unsafe extern "C" fn aclrtDestroyStream(stream: aclrtStream) -> aclEr
                 format!("stream {stream:p} does not exist (destroyed, or its device was reset)"),
             ),
         }
-    })
+    }
 }
 
 pub(super) unsafe extern "C" fn aclrtSynchronizeStream(stream: aclrtStream) -> aclError {
@@ -223,5 +285,58 @@ pub(super) unsafe extern "C" fn aclrtSynchronizeStream(stream: aclrtStream) -> a
             Err((code, message)) => fail(code, message),
         },
         Err(code) => code,
+    })
+}
+
+/// `timeout` in milliseconds, -1 meaning forever (acl_rt.h, aclrtSynchronizeStreamWithTimeout);
+/// `ACL_ERROR_RT_STREAM_SYNC_TIMEOUT` when the stream has not drained by then.
+pub(super) unsafe extern "C" fn aclrtSynchronizeStreamWithTimeout(
+    stream: aclrtStream,
+    timeout: i32,
+) -> aclError {
+    entry("aclrtSynchronizeStreamWithTimeout", || {
+        let limit = match timeout {
+            -1 => None,
+            ms if ms > 0 => Some(std::time::Duration::from_millis(ms as u64)),
+            other => {
+                return fail(
+                    ACL_ERROR_INVALID_PARAM,
+                    format!("timeout must be -1 (forever) or a positive number of ms, got {other}"),
+                )
+            }
+        };
+        match lookup(stream).map(|s| s.synchronize_within(limit)) {
+            Ok(Ok(true)) => ACL_SUCCESS,
+            Ok(Ok(false)) => fail(
+                ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
+                format!("stream {stream:p} still had work after {timeout} ms"),
+            ),
+            Ok(Err((code, message))) => fail(code, message),
+            Err(code) => code,
+        }
+    })
+}
+
+pub(super) unsafe extern "C" fn aclrtStreamQuery(
+    stream: aclrtStream,
+    status: *mut ascend_sys::aclrtStreamStatus,
+) -> aclError {
+    entry("aclrtStreamQuery", || {
+        if status.is_null() {
+            return fail(ACL_ERROR_INVALID_PARAM, "status is null");
+        }
+        match lookup(stream) {
+            Ok(s) => {
+                let value = if s.idle() {
+                    ascend_sys::ACL_STREAM_STATUS_COMPLETE
+                } else {
+                    ascend_sys::ACL_STREAM_STATUS_NOT_READY
+                };
+                // SAFETY: non-null and writable (C contract).
+                unsafe { *status = value };
+                ACL_SUCCESS
+            }
+            Err(code) => code,
+        }
     })
 }
