@@ -5,12 +5,15 @@
 //! manifest of entry names, derived from the `X(name)` list in `kernels/kernel_entries.h`), and extracts
 //! the tiling structs' C layout (size, field offsets) into `OUT_DIR/tiling_layout.rs` for the layout test.
 //!
-//! With CANN (ASCEND_HOME_PATH set and bisheng present): also compiles the kernels for the 910B vector
-//! cores (dav-c220-vec) into `OUT_DIR/kernels_dav-c220-vec.o`, embedded by `src/kernels.rs` under
-//! `cfg(ascend_cold_npu_binary)`. Every flag and its source: docs/KERNELS.md.
+//! With CANN (ASCEND_HOME_PATH set, ASCEND_COLD_EMU_ONLY not 1): also builds the device binary for the 910B
+//! vector cores as asc-devkit's `ascendc_fatbin_library` does: bisheng compiles each kernel source and a
+//! generated source of `.ascend.meta.<kernel>` kernel-type records, ld.lld links them into
+//! `OUT_DIR/kernels_dav-c220-vec.elf`, the result is checked against what the runtime's ELF loader needs,
+//! and `cfg(ascend_cold_npu_binary)` is set for `src/kernels.rs` to embed it. A missing tool or a failed
+//! step fails the build. Every command, flag and its vendor source: docs/KERNELS.md, "Device build".
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 const KERNEL_SOURCES: &[&str] = &[
     "kernels/smoke_add.cpp",
@@ -23,8 +26,6 @@ const EMU_SOURCES: &[&str] = &["kernels/emu/registry.cpp", "kernels/emu/selftest
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed=kernels");
-    println!("cargo:rerun-if-env-changed=ASCEND_HOME_PATH");
-    println!("cargo:rerun-if-env-changed=ASCENDC_DEVKIT_PATH");
     println!("cargo::rustc-check-cfg=cfg(ascend_cold_npu_binary)");
 
     let mut build = cc::Build::new();
@@ -93,66 +94,368 @@ fn write_tiling_layout(out: &Path, compiler: &cc::Tool) {
     std::fs::write(out.join("tiling_layout.rs"), rs).expect("OUT_DIR is writable");
 }
 
-/// With CANN present, compiles all kernels into one device object for the 910B vector cores.
+/// With CANN present (ASCEND_HOME_PATH set, ASCEND_COLD_EMU_ONLY not 1), builds the device binary the way
+/// asc-devkit's `ascendc_fatbin_library` builds a vector-only kernel for dav-c220 (910B), and checks it the
+/// way hicann/runtime will read it. Any failure stops the build: a binary silently missing would only show up
+/// on the board.
 fn build_npu_binary(out: &Path) {
-    let Some(home) = std::env::var_os("ASCEND_HOME_PATH").map(PathBuf::from) else {
+    println!("cargo:rerun-if-env-changed=ASCEND_HOME_PATH");
+    println!("cargo:rerun-if-env-changed=ASCEND_COLD_EMU_ONLY");
+    let Some(root) = std::env::var_os("ASCEND_HOME_PATH").map(PathBuf::from) else {
         return;
     };
-    let Some(bisheng) = ["compiler/ccec_compiler/bin/bisheng", "bin/bisheng"]
-        .iter()
-        .map(|p| home.join(p))
-        .find(|p| p.exists())
-    else {
-        println!("cargo:warning=ASCEND_HOME_PATH is set but bisheng was not found under it; NPU kernels not built");
+    if std::env::var_os("ASCEND_COLD_EMU_ONLY").is_some_and(|v| v == "1") {
         return;
-    };
-    let devkit = std::env::var_os("ASCENDC_DEVKIT_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join("compiler"));
-    let unity = out.join("kernels_unity.cpp");
-    let sources: String = KERNEL_SOURCES
+    }
+    let devkit = devkit_dir(&root);
+    let bisheng = toolkit_program(&devkit, "bisheng");
+    let linker = toolkit_program(&devkit, "ld.lld");
+
+    let dir = out.join("device");
+    std::fs::create_dir_all(&dir).expect("OUT_DIR is writable");
+    let kernels = device_kernels(out);
+    let meta = dir.join("ascend_meta.cpp");
+    std::fs::write(&meta, ascend_meta_source(&kernels)).expect("OUT_DIR is writable");
+    let package = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let sources: Vec<PathBuf> = KERNEL_SOURCES
         .iter()
-        .map(|s| {
-            let abs = std::fs::canonicalize(s).expect("kernel source exists");
-            format!("#include \"{}\"\n", abs.display())
+        .map(|s| package.join(s))
+        .chain([meta])
+        .collect();
+
+    // One object per source as the vendor does (no unity build: each kernel file is its own translation
+    // unit, as on the host); started together because each takes a while.
+    let jobs: Vec<(Command, PathBuf, std::process::Child)> = sources
+        .iter()
+        .map(|source| {
+            let stem = source.file_stem().expect("a file name").to_string_lossy();
+            let object = dir.join(format!("{stem}.o"));
+            let mut cmd = compile_command(&bisheng, &devkit, source, &object);
+            let child = cmd
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| device_build_failed(&cmd, &format!("could not start: {e}")));
+            (cmd, object, child)
         })
         .collect();
-    std::fs::write(&unity, sources).expect("OUT_DIR is writable");
-    let object = out.join("kernels_dav-c220-vec.o");
-    let mut cmd = Command::new(&bisheng);
-    cmd.args(["-x", "cce", "-O3", "-std=c++17"])
-        .args([
-            "--cce-aicore-arch=dav-c220-vec",
-            "--cce-aicore-only",
-            "--cce-auto-sync",
-        ])
-        .args(["-mllvm", "-cce-aicore-stack-size=0x8000"])
-        .args(["-mllvm", "-cce-aicore-function-stack-size=0x8000"])
-        // false: with overflow recording the compiler appends a hidden argument (see docs/KERNELS.md).
-        .args(["-mllvm", "-cce-aicore-record-overflow=false"])
-        .args(["-mllvm", "-cce-aicore-addr-transform"])
-        .args(["-mllvm", "-cce-aicore-dcci-insert-for-scalar=false"]);
-    for inc in [
-        "asc/impl/basic_api",
-        "asc/impl/utils",
-        "asc/include",
-        "asc/include/basic_api",
-        "asc/include/utils",
-        "tikcpp/tikcfw",
-        "tikcpp/tikcfw/impl",
-        "tikcpp/tikcfw/interface",
-    ] {
-        cmd.arg("-I").arg(devkit.join(inc));
+    let objects: Vec<PathBuf> = jobs
+        .into_iter()
+        .map(|(cmd, object, child)| {
+            check_output(&cmd, child.wait_with_output());
+            object
+        })
+        .collect();
+
+    let elf = out.join("kernels_dav-c220-vec.elf");
+    let mut link = link_command(&linker, &objects, &elf);
+    let linked = link.output();
+    check_output(&link, linked);
+    let bytes = std::fs::read(&elf).expect("the linker wrote its output");
+    if let Err(problem) = check_device_elf(&bytes, &kernels) {
+        device_build_failed(
+            &link,
+            &format!("the linked binary is not what the runtime loads: {problem}"),
+        );
     }
-    cmd.arg("-I")
-        .arg("kernels")
-        .arg("-c")
-        .arg(&unity)
+    println!("cargo:rustc-cfg=ascend_cold_npu_binary");
+}
+
+/// The toolkit directory holding `ccec_compiler/`, searched in the order of asc-devkit
+/// `cmake/asc/legacy_modules/bisheng_config.cmake` (ASCENDC_DEVKIT_PATH): `<host arch>-linux/`,
+/// `tools/`, `compiler/`, else `ascendc_devkit/`.
+fn devkit_dir(root: &Path) -> PathBuf {
+    let host = format!("{}-linux", std::env::consts::ARCH);
+    [host.as_str(), "tools", "compiler"]
+        .iter()
+        .map(|d| root.join(d))
+        .find(|d| d.join("ccec_compiler").is_dir())
+        .unwrap_or_else(|| root.join("ascendc_devkit"))
+}
+
+/// `<devkit>/ccec_compiler/bin/<name>`: bisheng_config.cmake takes the compiler (CMAKE_CXX_COMPILER) and the
+/// linker (CMAKE_LINKER) from there.
+fn toolkit_program(devkit: &Path, name: &str) -> PathBuf {
+    let path = devkit.join("ccec_compiler/bin").join(name);
+    if !path.is_file() {
+        panic!(
+            "ASCEND_HOME_PATH is set but {} does not exist (toolkit layouts searched: <host arch>-linux/, \
+             tools/, compiler/, ascendc_devkit/ under ASCEND_HOME_PATH).\n{DEVICE_BUILD_REMEDY}",
+            path.display()
+        );
+    }
+    path
+}
+
+const DEVICE_BUILD_REMEDY: &str = "Remedy: point ASCEND_HOME_PATH at a CANN toolkit with the Ascend C \
+    compiler (source its set_env.sh), or set ASCEND_COLD_EMU_ONLY=1 to build for the emulator only. \
+    Commands and flags: docs/KERNELS.md, \"Device build\".";
+
+fn device_build_failed(cmd: &Command, detail: &str) -> ! {
+    panic!("device build failed\ncommand: {cmd:?}\n{detail}\n{DEVICE_BUILD_REMEDY}")
+}
+
+fn check_output(cmd: &Command, output: std::io::Result<std::process::Output>) {
+    match output {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => device_build_failed(
+            cmd,
+            &format!(
+                "{}\nstdout:\n{}\nstderr:\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => device_build_failed(cmd, &format!("could not run: {e}")),
+    }
+}
+
+/// Include directories of `device_intf_pub` (asc-devkit `cmake/asc/legacy_modules/bisheng_intf.cmake`),
+/// relative to the devkit directory, in its order.
+const DEVKIT_INCLUDES: &[&str] = &[
+    "asc/impl/adv_api",
+    "asc/impl/basic_api",
+    "asc/impl/c_api",
+    "asc/impl/basic_api/reg_compute",
+    "asc/impl/simt_api",
+    "asc/impl/utils",
+    "asc",
+    "asc/include",
+    "asc/include/adv_api",
+    "asc/include/basic_api",
+    "asc/include/aicpu_api",
+    "asc/include/c_api",
+    "asc/include/basic_api/reg_compute",
+    "asc/include/simt_api",
+    "asc/include/utils",
+    "tikcpp/tikcfw",
+    "tikcpp/tikcfw/interface",
+    "tikcpp/tikcfw/impl",
+];
+
+/// The compile of one device object. Sources of the flags are asc-devkit files under
+/// `cmake/asc/legacy_modules/`; the object is then linked by `link_command`.
+fn compile_command(bisheng: &Path, devkit: &Path, source: &Path, object: &Path) -> Command {
+    let mut cmd = Command::new(bisheng);
+    // device_project/CMakeLists.txt: added to every device object the vendor compiles.
+    cmd.arg("--cce-disable-kernel-global-attr-check");
+    // bisheng_intf.cmake, c220_aiv_intf_pub: code for the 910B vector core only, with the vendor's stack
+    // sizes and code-generation options for it.
+    cmd.args([
+        "--cce-aicore-arch=dav-c220-vec",
+        "--cce-aicore-only",
+        "--cce-auto-sync",
+    ])
+    .args(["-mllvm", "-cce-aicore-stack-size=0x8000"])
+    .args(["-mllvm", "-cce-aicore-function-stack-size=0x8000"])
+    // c220_aiv_intf_pub says true; asc-devkit's own operator compiler for 910B says false
+    // (tools/build/asc_op_compile_base/asc_op_compiler/config/ascend910b.py). False keeps the argument block
+    // exactly the declared GM addresses; docs/KERNELS.md has why nothing on 910B needs it.
+    .args(["-mllvm", "-cce-aicore-record-overflow=false"])
+    .args(["-mllvm", "-cce-aicore-addr-transform"])
+    .args(["-mllvm", "-cce-aicore-dcci-insert-for-scalar=false"]);
+    // bisheng_intf.cmake, device_intf_pub: optimisation, C++ standard, Ascend C language mode.
+    cmd.args(["-O3", "-std=c++17", "--cce-aicore-lang"]);
+    // device_intf_pub force-includes the devkit version header when the toolkit has one.
+    let version = devkit.join("../include/version/asc_devkit_version.h");
+    if version.is_file() {
+        cmd.arg("-include").arg(version);
+    }
+    // device_intf_pub: with TILING_KEY_VAR undefined, the basic API headers (impl/basic_api/utils/
+    // kernel_utils_macros.h) define a g_tilingKey variable in GM, which no launch of ours sets.
+    cmd.arg("-DTILING_KEY_VAR=0");
+    for dir in DEVKIT_INCLUDES {
+        cmd.arg("-I").arg(devkit.join(dir));
+    }
+    cmd.arg("-o").arg(object).arg("-c").arg(source);
+    cmd
+}
+
+/// The device link of asc-devkit `cmake/asc/legacy_modules/util/merge_obj.sh` as `merge_device_obj.py
+/// --fatbin` runs it (the final, non-relocatable link of ascendc_fatbin_library): text at address 0, so that
+/// a kernel symbol's value is its offset in the loaded image, which is how hicann/runtime finds the entry
+/// (it applies no relocations). Without `-x` (the script adds it for Release builds only): local symbols
+/// help reading a device dump.
+fn link_command(linker: &Path, objects: &[PathBuf], elf: &Path) -> Command {
+    let mut cmd = Command::new(linker);
+    cmd.args(["-m", "aicorelinux", "-Ttext=0"])
+        .args(objects)
+        .arg("-static")
         .arg("-o")
-        .arg(&object);
-    match cmd.status() {
-        Ok(s) if s.success() => println!("cargo:rustc-cfg=ascend_cold_npu_binary"),
-        Ok(s) => println!("cargo:warning=bisheng failed ({s}); NPU kernels not built: {cmd:?}"),
-        Err(e) => println!("cargo:warning=could not run bisheng: {e}"),
+        .arg(elf);
+    cmd
+}
+
+/// The entry points of the device binary: the kernel_entries.h list (as `write_manifest` wrote it) without
+/// the emulator's self tests, which are defined in EMU_SOURCES and never compiled for the device.
+fn device_kernels(out: &Path) -> Vec<String> {
+    let manifest = std::fs::read_to_string(out.join("kernels.emu")).expect("write_manifest ran");
+    let emu: String = EMU_SOURCES
+        .iter()
+        .map(|s| std::fs::read_to_string(s).expect("emulator source exists"))
+        .collect();
+    manifest
+        .lines()
+        .skip(1)
+        .filter(|name| !emu.contains(&format!("void {name}(")))
+        .map(String::from)
+        .collect()
+}
+
+/// Function-level TLV type of a kernel's type (asc-devkit impl/basic_api/utils/kernel_utils_macros.h
+/// `F_TYPE_KTYPE`; hicann/runtime `RT_FUNCTION_TYPE_KERNEL_TYPE`).
+const F_TYPE_KTYPE: u16 = 1;
+/// Kernel type of a dav-c220 vector-core kernel (kernel_utils_macros.h `K_TYPE_AIV`; hicann/runtime
+/// src/runtime/core/inc/kernel/elf.hpp `KERNEL_FUNCTION_TYPE_AIV`).
+const K_TYPE_AIV: u32 = 3;
+
+/// A device source with one `.ascend.meta.<kernel>` section per entry point, each holding one kernel-type
+/// TLV: u16 type, u16 length of the value (4), u32 value. The vendor flow generates the same record for a
+/// vector-only kernel (asc-devkit `cmake/asc/legacy_modules/util/extract_host_stub.py`, `gen_ktype_section`,
+/// with --generate-ktype-section as ascendc_fatbin_library passes it). hicann/runtime reads it per kernel
+/// name (`src/runtime/core/src/kernel/elf.cc`, `ParseKernelMetaData`); without it a kernel gets the
+/// program's default type, which on 910B with null load options is the cube core.
+fn ascend_meta_source(kernels: &[String]) -> String {
+    let mut src = String::from(
+        "// Generated by build.rs: the kernel type of every entry point (docs/KERNELS.md, \"Device build\").\n\
+         struct AscendColdKernelTypeTlv {\n    unsigned short type;\n    unsigned short length;\n    \
+         unsigned int kernelType;\n};\n",
+    );
+    for name in kernels {
+        src.push_str(&format!(
+            "static const AscendColdKernelTypeTlv ascend_cold_ktype_{name} \
+             __attribute__((used, section(\".ascend.meta.{name}\"))) = {{{F_TYPE_KTYPE}, 4, {K_TYPE_AIV}}};\n"
+        ));
+    }
+    src
+}
+
+/// Checks the linked ELF against what hicann/runtime's loader (src/runtime/core/src/kernel/elf.cc) relies on:
+/// it registers as kernels the global, non-hidden function symbols under their symbol names, takes a kernel's
+/// type from the `.ascend.meta.<name>` section, copies the file bytes from the first allocated section on to
+/// the device and uses a symbol's value as its offset in that copy. So every entry point needs such a symbol
+/// and section, and every allocated section's file position must match its address.
+fn check_device_elf(elf: &[u8], kernels: &[String]) -> Result<(), String> {
+    const SHT_SYMTAB: u64 = 2;
+    const SHT_NOBITS: u64 = 8;
+    const SHF_ALLOC: u64 = 2;
+    const STT_FUNC: u64 = 2;
+    const STB_GLOBAL: u64 = 1;
+    const STV_HIDDEN: u64 = 2;
+    if elf.len() < 64 || elf[..4] != *b"\x7fELF" || elf[4] != 2 {
+        return Err("not a 64-bit ELF file".into());
+    }
+    let big_endian = elf[5] == 2;
+    let int = |at: u64, len: usize| -> Result<u64, String> {
+        let field = usize::try_from(at)
+            .ok()
+            .and_then(|at| elf.get(at..at.checked_add(len)?))
+            .ok_or("truncated ELF file")?;
+        let mut bytes = field.to_vec();
+        if big_endian {
+            bytes.reverse();
+        }
+        Ok(bytes.iter().rev().fold(0, |v, b| v << 8 | u64::from(*b)))
+    };
+    let c_str = |at: u64| -> Result<String, String> {
+        let tail = usize::try_from(at)
+            .ok()
+            .and_then(|at| elf.get(at..))
+            .ok_or("string outside the file")?;
+        let end = tail
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or("unterminated string")?;
+        Ok(String::from_utf8_lossy(&tail[..end]).into_owned())
+    };
+
+    struct Section {
+        name: String,
+        kind: u64,
+        flags: u64,
+        addr: u64,
+        offset: u64,
+        size: u64,
+        link: u64,
+        entsize: u64,
+    }
+    let (shoff, shentsize, shnum, shstrndx) =
+        (int(0x28, 8)?, int(0x3a, 2)?, int(0x3c, 2)?, int(0x3e, 2)?);
+    let names_at = int(shoff + shstrndx * shentsize + 24, 8)?;
+    let sections = (0..shnum)
+        .map(|i| {
+            let h = shoff + i * shentsize;
+            Ok(Section {
+                name: c_str(names_at + int(h, 4)?)?,
+                kind: int(h + 4, 4)?,
+                flags: int(h + 8, 8)?,
+                addr: int(h + 16, 8)?,
+                offset: int(h + 24, 8)?,
+                size: int(h + 32, 8)?,
+                link: int(h + 40, 4)?,
+                entsize: int(h + 56, 8)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+
+    let loaded: Vec<&Section> = sections
+        .iter()
+        .filter(|s| s.flags & SHF_ALLOC != 0 && s.size > 0)
+        .collect();
+    if let Some(first) = loaded.first() {
+        for s in loaded.iter().filter(|s| s.kind != SHT_NOBITS) {
+            if s.offset.wrapping_sub(first.offset) != s.addr {
+                return Err(format!(
+                    "section {} has address {:#x} but lies {:#x} bytes after the first allocated section ({})",
+                    s.name,
+                    s.addr,
+                    s.offset.wrapping_sub(first.offset),
+                    first.name
+                ));
+            }
+        }
+    }
+
+    let mut functions = std::collections::HashSet::new();
+    for symtab in sections
+        .iter()
+        .filter(|s| s.kind == SHT_SYMTAB && s.entsize > 0)
+    {
+        let strings = sections
+            .get(symtab.link as usize)
+            .ok_or("symbol table without string table")?
+            .offset;
+        for i in 0..symtab.size / symtab.entsize {
+            let at = symtab.offset + i * symtab.entsize;
+            let (name, info, other) = (int(at, 4)?, int(at + 4, 1)?, int(at + 5, 1)?);
+            if info & 0xf == STT_FUNC
+                && info >> 4 == STB_GLOBAL
+                && other & 3 != STV_HIDDEN
+                && name != 0
+            {
+                functions.insert(c_str(strings + name)?);
+            }
+        }
+    }
+    let missing: Vec<String> = kernels
+        .iter()
+        .filter(|k| !functions.contains(*k))
+        .map(|k| format!("no global function symbol {k}"))
+        .chain(
+            kernels
+                .iter()
+                .filter(|k| {
+                    !sections
+                        .iter()
+                        .any(|s| s.name == format!(".ascend.meta.{k}"))
+                })
+                .map(|k| format!("no section .ascend.meta.{k}")),
+        )
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join("; "))
     }
 }
