@@ -520,14 +520,20 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let adapter = make_adapter(dir.path(), &config);
     let stacked = StackedAdapters::new(&[("bench".into(), adapter)], &config).expect("stacked");
-    let stream = Stream::new(&Device::emulator().expect("emulator")).expect("stream");
+    // The emulator, or NPU N with ASCEND_TEST_DEVICE=N (docs/BOARD.md), as in benches/kernels.rs.
+    let device = match std::env::var("ASCEND_TEST_DEVICE") {
+        Ok(id) => Device::npu(id.trim().parse().expect("ASCEND_TEST_DEVICE=<id>")).expect("NPU"),
+        Err(_) => Device::emulator().expect("emulator"),
+    };
+    let stream = Stream::new(&device).expect("stream");
     let device_lora = DeviceLora::<bf16>::new(&stacked, &stream).expect("LoRA upload");
     let threads = rayon::current_num_threads();
     eprintln!(
         "decode-bench: setup model=SmolLM2-135M-Instruct.Q4_1.gguf weights={dtype:?} lora=rank{RANK}x7 \
-         lora_dtype=bf16 device=emulator threads={threads} prompt={PROMPT_LEN} refill={REFILL} \
+         lora_dtype=bf16 device={device} ({origin}) threads={threads} prompt={PROMPT_LEN} refill={REFILL} \
          loadavg=\"{}\"",
-        load_average()
+        load_average(),
+        origin = device.origin()
     );
 
     let kinds = [Kind::GreedyBase, Kind::Greedy, Kind::Cold, Kind::Naive];

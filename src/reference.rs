@@ -1,6 +1,6 @@
 //! The oracle: plain, obviously-correct host implementations of the three kernels, accumulating in f64.
 //!
-//! Semantics are those of design.md sections 2 and 3 (vLLM's LoRA ops for BGMV). Every kernel test
+//! Semantics are those of docs/SEMANTICS.md sections 1 and 2 (vLLM's LoRA ops for BGMV). Every kernel test
 //! compares against these; they are written for clarity, never for speed.
 
 pub use crate::shapes::{ColdShape, ExpandShape, ShrinkShape};
@@ -164,7 +164,7 @@ pub fn check_cold_params(alpha: f32, beta: f32) -> Result<()> {
     Ok(())
 }
 
-/// CoLD per row (design.md section 2): mask tokens with `e < max(e) + ln(alpha)`, score the rest
+/// CoLD per row (docs/SEMANTICS.md section 1): mask tokens with `e < max(e) + ln(alpha)`, score the rest
 /// `(1 + beta) e - beta a`, pick the highest score (lowest index on ties). A row holding any non-finite
 /// logit gets token -1. When `scores` is given it receives the masked score rows (`-inf` where masked;
 /// NaN for a non-finite row).

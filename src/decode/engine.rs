@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub enum Strategy {
     /// From the model's logits (with the request's adapter, if any).
     Greedy,
-    /// Contrastive LoRA decoding (design.md section 2): the adapted model is the expert, the bare base
+    /// Contrastive LoRA decoding (docs/SEMANTICS.md section 1): the adapted model is the expert, the bare base
     /// model the amateur, both rows of the same batched forward.
     Cold {
         /// Plausibility mask on the expert, in (0, 1].

@@ -22,7 +22,7 @@ pub struct ColdOutputs<'a> {
     pub scores: Option<DeviceViewMut<'a, f32>>,
 }
 
-/// CoLD per row (design.md section 2): mask tokens with `e < max(e) + ln(alpha)`, score the rest
+/// CoLD per row (docs/SEMANTICS.md section 1): mask tokens with `e < max(e) + ln(alpha)`, score the rest
 /// `(1 + beta) e - beta a`, pick the highest score, lowest index on ties. `expert` and `amateur` are
 /// logits `[rows, vocab]` in f16, bf16 or f32. A row holding a NaN or infinity gets token `-1`: it is
 /// reported, never turned into a confident token. Queued on `stream`.

@@ -7,7 +7,7 @@
 //! index tensor that already lives on the device (the row is skipped and named), or a kernel fault.
 //! Non-finite logits are reported per row by `cold_score` (token -1).
 //!
-//! Semantics are [`crate::reference`]'s (design.md sections 2 and 3, vLLM's LoRA ops).
+//! Semantics are [`crate::reference`]'s (docs/SEMANTICS.md sections 1 and 2, vLLM's LoRA ops).
 //!
 //! Scratch: each stream keeps the small device buffers the ops need (tiling structs, status words,
 //! uploaded indices, the cold_score workspace) and reuses them; work on one stream runs in order, so a

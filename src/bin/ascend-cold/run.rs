@@ -1,4 +1,4 @@
-//! `ascend-cold run <kernel>`: one kernel on `.npy` inputs, `.npy` outputs (design.md section 5).
+//! `ascend-cold run <kernel>`: one kernel on `.npy` inputs, `.npy` outputs (docs/SEMANTICS.md section 4).
 //!
 //! Shapes and dtypes are checked before anything reaches the device, in numpy's terms (shapes as
 //! tuples, dtypes as `<f2` / `float16`). `--repeat` / `--stats-json` time the kernel with device events
