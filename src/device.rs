@@ -166,8 +166,9 @@ impl Device {
         self.inner.driver.provider
     }
 
-    /// The kernel binary this device's runtime can run, or why there is none.
-    pub(crate) fn kernel_binary(&self) -> crate::runtime::KernelBinary {
+    /// Which kernels [`crate::Module::load`] loads on this device, or why there are none: the device
+    /// binary on a board, the host-compiled kernels on the emulator and on `standin-acl`.
+    pub fn kernel_source(&self) -> crate::module::KernelSource {
         self.inner.driver.kernels
     }
 

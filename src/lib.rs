@@ -34,7 +34,7 @@ pub use device::{Device, DeviceSpec};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use memory::{DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut};
-pub use module::{Kernel, KernelArg, Module};
+pub use module::{Kernel, KernelArg, KernelSource, Module};
 pub use runtime::Provider;
 pub use stream::{HostFuture, HostSource, Stream};
 pub use tiling::DeviceProfile;

@@ -19,12 +19,41 @@
 
 use crate::device::Device;
 use crate::memory::{DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut, Users};
-use crate::runtime::{record_drop_error, result, KernelBinary};
+use crate::runtime::{record_drop_error, result};
 use crate::stream::{check_generation, Stream};
 use crate::{Error, Result};
 use ascend_sys::{aclrtBinHandle, aclrtFuncHandle};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// Why a build has no device binary.
+pub(crate) const NO_DEVICE_BINARY: &str = "this build carries no device kernel binary: CANN \
+    (ASCEND_HOME_PATH and bisheng) was not present when it was built, or ASCEND_COLD_EMU_ONLY was set";
+
+fn missing(device: &Device, reason: &str) -> Error {
+    Error::RuntimeMissing {
+        reason: format!("{device}: {reason}"),
+        remedy: "rebuild on a machine with the CANN toolkit (source its set_env.sh first; \
+                 docs/BOARD.md), or use the emulator (--device emu)"
+            .into(),
+    }
+}
+
+/// Which kernels a device runs ([`Device::kernel_source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KernelSource {
+    /// The device binary build.rs compiled and linked for the 910B vector cores (dav-c220-vec) with the
+    /// CANN toolkit, on an NPU.
+    DeviceBinary,
+    /// The host-compiled kernels, run by the in-process emulator.
+    Emulator,
+    /// The host-compiled kernels, run by `standin-acl` behind the `libascendcl.so` provider (CI's
+    /// NPU path; not a board).
+    StandIn,
+    /// No kernels this runtime can run; the reason.
+    Missing(&'static str),
+}
 
 /// A kernel binary loaded on one device.
 ///
@@ -69,14 +98,13 @@ impl Module {
     /// [`Error::RuntimeMissing`] on an NPU when this build has no device binary (CANN was not present
     /// at build time); AscendCL errors.
     pub fn load(device: &Device) -> Result<Module> {
-        match device.kernel_binary() {
-            KernelBinary::Binary(bytes) => Module::from_binary(device, bytes),
-            KernelBinary::Missing(reason) => Err(Error::RuntimeMissing {
-                reason: format!("{device}: {reason}"),
-                remedy: "rebuild on a machine with the CANN toolkit (source its set_env.sh first; \
-                         docs/BOARD.md), or use the emulator (--device emu)"
-                    .into(),
-            }),
+        match (device.kernel_source(), crate::kernels::NPU_BINARY) {
+            (KernelSource::DeviceBinary, Some(bytes)) => Module::from_binary(device, bytes),
+            (KernelSource::Emulator | KernelSource::StandIn, _) => {
+                Module::from_binary(device, crate::kernels::EMU_BINARY)
+            }
+            (KernelSource::DeviceBinary, None) => Err(missing(device, NO_DEVICE_BINARY)),
+            (KernelSource::Missing(reason), _) => Err(missing(device, reason)),
         }
     }
 

@@ -30,4 +30,4 @@ pub mod loader;
 
 pub use bindings::*;
 pub use functions::{AclFunctions, MissingSymbol};
-pub use loader::{AclLibrary, Candidate, LoadError, SearchPath};
+pub use loader::{AclLibrary, Candidate, LoadError, SearchPath, STANDIN_MARKER};

@@ -11,6 +11,7 @@
 use crate::functions::{AclFunctions, MissingSymbol};
 use std::ffi::OsStr;
 use std::fmt;
+use std::os::raw::c_void;
 use std::path::{Path, PathBuf};
 
 /// File name of the AscendCL runtime library.
@@ -163,6 +164,12 @@ fn lib64(prefix: &Path) -> PathBuf {
     prefix.join("lib64").join(LIBRARY_NAME)
 }
 
+/// The symbol exported by `standin-acl` (an emulator behind the C ABI of `acl.h`, not AscendCL).
+/// A library exporting it is accepted only when named explicitly ([`CandidateSource::AscendAclLib`] or
+/// [`CandidateSource::Explicit`]): `cargo test` and `cargo run` put the target directory, where a built
+/// stand-in sits, on `LD_LIBRARY_PATH`, and it must never pass for the toolkit's runtime there.
+pub const STANDIN_MARKER: &str = "ascend_cold_standin_version";
+
 /// Why one candidate was not used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -173,6 +180,8 @@ pub enum Failure {
     Open(String),
     /// It loaded but lacks an entry point of [`AclFunctions`] (an older runtime than the headers).
     MissingSymbol(MissingSymbol),
+    /// It is the emulator stand-in ([`STANDIN_MARKER`]), found where the real runtime was looked for.
+    StandIn,
 }
 
 impl fmt::Display for Failure {
@@ -181,6 +190,9 @@ impl fmt::Display for Failure {
             Self::NotFound => f.write_str("not found"),
             Self::Open(message) => write!(f, "could not be opened: {message}"),
             Self::MissingSymbol(missing) => write!(f, "missing symbol {}", missing.name),
+            Self::StandIn => f.write_str(
+                "the emulator stand-in (standin-acl), not AscendCL: name it with ASCEND_ACL_LIB to use it",
+            ),
         }
     }
 }
@@ -272,6 +284,7 @@ impl std::error::Error for LoadError {}
 pub struct AclLibrary {
     functions: AclFunctions,
     path: PathBuf,
+    source: CandidateSource,
     skipped: Vec<Attempt>,
     // Dropped last (fields drop in declaration order), after nothing can use the table.
     library: libloading::Library,
@@ -324,6 +337,7 @@ impl AclLibrary {
                     return Ok(Self {
                         functions,
                         path: candidate.path.clone(),
+                        source: candidate.source,
                         skipped: attempts,
                         library,
                     })
@@ -353,6 +367,14 @@ impl AclLibrary {
         // SAFETY: the caller guarantees a library with these symbols is AscendCL, whose functions
         // have the table's signatures; `library` is returned with the table and kept alongside it.
         let functions = unsafe { AclFunctions::load(&library) }.map_err(Failure::MissingSymbol)?;
+        let named = matches!(
+            candidate.source,
+            CandidateSource::AscendAclLib | CandidateSource::Explicit
+        );
+        // SAFETY: the symbol is only looked up, never called or read.
+        if !named && unsafe { library.get::<*const c_void>(STANDIN_MARKER.as_bytes()) }.is_ok() {
+            return Err(Failure::StandIn);
+        }
         Ok((library, functions))
     }
 
@@ -366,13 +388,16 @@ impl AclLibrary {
         &self.path
     }
 
+    /// Which setting the library was found through.
+    pub fn source(&self) -> CandidateSource {
+        self.source
+    }
+
     /// Whether the library exports `name` (for optional entry points and for recognising a stand-in
     /// runtime by a marker symbol).
     pub fn has_symbol(&self, name: &str) -> bool {
-        let mut symbol = name.as_bytes().to_vec();
-        symbol.push(0);
         // SAFETY: the symbol is only looked up, never called or read: its type does not matter.
-        unsafe { self.library.get::<*const std::os::raw::c_void>(&symbol) }.is_ok()
+        unsafe { self.library.get::<*const c_void>(name.as_bytes()) }.is_ok()
     }
 
     /// The candidates tried before this one, and why each was passed over.

@@ -206,3 +206,34 @@ fn search_path_skips_empty_variables_and_duplicates() {
         ]
     );
 }
+
+#[test]
+fn the_emulator_stand_in_is_taken_only_when_named_explicitly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut symbols: Vec<&str> = AclFunctions::NAMES.to_vec();
+    symbols.push(ascend_sys::STANDIN_MARKER);
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join("lib64")).unwrap();
+    let standin = build_stand_in(&home.join("lib64"), "libascendcl.so", &symbols);
+
+    // Found where the toolkit's runtime is looked for: passed over, and the error says what it is.
+    let vars = HashMap::from([("ASCEND_HOME_PATH", home.as_os_str())]);
+    let search = SearchPath::from_vars(|name| vars.get(name).copied());
+    let found_by_home: Vec<Candidate> = search.candidates()[..1].to_vec();
+    assert_eq!(found_by_home[0].source, CandidateSource::AscendHomePath);
+    // SAFETY: the only candidate is the stand-in built above; none of its functions is called.
+    let error = unsafe { AclLibrary::open_from(&found_by_home) }.unwrap_err();
+    assert_eq!(error.attempts()[0].failure, Failure::StandIn);
+    assert!(error.to_string().contains("ASCEND_ACL_LIB"), "{error}");
+
+    // Named by ASCEND_ACL_LIB, or explicitly: taken, and recognisable.
+    let vars = HashMap::from([("ASCEND_ACL_LIB", standin.as_os_str())]);
+    let search = SearchPath::from_vars(|name| vars.get(name).copied());
+    // SAFETY: as above.
+    let library = unsafe { AclLibrary::open_from(&search.candidates()[..1]) }.unwrap();
+    assert_eq!(library.source(), CandidateSource::AscendAclLib);
+    assert!(library.has_symbol(ascend_sys::STANDIN_MARKER));
+    let library = open_one(&standin).unwrap();
+    assert!(library.has_symbol(ascend_sys::STANDIN_MARKER));
+    assert!(!library.has_symbol("aclNoSuchFunction"));
+}

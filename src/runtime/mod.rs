@@ -19,9 +19,9 @@ pub mod codes;
 pub mod emu;
 pub(crate) mod result;
 
-pub(crate) use acl::KernelBinary;
 pub use codes::error_name;
 
+use crate::module::KernelSource;
 use ascend_sys::AclFunctions;
 use once_cell::sync::OnceCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,7 +51,7 @@ pub(crate) struct Driver {
     /// Where the table came from (a library path, or "built-in emulator").
     pub(crate) origin: String,
     /// The kernels this runtime can run.
-    pub(crate) kernels: KernelBinary,
+    pub(crate) kernels: KernelSource,
     finalized: AtomicBool,
 }
 
@@ -60,7 +60,7 @@ impl Driver {
         fns: AclFunctions,
         provider: Provider,
         origin: String,
-        kernels: KernelBinary,
+        kernels: KernelSource,
     ) -> crate::Result<Self> {
         result::init(&fns)?;
         Ok(Driver {
@@ -96,7 +96,7 @@ pub(crate) fn emulator() -> crate::Result<&'static Driver> {
             emu::TABLE,
             Provider::Emulator,
             "built-in emulator".into(),
-            KernelBinary::Binary(crate::kernels::EMU_BINARY),
+            KernelSource::Emulator,
         )
     })
 }

@@ -356,15 +356,23 @@ fn prepare(
             format!("kernel {}: numBlocks must be at least 1", kernel.name()),
         ));
     }
-    let expected = 8 * kernel.num_args();
-    if args_size != expected || args_data.is_null() {
+    if args_data.is_null() {
         return Err(fail(
             ACL_ERROR_INVALID_PARAM,
             format!(
-                "kernel {} takes {} GM-address arguments: the argument block must be {expected} bytes, got {args_size}{}",
+                "kernel {}: the argument block pointer is null",
+                kernel.name()
+            ),
+        ));
+    }
+    let expected = 8 * kernel.num_args();
+    if args_size != expected {
+        return Err(fail(
+            ACL_ERROR_INVALID_PARAM,
+            format!(
+                "kernel {} takes {} GM-address arguments: the argument block must be {expected} bytes, got {args_size}",
                 kernel.name(),
                 kernel.num_args(),
-                if args_data.is_null() { " (null)" } else { "" }
             ),
         ));
     }

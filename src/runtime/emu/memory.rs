@@ -10,6 +10,10 @@
 //! when it is pageable (ordinary host memory), as documented there; host-to-host kinds are rejected
 //! on a stream.
 //!
+//! Freed device memory is quarantined (held back from the host allocator, up to 256 MiB): any copy,
+//! memset or kernel argument naming it is refused as a use after free, whatever the memcpy kind, and
+//! the host never reuses its addresses meanwhile.
+//!
 //! Bounds use the requested size, not the padded one: stricter than the board, which would not fault on
 //! an overrun into the padding.
 #![allow(non_snake_case)]
@@ -23,6 +27,11 @@ use std::os::raw::c_void;
 /// Alignment of every allocation's base address.
 const BASE_ALIGN: usize = 64;
 
+/// Freed device memory is held back from the host allocator up to this many bytes (oldest released
+/// first), as AddressSanitizer's quarantine does, so that a freed device pointer stays recognisable:
+/// a copy from or to it is refused instead of touching memory the host may have reused or unmapped.
+const QUARANTINE_BYTES: usize = 256 << 20;
+
 pub(super) struct Allocation {
     len: usize,
     layout: Layout,
@@ -35,6 +44,11 @@ pub(super) struct MemTable {
     used: HashMap<u32, u64>,
     /// Page-locked host allocations (`aclrtMallocHost`): base to layout.
     pinned: BTreeMap<usize, Layout>,
+    /// Freed device allocations not yet given back to the host allocator: base to (layout, device).
+    quarantine: BTreeMap<usize, (Layout, u32)>,
+    /// Quarantined bases, oldest first, and their total size.
+    quarantine_order: VecDeque<usize>,
+    quarantine_bytes: usize,
 }
 
 /// Where a byte range lives.
@@ -48,6 +62,17 @@ impl MemTable {
     /// Classifies `[ptr, ptr + count)`: wholly inside one allocation, wholly outside every allocation,
     /// or (an error) starting in one and running past its end.
     fn locate(&self, ptr: usize, count: usize, what: &str) -> Result<Loc, Fault> {
+        if let Some((&base, (layout, device))) = self.quarantine.range(..=ptr).next_back() {
+            if ptr - base < layout.size() {
+                return Err((
+                    ACL_ERROR_RT_PARAM_INVALID,
+                    format!(
+                        "{what}: {ptr:#x} is in device memory of device {device} that was freed \
+                         (aclrtFree or a device reset): use after free"
+                    ),
+                ));
+            }
+        }
         if let Some((&base, a)) = self.allocs.range(..=ptr).next_back() {
             let offset = ptr - base;
             if offset < a.layout.size() {
@@ -76,6 +101,25 @@ impl MemTable {
             }
         }
         Ok(Loc::Host)
+    }
+
+    /// Puts a device allocation just removed from `allocs` into quarantine, giving the oldest
+    /// quarantined ones back to the host allocator beyond [`QUARANTINE_BYTES`].
+    fn retire(&mut self, base: usize, layout: Layout, device: u32) {
+        self.quarantine.insert(base, (layout, device));
+        self.quarantine_order.push_back(base);
+        self.quarantine_bytes += layout.size();
+        while self.quarantine_bytes > QUARANTINE_BYTES {
+            let Some(oldest) = self.quarantine_order.pop_front() else {
+                break;
+            };
+            if let Some((layout, _)) = self.quarantine.remove(&oldest) {
+                self.quarantine_bytes -= layout.size();
+                // SAFETY: `oldest` was returned by `alloc` with this layout; it left `allocs` when it was
+                // freed and leaves the quarantine here, so it is deallocated exactly once.
+                unsafe { std::alloc::dealloc(oldest as *mut u8, layout) };
+            }
+        }
     }
 
     /// Whether `[ptr, ptr + count)` lies in one page-locked host allocation.
@@ -117,9 +161,7 @@ impl MemTable {
             .collect();
         for base in &bases {
             if let Some(a) = self.allocs.remove(base) {
-                // SAFETY: `base` was returned by `alloc` with this layout and is removed from the table,
-                // so it is deallocated exactly once.
-                unsafe { std::alloc::dealloc(*base as *mut u8, a.layout) };
+                self.retire(*base, a.layout, device);
             }
         }
         self.used.remove(&device);
@@ -281,9 +323,8 @@ pub(super) unsafe extern "C" fn aclrtFree(dev_ptr: *mut c_void) -> aclError {
         if let Some(u) = table.used.get_mut(&a.device) {
             *u -= a.layout.size() as u64;
         }
+        table.retire(dev_ptr as usize, a.layout, a.device);
         drop(table);
-        // SAFETY: the allocation was removed from the table, so this is its only deallocation.
-        unsafe { std::alloc::dealloc(dev_ptr.cast(), a.layout) };
         let mut stats = lock(&emu.devices[a.device as usize].stats);
         stats.live_allocations -= 1;
         stats.live_bytes -= a.layout.size() as u64;
