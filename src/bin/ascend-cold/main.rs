@@ -9,6 +9,7 @@ mod devices;
 mod eval;
 mod inspect;
 mod run;
+mod selftest;
 mod stats;
 mod tune;
 
@@ -36,6 +37,8 @@ enum Command {
     Decode(decode::DecodeArgs),
     /// Accuracy of greedy (base), greedy (adapter) and CoLD on a task of word problems.
     Eval(eval::EvalArgs),
+    /// Board bring-up in one command: runtime, device, every kernel vs the reference, timings, a decode.
+    Selftest(selftest::SelftestArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Tune(args) => tune::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Selftest(args) => selftest::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
