@@ -5,7 +5,7 @@ use crate::check::{self, Knobs, TilingChoice};
 use crate::common::{DeviceArg, KernelShape};
 use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::tiling::DType;
-use ascend_cold::{Device, Provider, Result};
+use ascend_cold::{Device, KernelSource, Provider, Result};
 use ascend_sys::AclLibrary;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -62,8 +62,18 @@ pub fn run(args: &DevicesArgs) -> Result<u8> {
                     for id in 0..n as i32 {
                         match Device::npu(id).and_then(|d| d.profile().map(|p| (d, p))) {
                             Ok((d, p)) => {
+                                let kernels = match d.kernel_source() {
+                                    KernelSource::DeviceBinary => {
+                                        "device kernel binary".to_string()
+                                    }
+                                    KernelSource::StandIn => {
+                                        "standin-acl: the emulator behind acl.h, not a board".into()
+                                    }
+                                    KernelSource::Missing(why) => format!("no kernels: {why}"),
+                                    other => format!("{other:?}"),
+                                };
                                 println!(
-                                    "{d}  {}  {} AI cores, {} vector cores, {} B of UB usable per core  ({})",
+                                    "{d}  {}  {} AI cores, {} vector cores, {} B of UB usable per core  ({}; {kernels})",
                                     p.soc_name, p.ai_cores, p.vector_cores, p.ub_bytes, d.origin()
                                 );
                                 to_check.push(d);
