@@ -76,12 +76,12 @@ pub struct Module {
     inner: Arc<ModuleInner>,
 }
 
-struct ModuleInner {
+pub(crate) struct ModuleInner {
     device: Device,
     generation: u64,
     raw: aclrtBinHandle,
     /// Function handles looked up so far, by kernel name; also serialises calls on `raw`.
-    functions: Mutex<HashMap<String, aclrtFuncHandle>>,
+    functions: Mutex<HashMap<Arc<str>, aclrtFuncHandle>>,
 }
 
 // SAFETY: `raw` and the cached function handles are opaque runtime handles, used only under
@@ -142,19 +142,20 @@ impl Module {
         let inner = &*self.inner;
         let ctx = inner.device.enter(Some(inner.generation), "module")?;
         let mut functions = inner.functions.lock().unwrap_or_else(|e| e.into_inner());
-        let raw = match functions.get(name) {
-            Some(&raw) => raw,
+        let (name, raw) = match functions.get_key_value(name) {
+            Some((name, &raw)) => (Arc::clone(name), raw),
             None => {
                 // SAFETY: the binary is loaded (generation checked) on the entered device.
                 let raw = unsafe { result::module::get_function(ctx.fns, inner.raw, name) }?;
-                functions.insert(name.to_string(), raw);
-                raw
+                let name: Arc<str> = Arc::from(name);
+                functions.insert(Arc::clone(&name), raw);
+                (name, raw)
             }
         };
         Ok(Kernel {
             module: Arc::clone(&self.inner),
             raw,
-            name: name.to_string(),
+            name,
         })
     }
 }
@@ -183,7 +184,7 @@ impl Drop for ModuleInner {
 pub struct Kernel {
     module: Arc<ModuleInner>,
     raw: aclrtFuncHandle,
-    name: String,
+    name: Arc<str>,
 }
 
 // SAFETY: `raw` is an immutable runtime handle; it is passed to AscendCL only under the launching
@@ -288,33 +289,62 @@ impl Kernel {
         if blocks == 0 {
             return Err(Error::parameter("blocks", "at least 1", 0));
         }
+        if args.len() > MAX_KERNEL_ARGS {
+            return Err(Error::parameter(
+                "kernel arguments",
+                format!("at most {MAX_KERNEL_ARGS}"),
+                args.len(),
+            ));
+        }
         let device = &self.module.device;
         device.expect_same(stream.device(), "launch stream")?;
-        let infos: Vec<_> = args.iter().map(|a| a.arg_info()).collect();
-        for info in &infos {
+        // The block on the stack: a launch in steady state allocates nothing.
+        let mut packed = [0u8; 8 * MAX_KERNEL_ARGS];
+        for (slot, arg) in packed.chunks_exact_mut(8).zip(args) {
+            let info = arg.arg_info();
             device.expect_same(info.device, "kernel argument")?;
+            slot.copy_from_slice(&info.addr.to_le_bytes());
         }
-        let mut packed: Vec<u8> = infos.iter().flat_map(|i| i.addr.to_le_bytes()).collect();
-        for info in &infos {
-            if let Some(users) = info.users {
+        for arg in args {
+            if let Some(users) = arg.arg_info().users {
                 let mut list = users.lock().unwrap_or_else(|e| e.into_inner());
                 if !list.iter().any(|s| Arc::ptr_eq(s, &stream.inner)) {
                     list.push(Arc::clone(&stream.inner));
                 }
             }
         }
-        let keep = Box::new(Arc::clone(&self.module));
-        stream.inner.with("stream", |ctx, raw, pending| {
+        {
+            let mut modules = stream
+                .inner
+                .modules
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !modules.iter().any(|m| Arc::ptr_eq(m, &self.module)) {
+                modules.push(Arc::clone(&self.module));
+            }
+        }
+        stream.inner.with("stream", |ctx, raw, _| {
             check_generation(device, Some(self.module.generation), "module")?;
-            for info in &infos {
+            for arg in args {
+                let info = arg.arg_info();
                 check_generation(info.device, info.generation, "device buffer")?;
             }
             // SAFETY: kernel and stream are live on the entered device (generations checked); the
             // argument memory stays allocated until the stream passes the launch (buffers synchronise
-            // their streams before freeing); the kernel's own contract is the caller's.
-            unsafe { result::module::launch(ctx.fns, self.raw, blocks, &mut packed, raw) }?;
-            pending.push(keep);
-            Ok(())
+            // their streams before freeing), and the module until the stream is dropped; the kernel's
+            // own contract is the caller's.
+            unsafe {
+                result::module::launch(
+                    ctx.fns,
+                    self.raw,
+                    blocks,
+                    &mut packed[..8 * args.len()],
+                    raw,
+                )
+            }
         })
     }
 }
+
+/// The most parameters a kernel launch packs (the kernels here take at most 8).
+pub const MAX_KERNEL_ARGS: usize = 16;

@@ -52,6 +52,10 @@ pub(crate) struct StreamInner {
     /// Device scratch memory the ops reuse on this stream (in-order use makes reuse safe); dropped after
     /// the stream's final synchronisation.
     pub(crate) scratch: Mutex<Option<Box<dyn Any + Send>>>,
+    /// Kernel modules this stream has launched from, each once: kept loaded until the stream is
+    /// dropped (after its final synchronisation), so a queued launch never outlives its binary and a
+    /// launch in steady state allocates nothing.
+    pub(crate) modules: Mutex<Vec<Arc<crate::module::ModuleInner>>>,
 }
 
 // SAFETY: `raw` is an opaque runtime handle, only passed to AscendCL while `pending` is locked, and the
@@ -152,6 +156,7 @@ impl Stream {
                 pending: Mutex::default(),
                 checks: Mutex::default(),
                 scratch: Mutex::default(),
+                modules: Mutex::default(),
             }),
         })
     }
@@ -174,6 +179,7 @@ impl Stream {
                 pending: Mutex::default(),
                 checks: Mutex::default(),
                 scratch: Mutex::default(),
+                modules: Mutex::default(),
             }),
         }
     }

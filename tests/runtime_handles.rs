@@ -1,5 +1,6 @@
-//! Function handles are looked up once per loaded module and kernel name: any number of launches
-//! leaves the runtime's handle count where the first one put it (docs/ARCHITECTURE.md, launch).
+//! Launches in steady state: function handles are looked up once per loaded module and kernel name,
+//! and nothing grows per launch (docs/ARCHITECTURE.md, launch). One test per process, because the
+//! resident set is measured for the whole process.
 
 mod common;
 
@@ -9,8 +10,31 @@ use ascend_cold::shapes::{ColdShape, ShrinkShape};
 use ascend_cold::{DeviceBuffer, Stream};
 use half::f16;
 
+/// Resident set size of this process in bytes (Linux `/proc/self/statm`, second field, in pages).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("statm");
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc_page_size() }
+}
+
+extern "C" {
+    fn getpagesize() -> i32;
+}
+
+/// # Safety
+/// None beyond calling libc.
+unsafe fn libc_page_size() -> u64 {
+    // SAFETY: getpagesize has no preconditions.
+    unsafe { getpagesize() as u64 }
+}
+
 #[test]
-fn ten_thousand_ops_leave_the_handle_count_unchanged() {
+fn a_hundred_thousand_launches_keep_handles_and_memory_flat() {
     let device = common::emu(0);
     let stream = Stream::new(&device).unwrap();
     let shape = ColdShape { rows: 2, vocab: 70 };
@@ -31,39 +55,46 @@ fn ten_thousand_ops_leave_the_handle_count_unchanged() {
     let w = DeviceBuffer::from_host(&device, &[f16::ONE; 4 * 32]).unwrap();
     let mut y = DeviceBuffer::<f32>::zeroed(&device, 2 * 4).unwrap();
 
-    let mut one_round = |stream: &Stream| {
-        let out = ColdOutputs {
-            tokens: tokens.view_mut(),
-            best_scores: best.view_mut(),
-            scores: None,
-        };
-        ops::cold_score(stream, e.view(), a.view(), shape, 0.1, 0.5, out, None).unwrap();
-        let idx = AdapterIndices::Host(&[0, -1]);
-        ops::bgmv_shrink(
-            stream,
-            x.view(),
-            w.view(),
-            idx,
-            y.view_mut(),
-            shrink,
-            0.5,
-            None,
-        )
-        .unwrap();
+    // One round is two launches: cold_score (one chunk per row at this vocabulary) and bgmv_shrink.
+    let mut rounds = |stream: &Stream, n: usize| {
+        for i in 0..n {
+            let out = ColdOutputs {
+                tokens: tokens.view_mut(),
+                best_scores: best.view_mut(),
+                scores: None,
+            };
+            ops::cold_score(stream, e.view(), a.view(), shape, 0.1, 0.5, out, None).unwrap();
+            let idx = AdapterIndices::Host(&[0, -1]);
+            ops::bgmv_shrink(
+                stream,
+                x.view(),
+                w.view(),
+                idx,
+                y.view_mut(),
+                shrink,
+                0.5,
+                None,
+            )
+            .unwrap();
+            if i % 1000 == 999 {
+                stream.synchronize().unwrap();
+            }
+        }
+        stream.synchronize().unwrap();
     };
-    // The first round loads the module and looks both kernels up.
-    one_round(&stream);
-    stream.synchronize().unwrap();
+    // Warm-up: loads the module, looks both kernels up, fills the stream's scratch and the
+    // allocator's free lists.
+    rounds(&stream, 2_000);
     let before = emu::stats(0).unwrap();
+    let rss_before = resident_bytes();
     assert!(before.live_function_handles >= 2, "{before:?}");
-    for _ in 0..5_000 {
-        one_round(&stream);
-    }
-    stream.synchronize().unwrap();
+
+    rounds(&stream, 50_000);
     let after = emu::stats(0).unwrap();
+    let rss_after = resident_bytes();
     assert_eq!(
         after.launches - before.launches,
-        10_000,
+        100_000,
         "every op launched once"
     );
     assert_eq!(
@@ -71,6 +102,17 @@ fn ten_thousand_ops_leave_the_handle_count_unchanged() {
         "{after:?}"
     );
     assert_eq!(after.live_binaries, before.live_binaries, "{after:?}");
+    assert_eq!(after.live_allocations, before.live_allocations, "{after:?}");
+    let growth = rss_after.saturating_sub(rss_before);
+    assert!(
+        growth < 1 << 20,
+        "resident set grew {growth} bytes over 100,000 launches"
+    );
+    eprintln!(
+        "100,000 launches: resident {rss_before} -> {rss_after} bytes, handles {}",
+        after.live_function_handles
+    );
+
     let expected: Vec<i64> =
         ascend_cold::reference::cold_score(&logits, &logits, shape, 0.1, 0.5, None)
             .unwrap()

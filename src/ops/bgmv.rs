@@ -21,7 +21,7 @@ fn indices_on_device<'s>(
     match indices {
         AdapterIndices::Host(host) => {
             check_indices(host, num_loras)?;
-            let bytes = scratch::upload(stream, "indices", bytemuck::cast_slice(host).to_vec())?;
+            let bytes = scratch::upload(stream, "indices", bytemuck::cast_slice(host))?;
             // SAFETY: the same scratch memory, `host.len()` i64 values long.
             Ok(unsafe { DeviceView::from_raw(stream.device(), bytes.device_addr(), host.len()) })
         }
@@ -103,8 +103,8 @@ pub fn bgmv_shrink<T: LoraFloat>(
     if batch == 0 {
         return Ok(());
     }
-    let name = format!("bgmv_shrink_{}", T::DTYPE.suffix());
-    let (kernel, profile) = kernel(stream.device(), &name)?;
+    let name = T::SHRINK_KERNEL;
+    let (kernel, profile) = kernel(stream, name)?;
     let tiling = match tiling {
         Some(t) => {
             t.validate(shape, T::DTYPE, &profile)?;
@@ -113,7 +113,7 @@ pub fn bgmv_shrink<T: LoraFloat>(
         None => BgmvShrinkTiling::choose(shape, T::DTYPE, scale, &profile)?,
     };
     let launch = BgmvLaunch {
-        name: &name,
+        name,
         kernel,
         block_num: tiling.block_num,
         tiling: bytemuck::bytes_of(&tiling),
@@ -154,8 +154,8 @@ pub fn bgmv_expand<T: LoraFloat>(
     if batch == 0 {
         return Ok(());
     }
-    let name = format!("bgmv_expand_{}", T::DTYPE.suffix());
-    let (kernel, profile) = kernel(stream.device(), &name)?;
+    let name = T::EXPAND_KERNEL;
+    let (kernel, profile) = kernel(stream, name)?;
     let tiling = match tiling {
         Some(t) => {
             t.validate(shape, T::DTYPE, &profile)?;
@@ -167,7 +167,7 @@ pub fn bgmv_expand<T: LoraFloat>(
         None => BgmvExpandTiling::choose(shape, T::DTYPE, add_inputs, &profile)?,
     };
     let launch = BgmvLaunch {
-        name: &name,
+        name,
         kernel,
         block_num: tiling.block_num,
         tiling: bytemuck::bytes_of(&tiling),
@@ -206,7 +206,7 @@ impl BgmvLaunch<'_> {
         let host_checked = matches!(indices, AdapterIndices::Host(_));
         let idx = indices_on_device(stream, indices, self.num_loras)?;
         let status = status_view(stream, self.batch)?;
-        let tiling = scratch::upload(stream, "tiling", self.tiling.to_vec())?;
+        let tiling = scratch::upload(stream, "tiling", self.tiling)?;
         let args: [&dyn KernelArg; 6] = [x, weights, &idx, y, &status, &tiling];
         // SAFETY: the caller vouches for x, weights and y; the indices are in range or checked by the
         // kernel; status and tiling are scratch of the right sizes.

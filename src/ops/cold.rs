@@ -65,8 +65,7 @@ pub fn cold_score<T: LogitFloat>(
     if rows == 0 {
         return Ok(());
     }
-    let dt = T::DTYPE.suffix();
-    let (score_kernel, profile) = kernel(stream.device(), &format!("cold_score_{dt}"))?;
+    let (score_kernel, profile) = kernel(stream, T::SCORE_KERNEL)?;
     let write_scores = out.scores.is_some();
     let tiling = match tiling {
         Some(t) => {
@@ -85,7 +84,7 @@ pub fn cold_score<T: LogitFloat>(
     };
     let status = status_view(stream, rows)?;
     let workspace = scratch::region(stream, "cold_workspace", tiling.workspace_bytes())?;
-    let tiling_dev = scratch::upload(stream, "tiling", bytemuck::bytes_of(&tiling).to_vec())?;
+    let tiling_dev = scratch::upload(stream, "tiling", bytemuck::bytes_of(&tiling))?;
     // Without a score row the kernel never touches that argument; any valid address will do.
     let scores: &dyn KernelArg = match &out.scores {
         Some(s) => s,
@@ -94,7 +93,7 @@ pub fn cold_score<T: LogitFloat>(
     if tiling.splits > 1 {
         // Three launches in stream order (kernels/cold_score.cpp): per-chunk local maxima and winners,
         // then scoring against the row's threshold, then the per-row reduction of the chunk winners.
-        let (local, _) = kernel(stream.device(), &format!("cold_local_{dt}"))?;
+        let (local, _) = kernel(stream, T::LOCAL_KERNEL)?;
         let args: [&dyn KernelArg; 4] = [&expert, &amateur, &workspace, &tiling_dev];
         // SAFETY: e and a are [rows, vocab] of T, the workspace holds workspace_bytes(), the tiling is
         // valid for the device.
@@ -114,7 +113,7 @@ pub fn cold_score<T: LogitFloat>(
     // device, the score row present whenever the tiling says it is written.
     unsafe { score_kernel.launch(stream, tiling.block_num, &args) }?;
     if tiling.splits > 1 {
-        let (reduce, _) = kernel(stream.device(), "cold_reduce")?;
+        let (reduce, _) = kernel(stream, "cold_reduce")?;
         let blocks = tiling.rows.min(profile.vector_cores).max(1);
         let args: [&dyn KernelArg; 5] = [
             &out.tokens,

@@ -24,7 +24,7 @@ use crate::memory::{DeviceRepr, DeviceView};
 use crate::module::{Kernel, Module};
 use crate::reference::Float;
 use crate::tiling::DType;
-use crate::{Device, DeviceProfile, Error, Result};
+use crate::{Device, DeviceProfile, Error, Result, Stream};
 use once_cell::sync::Lazy;
 use std::sync::{Arc, Mutex};
 
@@ -39,27 +39,49 @@ mod sealed {
 pub trait LoraFloat: DeviceRepr + Float + sealed::Sealed {
     /// The kernels' dtype.
     const DTYPE: DType;
+    /// The `bgmv_shrink` entry point for this dtype (kernels/kernel_entries.h).
+    #[doc(hidden)]
+    const SHRINK_KERNEL: &'static str;
+    /// The `bgmv_expand` entry point for this dtype.
+    #[doc(hidden)]
+    const EXPAND_KERNEL: &'static str;
 }
 impl LoraFloat for half::f16 {
     const DTYPE: DType = DType::F16;
+    const SHRINK_KERNEL: &'static str = "bgmv_shrink_f16";
+    const EXPAND_KERNEL: &'static str = "bgmv_expand_f16";
 }
 impl LoraFloat for half::bf16 {
     const DTYPE: DType = DType::Bf16;
+    const SHRINK_KERNEL: &'static str = "bgmv_shrink_bf16";
+    const EXPAND_KERNEL: &'static str = "bgmv_expand_bf16";
 }
 
 /// An element type of logits: `f16`, `bf16` or `f32`.
 pub trait LogitFloat: DeviceRepr + Float + sealed::Sealed {
     /// The kernels' dtype.
     const DTYPE: DType;
+    /// The `cold_score` entry point for this dtype (kernels/kernel_entries.h).
+    #[doc(hidden)]
+    const SCORE_KERNEL: &'static str;
+    /// The `cold_local` entry point for this dtype.
+    #[doc(hidden)]
+    const LOCAL_KERNEL: &'static str;
 }
 impl LogitFloat for half::f16 {
     const DTYPE: DType = DType::F16;
+    const SCORE_KERNEL: &'static str = "cold_score_f16";
+    const LOCAL_KERNEL: &'static str = "cold_local_f16";
 }
 impl LogitFloat for half::bf16 {
     const DTYPE: DType = DType::Bf16;
+    const SCORE_KERNEL: &'static str = "cold_score_bf16";
+    const LOCAL_KERNEL: &'static str = "cold_local_bf16";
 }
 impl LogitFloat for f32 {
     const DTYPE: DType = DType::F32;
+    const SCORE_KERNEL: &'static str = "cold_score_f32";
+    const LOCAL_KERNEL: &'static str = "cold_local_f32";
 }
 
 /// The adapter index of each row (`-1`, or any negative value: no adapter).
@@ -85,17 +107,29 @@ impl AdapterIndices<'_> {
 struct DeviceKernels {
     device: Device,
     module: Module,
-    profile: DeviceProfile,
+    profile: Arc<DeviceProfile>,
 }
 
 static LOADED: Lazy<Mutex<Vec<Arc<DeviceKernels>>>> = Lazy::new(Default::default);
 
-/// The kernel `name` on `device`, loading the module once per device (again after a reset).
-fn kernel(device: &Device, name: &str) -> Result<(Kernel, DeviceProfile)> {
+/// The kernel `name` on `stream`'s device and the device's profile. The stream's scratch caches both
+/// after their first use, so a launch in steady state takes no process-wide lock and allocates
+/// nothing; the process-wide table loads each device's module once (again after a reset).
+fn kernel(stream: &Stream, name: &'static str) -> Result<(Kernel, Arc<DeviceProfile>)> {
+    if let Some(hit) = scratch::cached_kernel(stream, name) {
+        return Ok(hit);
+    }
+    let found = loaded_kernel(stream.device(), name)?;
+    scratch::cache_kernel(stream, name, &found.0, &found.1);
+    Ok(found)
+}
+
+/// The kernel `name` from the process-wide table, loading the device's module once.
+fn loaded_kernel(device: &Device, name: &str) -> Result<(Kernel, Arc<DeviceProfile>)> {
     let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(pos) = loaded.iter().position(|k| k.device == *device) {
         match loaded[pos].module.kernel(name) {
-            Ok(k) => return Ok((k, loaded[pos].profile.clone())),
+            Ok(k) => return Ok((k, Arc::clone(&loaded[pos].profile))),
             Err(Error::DeviceReset { .. }) => {
                 loaded.remove(pos);
             }
@@ -105,10 +139,10 @@ fn kernel(device: &Device, name: &str) -> Result<(Kernel, DeviceProfile)> {
     let entry = Arc::new(DeviceKernels {
         device: device.clone(),
         module: Module::load(device)?,
-        profile: device.profile()?,
+        profile: Arc::new(device.profile()?),
     });
     let k = entry.module.kernel(name)?;
-    let profile = entry.profile.clone();
+    let profile = Arc::clone(&entry.profile);
     loaded.push(entry);
     Ok((k, profile))
 }

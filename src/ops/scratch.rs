@@ -1,13 +1,61 @@
 //! The per-stream scratch memory of the ops (see the module docs of [`crate::ops`]).
 
 use crate::memory::{DeviceBuffer, DeviceView, DeviceViewMut};
-use crate::{Result, Stream};
+use crate::module::Kernel;
+use crate::{DeviceProfile, Result, Stream};
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Named device buffers owned by one stream.
+/// What the ops keep per stream: named device buffers, the bytes last uploaded into each (so an
+/// unchanged tiling or index list is not uploaded again), and the kernels already looked up.
 #[derive(Default)]
 struct Scratch {
     buffers: HashMap<&'static str, DeviceBuffer<u8>>,
+    /// Per uploaded region: the buffer's address and the bytes the stream has been told to put there.
+    uploaded: HashMap<&'static str, (u64, Vec<u8>)>,
+    kernels: HashMap<&'static str, Kernel>,
+    profile: Option<Arc<DeviceProfile>>,
+}
+
+/// Runs `f` on the stream's scratch, creating it on first use.
+fn with_scratch<R>(stream: &Stream, f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut slot = stream
+        .inner
+        .scratch
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let scratch = slot
+        .get_or_insert_with(|| Box::new(Scratch::default()))
+        .downcast_mut::<Scratch>()
+        .expect("only the ops put a Scratch in a stream's scratch slot");
+    f(scratch)
+}
+
+/// The kernel `name` and the device profile, if this stream looked them up before.
+pub(super) fn cached_kernel(
+    stream: &Stream,
+    name: &'static str,
+) -> Option<(Kernel, Arc<DeviceProfile>)> {
+    with_scratch(stream, |s| {
+        Some((
+            s.kernels.get(name)?.clone(),
+            Arc::clone(s.profile.as_ref()?),
+        ))
+    })
+}
+
+/// Remembers a kernel and the device profile for this stream. The stream lives no longer than its
+/// device's current generation, so the handles stay valid for all its launches.
+pub(super) fn cache_kernel(
+    stream: &Stream,
+    name: &'static str,
+    kernel: &Kernel,
+    profile: &Arc<DeviceProfile>,
+) {
+    with_scratch(stream, |s| {
+        s.kernels.insert(name, kernel.clone());
+        s.profile = Some(Arc::clone(profile));
+    })
 }
 
 /// The stream's scratch region `name` with room for `bytes` bytes (grown when too small; the old
@@ -21,15 +69,17 @@ pub(super) fn region<'s>(
     bytes: usize,
 ) -> Result<DeviceViewMut<'s, u8>> {
     let want = bytes.max(32).next_multiple_of(32);
-    let mut slot = stream
-        .inner
-        .scratch
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let scratch = slot
-        .get_or_insert_with(|| Box::new(Scratch::default()))
-        .downcast_mut::<Scratch>()
-        .expect("only the ops put a Scratch in a stream's scratch slot");
+    with_scratch(stream, |scratch| grow(stream, scratch, name, want, bytes))
+}
+
+/// The region `name` of at least `want` bytes, viewed as `bytes` bytes.
+fn grow<'s>(
+    stream: &'s Stream,
+    scratch: &mut Scratch,
+    name: &'static str,
+    want: usize,
+    bytes: usize,
+) -> Result<DeviceViewMut<'s, u8>> {
     let addr = match scratch.buffers.get(name) {
         Some(buf) if buf.len() >= want => buf.device_addr(),
         _ => {
@@ -51,13 +101,27 @@ pub(super) fn region<'s>(
 }
 
 /// Uploads `bytes` into the stream's scratch region `name` (queued on the stream) and returns a view.
+/// When the region already holds exactly these bytes (the same tiling or indices as the previous op,
+/// the steady state of a decode), nothing is copied or allocated: only uploads write these regions,
+/// in stream order, so what the stream was last told to put there is what the next launch reads.
 pub(super) fn upload<'s>(
     stream: &'s Stream,
     name: &'static str,
-    bytes: Vec<u8>,
+    bytes: &[u8],
 ) -> Result<DeviceView<'s, u8>> {
-    let mut view = region(stream, name, bytes.len())?;
-    stream.upload(view.reborrow(), bytes)?;
-    // SAFETY: the same memory, now only read by the launches that follow on this stream.
-    Ok(unsafe { DeviceView::from_raw(stream.device(), view.device_addr(), view.len()) })
+    let want = bytes.len().max(32).next_multiple_of(32);
+    with_scratch(stream, |scratch| {
+        let mut view = grow(stream, scratch, name, want, bytes.len())?;
+        let addr = view.device_addr();
+        let same = matches!(scratch.uploaded.get(name), Some((a, b)) if *a == addr && b == bytes);
+        if !same {
+            stream.upload(view.reborrow(), bytes.to_vec())?;
+            let (a, b) = scratch.uploaded.entry(name).or_default();
+            *a = addr;
+            b.clear();
+            b.extend_from_slice(bytes);
+        }
+        // SAFETY: the same memory, now only read by the launches that follow on this stream.
+        Ok(unsafe { DeviceView::from_raw(stream.device(), addr, view.len()) })
+    })
 }
