@@ -33,8 +33,13 @@ pub use ascend_sys;
 pub use device::{Device, DeviceSpec};
 pub use error::{Error, Result};
 pub use event::Event;
+/// The f16 / bf16 types of the ops' and the model's public signatures (re-exported so a caller's
+/// version always matches ours).
+pub use half;
 pub use memory::{DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut};
 pub use module::{Kernel, KernelArg, KernelSource, Module};
 pub use runtime::Provider;
 pub use stream::{HostFuture, HostSource, Stream};
 pub use tiling::DeviceProfile;
+/// The tokenizer type the model files and the decoder expose (re-exported for the same reason).
+pub use tokenizers;

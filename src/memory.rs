@@ -6,7 +6,9 @@
 //! keep. A buffer remembers every stream that has queued work on it (async copies, kernel launches);
 //! dropping it synchronises those streams (only those, not the whole device), then frees the memory,
 //! exactly once. Synchronous copies wait for the same streams first, so they see the results of earlier
-//! async work. After a [`Device::reset`] the reset has already released the memory, and drop frees
+//! async work. A failure of such a stream (a kernel fault) is reported once by each buffer that used
+//! it, at its first synchronous read or drop after the fault, since each buffer's contents are suspect;
+//! [`Stream::synchronize`] reports it every time. After a [`Device::reset`] the reset has already released the memory, and drop frees
 //! nothing. Drop never panics: errors go to [`crate::runtime::take_drop_errors`].
 //!
 //! Zero-length buffers allocate nothing (`aclrtMalloc` rejects size 0), and copies of nothing make no

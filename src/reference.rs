@@ -3,7 +3,7 @@
 //! Semantics are those of docs/SEMANTICS.md sections 1 and 2 (vLLM's LoRA ops for BGMV). Every kernel test
 //! compares against these; they are written for clarity, never for speed.
 
-pub use crate::shapes::{ColdShape, ExpandShape, ShrinkShape};
+pub use crate::shapes::{ColdPick, ColdShape, ExpandShape, ShrinkShape};
 use crate::{Error, Result};
 use half::{bf16, f16};
 
@@ -40,15 +40,6 @@ impl Float for bf16 {
     fn from_f64(value: f64) -> Self {
         bf16::from_f64(value)
     }
-}
-
-/// The CoLD choice for one row.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ColdPick {
-    /// The chosen token, or -1 when the row held a non-finite logit.
-    pub token: i64,
-    /// The winning score (NaN for a non-finite row).
-    pub score: f32,
 }
 
 /// Checks every index is -1..num_adapters (any negative index means "no adapter").
@@ -204,14 +195,14 @@ pub fn cold_score<T: Float>(
             }
             picks.push(ColdPick {
                 token: -1,
-                score: f32::NAN,
+                best_score: f32::NAN,
             });
             continue;
         }
         let threshold = e.iter().copied().fold(f64::NEG_INFINITY, f64::max) + alpha.ln();
         let mut best = ColdPick {
             token: -1,
-            score: f32::NEG_INFINITY,
+            best_score: f32::NEG_INFINITY,
         };
         let mut best_score = f64::NEG_INFINITY;
         let mut row_scores = Vec::with_capacity(vocab);
@@ -225,7 +216,7 @@ pub fn cold_score<T: Float>(
                 best_score = score;
                 best = ColdPick {
                     token: i as i64,
-                    score: score as f32,
+                    best_score: score as f32,
                 };
             }
             row_scores.push(score as f32);
@@ -311,7 +302,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(picks[0].token, 1);
-        assert!((picks[0].score - 2.85).abs() < 1e-6);
+        assert!((picks[0].best_score - 2.85).abs() < 1e-6);
         assert_eq!(s[2], f32::NEG_INFINITY);
         assert_eq!(picks[1].token, -1);
         assert!(s[3..].iter().all(|v| v.is_nan()));

@@ -1,5 +1,5 @@
-//! The shapes of the three kernels' operands, shared by the reference, the tiling and the ops, and
-//! the one check of operand lengths against them.
+//! The shapes of the three kernels' operands and `cold_score`'s per-row result, shared by the
+//! reference, the tiling and the ops, and the one check of operand lengths against them.
 
 use crate::{Error, Result};
 
@@ -44,21 +44,36 @@ pub struct ColdShape {
     pub vocab: usize,
 }
 
+/// Checks that `len` equals the product of `dims` (the operand's extents, each named in the error).
 fn expect_len(
     op: &str,
     what: &str,
     len: usize,
-    expected: usize,
+    dims: &[usize],
     shape: &dyn std::fmt::Debug,
 ) -> Result<()> {
-    if len == expected {
-        Ok(())
-    } else {
-        Err(Error::shape(
+    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    match expected {
+        Some(expected) if expected == len => Ok(()),
+        Some(expected) => Err(Error::shape(
             format!("{op} {what}"),
             format!("{expected} elements for {shape:?}"),
             format!("{len} elements"),
-        ))
+        )),
+        None => Err(Error::shape(
+            format!("{op} {what}"),
+            format!("a shape whose element count fits in usize ({shape:?} overflows)"),
+            format!("{len} elements"),
+        )),
+    }
+}
+
+/// Refuses an extent of zero that would make an operand empty without saying so ("expected 0
+/// elements"): a zero rank or width is a caller's mistake, not an empty batch.
+fn expect_nonzero(op: &str, dims: &[(&str, usize)]) -> Result<()> {
+    match dims.iter().find(|(_, d)| *d == 0) {
+        Some((name, _)) => Err(Error::shape(format!("{op} {name}"), "at least 1", 0)),
+        None => Ok(()),
     }
 }
 
@@ -73,16 +88,12 @@ impl ShrinkShape {
         indices: usize,
         y: usize,
     ) -> Result<()> {
-        expect_len(op, "x", x, self.batch * self.hidden_in, self)?;
-        expect_len(
-            op,
-            "weights",
-            weights,
-            self.num_loras * self.rank * self.hidden_in,
-            self,
-        )?;
-        expect_len(op, "indices", indices, self.batch, self)?;
-        expect_len(op, "y", y, self.batch * self.rank, self)
+        expect_nonzero(op, &[("hidden_in", self.hidden_in), ("rank", self.rank)])?;
+        expect_len(op, "x", x, &[self.batch, self.hidden_in], self)?;
+        let w = [self.num_loras, self.rank, self.hidden_in];
+        expect_len(op, "weights", weights, &w, self)?;
+        expect_len(op, "indices", indices, &[self.batch], self)?;
+        expect_len(op, "y", y, &[self.batch, self.rank], self)
     }
 }
 
@@ -111,16 +122,12 @@ impl ExpandShape {
                 format!("{} + {}", self.slice_offset, self.hidden_out),
             ));
         }
-        expect_len(op, "x", x, self.batch * self.rank, self)?;
-        expect_len(
-            op,
-            "weights",
-            weights,
-            self.num_loras * self.hidden_out * self.rank,
-            self,
-        )?;
-        expect_len(op, "indices", indices, self.batch, self)?;
-        expect_len(op, "y", y, self.batch * self.hidden_full, self)
+        expect_nonzero(op, &[("rank", self.rank), ("hidden_out", self.hidden_out)])?;
+        expect_len(op, "x", x, &[self.batch, self.rank], self)?;
+        let w = [self.num_loras, self.hidden_out, self.rank];
+        expect_len(op, "weights", weights, &w, self)?;
+        expect_len(op, "indices", indices, &[self.batch], self)?;
+        expect_len(op, "y", y, &[self.batch, self.hidden_full], self)
     }
 }
 
@@ -136,11 +143,22 @@ impl ColdShape {
         if self.vocab == 0 {
             return Err(Error::shape(format!("{op} vocab"), "at least one token", 0));
         }
-        expect_len(op, "expert", expert, self.rows * self.vocab, self)?;
-        expect_len(op, "amateur", amateur, self.rows * self.vocab, self)?;
+        let logits = [self.rows, self.vocab];
+        expect_len(op, "expert", expert, &logits, self)?;
+        expect_len(op, "amateur", amateur, &logits, self)?;
         match scores {
-            Some(s) => expect_len(op, "scores", s, self.rows * self.vocab, self),
+            Some(s) => expect_len(op, "scores", s, &logits, self),
             None => Ok(()),
         }
     }
+}
+
+/// The CoLD choice for one row: what `ops::cold_score_host` and `reference::cold_score` return, and
+/// what `ops::cold_score` writes to its `tokens` and `best_scores` outputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColdPick {
+    /// The chosen token, or -1 when the row held a non-finite logit.
+    pub token: i64,
+    /// The winning score (NaN for a non-finite row).
+    pub best_score: f32,
 }

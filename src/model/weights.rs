@@ -27,6 +27,11 @@ pub struct TokenizerFiles {
 }
 
 /// What a model path yields: configuration, weights and tokenizer.
+///
+/// The model (`LlamaModel::new`) converts the weights it needs into its own storage, so once it is
+/// built the f32 `tensors` here are dead weight: take the tokenizer out (`files.tokenizer.take()`)
+/// and drop the rest. For SmolLM2-135M with bf16 model weights that takes the resident set from
+/// about 806 MB to 374 MB.
 pub struct ModelFiles {
     /// Architecture.
     pub config: LlamaConfig,

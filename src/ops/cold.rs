@@ -4,8 +4,8 @@ use super::bgmv::status_view;
 use super::{kernel, scratch, LogitFloat};
 use crate::memory::{DeviceBuffer, DeviceView, DeviceViewMut};
 use crate::module::KernelArg;
-use crate::reference::{check_cold_params, ColdPick};
-use crate::shapes::ColdShape;
+use crate::reference::check_cold_params;
+use crate::shapes::{ColdPick, ColdShape};
 use crate::tiling::ColdScoreTiling;
 use crate::{Error, Result, Stream};
 
@@ -154,7 +154,7 @@ pub fn cold_score_host<T: LogitFloat>(
     Ok(tokens
         .into_iter()
         .zip(best)
-        .map(|(token, score)| ColdPick { token, score })
+        .map(|(token, best_score)| ColdPick { token, best_score })
         .collect())
 }
 

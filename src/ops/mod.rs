@@ -1,4 +1,4 @@
-//! Validated kernel launches: `bgmv_shrink`, `bgmv_expand` and `cold_score` on a [`Stream`](crate::Stream).
+//! Validated kernel launches: `bgmv_shrink`, `bgmv_expand` and `cold_score` on a [`Stream`].
 //!
 //! Contract: every op checks its inputs before anything is queued (shapes against lengths, dtypes by
 //! type, devices, adapter indices when they are host-visible, parameters, a caller's tiling against

@@ -334,7 +334,7 @@ fn timed(
     mut step: impl FnMut(Phase) -> Result<()>,
 ) -> Result<Measured> {
     let device = stream.device().clone();
-    let emu_id = (device.provider() == Provider::Emulator).then(|| device.id() as u32);
+    let emu_id = (device.provider() == Provider::Emulator).then(|| device.id());
     let (start, end) = (Event::new(&device)?, Event::new(&device)?);
     let mut m = Measured::default();
     for i in 0..reps.warmup + reps.repeat.max(1) {

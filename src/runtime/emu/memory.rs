@@ -208,16 +208,22 @@ impl MemTable {
             Loc::Host => "host memory".to_string(),
             Loc::Device(d) => format!("device {d} memory"),
         };
-        if (d, s) != (want_d, want_s) {
+        for (side, addr, got, want) in [("dst", dst, d, want_d), ("src", src, s, want_s)] {
+            let problem = match (got, want) {
+                (g, w) if g == w => continue,
+                (Loc::Host, Loc::Device(w)) => format!(
+                    "{side} {addr:#x} is not device memory of device {w}: not from aclrtMalloc (or \
+                     freed so long ago that the emulator forgot it), or a host pointer"
+                ),
+                (g, w) => format!(
+                    "{side} {addr:#x} is in {}, expected {}",
+                    describe(g),
+                    describe(w)
+                ),
+            };
             return Err((
                 ACL_ERROR_RT_PARAM_INVALID,
-                format!(
-                    "memcpy kind {kind} (context on device {device}) needs dst in {} and src in {}, got dst in {} and src in {}",
-                    describe(want_d),
-                    describe(want_s),
-                    describe(d),
-                    describe(s)
-                ),
+                format!("memcpy kind {kind} (context on device {device}): {problem}"),
             ));
         }
         if perform && count > 0 {

@@ -265,9 +265,9 @@ const LAUNCH_HISTORY: usize = 32;
 ///
 /// # Errors
 /// [`crate::Error::BadParameter`] for a device the emulator does not have.
-pub fn stats(device: u32) -> crate::Result<EmuStats> {
+pub fn stats(device: i32) -> crate::Result<EmuStats> {
     let emu = emu();
-    let dev = emu.device(device)?;
+    let (device, dev) = emu.device(device)?;
     let mut stats = *lock(&dev.stats);
     let objects = lock(&emu.objects);
     stats.live_binaries = objects.bins.values().filter(|b| b.device == device).count() as u64;
@@ -283,9 +283,9 @@ pub fn stats(device: u32) -> crate::Result<EmuStats> {
 ///
 /// # Errors
 /// [`crate::Error::BadParameter`] for a device the emulator does not have.
-pub fn last_launches(device: u32) -> crate::Result<Vec<LaunchRecord>> {
+pub fn last_launches(device: i32) -> crate::Result<Vec<LaunchRecord>> {
     let emu = emu();
-    let dev = emu.device(device)?;
+    let (_, dev) = emu.device(device)?;
     Ok(lock(&dev.launches).iter().cloned().collect())
 }
 
@@ -350,10 +350,14 @@ fn emu() -> &'static Emu {
 }
 
 impl Emu {
-    fn device(&self, id: u32) -> crate::Result<&DevState> {
-        self.devices.get(id as usize).ok_or_else(|| {
-            crate::Error::parameter("emulated device", format!("0..{}", self.devices.len()), id)
-        })
+    /// Emulated device `id` (as `Device::id` numbers it), checked.
+    fn device(&self, id: i32) -> crate::Result<(u32, &DevState)> {
+        u32::try_from(id)
+            .ok()
+            .and_then(|i| Some((i, self.devices.get(i as usize)?)))
+            .ok_or_else(|| {
+                crate::Error::parameter("emulated device", format!("0..{}", self.devices.len()), id)
+            })
     }
 
     /// A fresh opaque handle: never dereferenced, never reused, never null, 64-byte spaced so it cannot
