@@ -89,13 +89,15 @@ private:
     __aicore__ inline void LoadX(uint32_t row, uint32_t rows)
     {
         LocalTensor<AccT> xRep = xRepBuf_.Get<AccT>();
+        PipeBarrier<PIPE_ALL>();  // V -> MTE2: the previous task's Mul may still read xRep
         DataCopyPad(xRep, xGm_[static_cast<uint64_t>(row) * tiling_.rank],
                     DataCopyExtParams(1, tiling_.rank * sizeof(AccT), 0, 0, 0),
-                    DataCopyPadExtParams<AccT>(true, 0, 0, 0.0f));
+                    DataCopyPadExtParams<AccT>(false, 0, 0, 0.0f));
         PipeBarrier<PIPE_ALL>();  // MTE2 -> V
         for (uint32_t have = 1; have < rows;) {
             const uint32_t n = cold::Min(have, rows - have);
             Muls(xRep[have * rowStride_], xRep, 1.0f, static_cast<int32_t>(n * rowStride_));
+            PipeBarrier<PIPE_V>();  // the next doubling (or Mul) reads these rows
             have += n;
         }
     }
@@ -124,23 +126,28 @@ private:
         const int32_t count = static_cast<int32_t>(rows * rowStride_);
         Cast(wFloat, wLocal, RoundMode::CAST_NONE, count);
         wQue_.FreeTensor(wLocal);
+        PipeBarrier<PIPE_V>();
         Mul(wFloat, wFloat, xRepBuf_.Get<AccT>(), count);
+        PipeBarrier<PIPE_V>();
         ReduceRows(sum, wFloat, rows);
         if (tiling_.addInputs != 0) {
             LocalTensor<OutT> yLocal = yInQue_.DeQue<OutT>();
             LocalTensor<AccT> yFloat = yFloatBuf_.Get<AccT>();
             Cast(yFloat, yLocal, RoundMode::CAST_NONE, rows);
             yInQue_.FreeTensor(yLocal);
+            PipeBarrier<PIPE_V>();
             Add(sum, sum, yFloat, static_cast<int32_t>(rows));
         }
         LocalTensor<OutT> out = yOutQue_.AllocTensor<OutT>();
+        PipeBarrier<PIPE_V>();
         Cast(out, sum, RoundMode::CAST_RINT, rows);
         yOutQue_.EnQue(out);
     }
 
     // sum[j] = sum of the first R lanes of product row j. One WholeReduceSum repeat per output row (rows
     // are rowStride_ * 4 / 32 blocks apart) and per 64-lane chunk of the rank; chunk sums added in f32.
-    // The pad lanes past R (poison from DataCopyPad) are never inside a mask.
+    // The pad lanes past R (DataCopyPad's dummy copies of a row's first element, or never written) are never
+    // inside a mask.
     __aicore__ inline void ReduceRows(const LocalTensor<AccT>& sum, const LocalTensor<AccT>& prod, uint32_t rows)
     {
         const int32_t repStride = static_cast<int32_t>(rowStride_ * sizeof(AccT) / kBlockBytes);
@@ -151,6 +158,7 @@ private:
             // prod[r0] starts 256 bytes into the row: 32-byte aligned.
             WholeReduceSum(part, prod[r0], static_cast<int32_t>(cold::Min(tiling_.rank - r0, kRankChunk)), reps, 1, 1,
                            repStride);
+            PipeBarrier<PIPE_V>();
             Add(sum, sum, part, reps);
         }
     }
@@ -173,7 +181,9 @@ private:
     TQue<TPosition::VECIN, kBufferNum> wQue_;
     TQue<TPosition::VECIN, 1> yInQue_;
     TQue<TPosition::VECOUT, 1> yOutQue_;
-    TBuf<TPosition::VECCALC> wFloatBuf_, xRepBuf_, sumBuf_, partBuf_, yFloatBuf_, statusBuf_;
+    TBuf<TPosition::VECIN> xRepBuf_;     // DataCopyPad's target: VECIN or VECOUT on Atlas A2
+    TBuf<TPosition::VECOUT> statusBuf_;  // and its source
+    TBuf<TPosition::VECCALC> wFloatBuf_, sumBuf_, partBuf_, yFloatBuf_;
     GlobalTensor<AccT> xGm_;
     GlobalTensor<OutT> wGm_, yGm_;
     GlobalTensor<IdxT> idxGm_;

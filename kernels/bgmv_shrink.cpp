@@ -142,9 +142,12 @@ private:
         LocalTensor<AccT> sum = sumBuf_.Get<AccT>();
         Cast(aFloat, aLocal, RoundMode::CAST_NONE, len);
         aQue_.FreeTensor(aLocal);
+        PipeBarrier<PIPE_V>();  // Mul reads both Casts
         Mul(aFloat, aFloat, xFloatBuf_.Get<AccT>(), len);
+        PipeBarrier<PIPE_V>();
+        // The scalar unit stores the sum after waiting for the vector unit (dav_c220 ReduceSumImpl): readable
+        // without a barrier.
         ReduceSum(sum, aFloat, workBuf_.Get<AccT>(), len);
-        PipeBarrier<PIPE_ALL>();  // the scalar unit reads the sum the vector unit wrote
         LocalTensor<AccT> acc = accBuf_.Get<AccT>();
         acc.SetValue(r, acc.GetValue(r) + sum.GetValue(0));
     }
@@ -153,6 +156,9 @@ private:
     {
         LocalTensor<AccT> acc = accBuf_.Get<AccT>();
         LocalTensor<AccT> out = outQue_.AllocTensor<AccT>();
+        // MTE3 -> S: the scalar unit overwrites a buffer the previous task's copy-out read (the queue orders
+        // the vector unit after that copy, not the scalar unit).
+        PipeBarrier<PIPE_ALL>();
         for (uint32_t r = 0; r < rc; ++r) {
             out.SetValue(r, acc.GetValue(r) * tiling_.scale);
         }
@@ -169,7 +175,8 @@ private:
     TQue<TPosition::VECIN, 1> xQue_;
     TQue<TPosition::VECIN, kBufferNum> aQue_;
     TQue<TPosition::VECOUT, 1> outQue_;
-    TBuf<TPosition::VECCALC> xFloatBuf_, aFloatBuf_, workBuf_, sumBuf_, accBuf_, statusBuf_;
+    TBuf<TPosition::VECCALC> xFloatBuf_, aFloatBuf_, workBuf_, sumBuf_, accBuf_;
+    TBuf<TPosition::VECOUT> statusBuf_;  // DataCopyPad's source: VECIN or VECOUT on Atlas A2
     GlobalTensor<InT> xGm_, aGm_;
     GlobalTensor<IdxT> idxGm_;
     GlobalTensor<AccT> yGm_;

@@ -76,6 +76,8 @@ public:
     static constexpr uint32_t kRecordWords = 8;  // one workspace record = one 32-byte block
     // Record word offsets: the reduce reads the first three (one 12-byte block per chunk).
     static constexpr uint32_t kRecBest = 0, kRecIdx = 1, kRecFinite = 2, kRecMax = 3, kRecEAt = 4;
+    // res (32 bytes): ReduceMax's value and index at 0 (8-byte aligned), ReduceSum's sum at element 4.
+    static constexpr uint32_t kResSum = 4;
 
     __aicore__ inline void Init(GM_ADDR e, GM_ADDR a, GM_ADDR tokens, GM_ADDR best, GM_ADDR scores,
                                 GM_ADDR status, GM_ADDR workspace, GM_ADDR tiling)
@@ -214,9 +216,12 @@ private:
     __aicore__ inline float TileMax(const LocalTensor<AccT>& x, uint32_t n)
     {
         LocalTensor<AccT> res = resBuf_.Get<AccT>();
+        PipeBarrier<PIPE_V>();  // x was just written by the vector unit
         ReduceMax(res, x, workBuf_.Get<AccT>(), static_cast<int32_t>(n), false);
-        PipeBarrier<PIPE_ALL>();  // the scalar unit reads what the vector unit wrote
-        return res.GetValue(0);
+        PipeBarrier<PIPE_ALL>();  // V -> S: the scalar unit reads the result
+        const float m = res.GetValue(0);
+        PipeBarrier<PIPE_ALL>();  // S -> V: the read lands before a later ReduceMax rewrites res
+        return m;
     }
 
     __aicore__ inline static float MaxNaN(float m, float v) { return (v != v || m != m) ? cold::kNaN : cold::Max(m, v); }
@@ -330,16 +335,22 @@ private:
         LocalTensor<AccT> eFloat = eFloatBuf_.Get<AccT>();
         LocalTensor<AccT> aFloat = aFloatBuf_.Get<AccT>();
         LocalTensor<AccT> tmp = tmpBuf_.Get<AccT>();
-        LocalTensor<AccT> res = resBuf_.Get<AccT>();
+        // ReduceSum's own slot of res: its result is stored by the scalar unit (dav_c220 ReduceSumImpl waits
+        // for the vector unit first), so reading it needs no barrier, and no vector write ever lands there.
+        LocalTensor<AccT> sum = resBuf_.Get<AccT>()[kResSum];
         LoadFloat(eFloat, eGm_, eQue_, Offset(row, v), n, tiling_.resident != 0 ? residentOff : kNoResident);
         LoadFloat(aFloat, aGm_, aQue_, Offset(row, v), n, kNoResident);
-        // (e - e) + a - a: exactly 0 when both are finite, NaN otherwise.
+        // (e - e) + a - a: exactly 0 when both are finite, NaN otherwise. Each vector step reads the previous
+        // one's result: PIPE_V barriers, the first for the two ToFloat.
+        PipeBarrier<PIPE_V>();
         Sub(tmp, eFloat, eFloat, count);
+        PipeBarrier<PIPE_V>();
         Add(tmp, tmp, aFloat, count);
+        PipeBarrier<PIPE_V>();
         Sub(tmp, tmp, aFloat, count);
-        ReduceSum(res, tmp, workBuf_.Get<AccT>(), count);
-        PipeBarrier<PIPE_ALL>();
-        w.finite += res.GetValue(0);
+        PipeBarrier<PIPE_V>();
+        ReduceSum(sum, tmp, workBuf_.Get<AccT>(), count);
+        w.finite += sum.GetValue(0);
     }
 
     // The masked score of the loaded tile against `threshold`: its winner (index within the tile), and
@@ -354,12 +365,16 @@ private:
         LocalTensor<AccT> score = scoreQue_.AllocTensor<AccT>();
         Muls(score, eFloat, 1.0f + tiling_.beta, count);
         Muls(tmp, aFloat, tiling_.beta, count);
+        PipeBarrier<PIPE_V>();
         Sub(score, score, tmp, count);
+        // Compares runs whole 256-byte repeats only (a partial one is skipped, its mask bits left stale), so it
+        // covers the tile rounded up to 64; the bits past n are never read (Select and ReduceMax take n).
         LocalTensor<uint8_t> mask = maskBuf_.Get<uint8_t>();
-        CompareScalar(mask, eFloat, threshold, CMPMODE::GE, n);
-        Select(score, mask, score, cold::kNegInf, SELMODE::VSEL_TENSOR_SCALAR_MODE, n);
+        Compares(mask, eFloat, threshold, CMPMODE::GE, cold::CeilDiv(n, kRepeatElems) * kRepeatElems);
+        Select(score, mask, score, cold::kNegInf, SELMODE::VSEL_TENSOR_SCALAR_MODE, n);  // barriers V inside
+        PipeBarrier<PIPE_V>();
         ReduceMax(res, score, workBuf_.Get<AccT>(), count, true);
-        PipeBarrier<PIPE_ALL>();
+        PipeBarrier<PIPE_ALL>();  // V -> S
         Winner t;
         t.best = res.GetValue(0);
         const uint32_t at = res.ReinterpretCast<uint32_t>().GetValue(1);
@@ -367,6 +382,7 @@ private:
             t.idx = at;
             t.eAt = eFloat.GetValue(at);
         }
+        PipeBarrier<PIPE_ALL>();  // S -> V: the reads land before the next tile rewrites res and eFloat
         if (write) {
             scoreQue_.EnQue(score);
             CopyOutScores(row, v, n);
@@ -477,8 +493,10 @@ private:
     TPipe pipe_;
     TQue<TPosition::VECIN, kBufferNum> eQue_, aQue_;
     TQue<TPosition::VECOUT, kBufferNum> scoreQue_;
-    TBuf<TPosition::VECCALC> residentBuf_, eFloatBuf_, aFloatBuf_, tmpBuf_, maskBuf_, workBuf_, resBuf_, wordBuf_,
-        recordsBuf_, tileRecBuf_;
+    // Copy targets and sources sit in VECIN / VECOUT: the routes DataCopy and DataCopyPad document for Atlas A2.
+    TBuf<TPosition::VECIN> residentBuf_, recordsBuf_;
+    TBuf<TPosition::VECOUT> wordBuf_;
+    TBuf<TPosition::VECCALC> eFloatBuf_, aFloatBuf_, tmpBuf_, maskBuf_, workBuf_, resBuf_, tileRecBuf_;
     GlobalTensor<InT> eGm_, aGm_;
     GlobalTensor<TokenT> tokensGm_;
     GlobalTensor<AccT> bestGm_, scoresGm_, wsGm_;

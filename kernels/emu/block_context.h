@@ -1,5 +1,5 @@
 // Per-block state of the host emulation: which kernel and block is running, the GM regions it may
-// touch, its UB budget and its counters. One block runs per thread at a time (thread_local).
+// touch, its UB budget, its pipe model and its counters. One block runs per thread at a time (thread_local).
 #ifndef ASCEND_COLD_EMU_BLOCK_CONTEXT_H
 #define ASCEND_COLD_EMU_BLOCK_CONTEXT_H
 
@@ -8,6 +8,7 @@
 #include <string>
 
 #include "emu_abi.h"
+#include "hazard.h"
 
 namespace emu {
 
@@ -25,6 +26,7 @@ struct BlockContext {
     EmuBlockCounters* counters = nullptr;
     uint8_t* ub = nullptr;   // this block's Unified Buffer (env->ub_bytes, poisoned with 0xFF at block start)
     uint32_t ubUsed = 0;     // bytes handed out by TPipe::InitBuffer so far
+    PipeModel pipes{0};      // who touched which UB bytes, and what orders the pipes (hazard.h)
 };
 
 // The block running on this thread; null outside ascend_emu_run_block.

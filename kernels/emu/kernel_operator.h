@@ -27,16 +27,33 @@
 
 namespace AscendC {
 
-// kernel_operator_sys_var_intf.h: the block (core) this instance runs as, and how many there are.
+// kernel_operator_sys_var_intf.h: the block (core) this instance runs as, and how many there are. On dav_c220 an
+// AIV core reports get_block_idx() * get_subblockdim() + get_subblockid() and GetBlockNum() is the launch's
+// numBlocks (impl/basic_api/dav_c220/kernel_operator_sys_var_impl.h); that is [0, numBlocks) and numBlocks only
+// for a vector-only launch (GetBlockIdx's and GetBlockNum's pages; a mixed AIC:AIV = 1:2 launch numbers the
+// vector cores 0..2 numBlocks while GetBlockNum stays numBlocks). Every launch of these kernels is vector-only:
+// the device build marks each entry point K_TYPE_AIV and both runtimes load with the vector-core magic (the
+// emulator refuses any other load, src/runtime/emu/launch.rs), so these two are exact.
 inline int64_t GetBlockIdx() { return emu::Block().blockIdx; }
 inline int64_t GetBlockNum() { return emu::Block().blockNum; }
 
 enum pipe_t { PIPE_S = 0, PIPE_V, PIPE_M, PIPE_MTE1, PIPE_MTE2, PIPE_MTE3, PIPE_ALL };
 
-// Pipeline barrier (kernel_operator_block_sync_intf.h). The emulator executes in program order: a no-op.
+// Pipeline barrier (kernel_operator_block_sync_intf.h): every earlier operation of `pipe` (of every pipe for
+// PIPE_ALL) completes before the next one; PIPE_S is not supported (PipeBarrier(ISASI).md: the scalar unit is in
+// order). The emulator runs in program order and records the ordering in the pipe model (hazard.h).
 template <pipe_t pipe>
 inline void PipeBarrier()
 {
+    static_assert(pipe != PIPE_S, "PipeBarrier does not take PIPE_S");
+    constexpr int model = pipe == PIPE_ALL ? emu::kPipes
+                          : pipe == PIPE_V ? emu::kPipeV
+                          : pipe == PIPE_MTE2 ? emu::kPipeMte2
+                          : pipe == PIPE_MTE3 ? emu::kPipeMte3
+                                              : -1;
+    if (model >= 0) {
+        emu::Block().pipes.Barrier(model);
+    }
 }
 
 }  // namespace AscendC

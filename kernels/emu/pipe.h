@@ -6,6 +6,9 @@
 //     192 KiB - 256 B - 8 KiB usable by default; docs/zh/guide/.../架构规格/NPU架构版本2201.md);
 //   - queue misuse: AllocTensor with every buffer of the queue outstanding, EnQue beyond the queue's
 //     depth, DeQue of an empty queue, FreeTensor of a tensor the queue did not hand out.
+// A queue synchronises its producer and consumer pipes as the real one does (asc-devkit impl/basic_api/
+// kernel_event.h, GetQueEvt): a VECIN queue's EnQue -> DeQue orders MTE2 before V and FreeTensor -> AllocTensor
+// V before MTE2; a VECOUT queue's V before MTE3 and MTE3 before V. A TBuf synchronises nothing.
 #ifndef ASCEND_COLD_EMU_PIPE_H
 #define ASCEND_COLD_EMU_PIPE_H
 
@@ -47,6 +50,9 @@ template <TPosition pos, int32_t depth>
 class TQue {
 public:
     static_assert(depth >= 1, "a queue holds at least one tensor");
+    static_assert(pos == TPosition::VECIN || pos == TPosition::VECOUT, "the emulator's queues are VECIN or VECOUT");
+    static constexpr int kProducer = pos == TPosition::VECIN ? emu::kPipeMte2 : emu::kPipeV;
+    static constexpr int kConsumer = pos == TPosition::VECIN ? emu::kPipeV : emu::kPipeMte3;
 
     template <typename T>
     LocalTensor<T> AllocTensor()
@@ -54,7 +60,8 @@ public:
         for (uint32_t i = 0; i < num_; ++i) {
             if (!inUse_[i]) {
                 inUse_[i] = true;
-                return LocalTensor<T>(offset_[i], len_ / sizeof(T));
+                emu::Block().pipes.Wait(kProducer, freed_[i]);
+                return LocalTensor<T>(offset_[i], len_ / sizeof(T), pos);
             }
         }
         emu::Fail("queue misuse: AllocTensor with all " + std::to_string(num_) +
@@ -70,6 +77,7 @@ public:
                       std::to_string(depth));
         }
         queued_[(head_ + count_) % emu::kMaxQueueBuffers] = slot;
+        enqueued_[slot] = emu::Block().pipes.Set(kProducer);
         ++count_;
         return true;
     }
@@ -81,9 +89,10 @@ public:
             emu::Fail("queue misuse: DeQue of an empty queue (EnQue missing)");
         }
         const uint32_t slot = queued_[head_];
+        emu::Block().pipes.Wait(kConsumer, enqueued_[slot]);
         head_ = (head_ + 1) % emu::kMaxQueueBuffers;
         --count_;
-        return LocalTensor<T>(offset_[slot], len_ / sizeof(T));
+        return LocalTensor<T>(offset_[slot], len_ / sizeof(T), pos);
     }
 
     template <typename T>
@@ -94,6 +103,7 @@ public:
             emu::Fail("queue misuse: FreeTensor of a buffer that is not allocated");
         }
         inUse_[slot] = false;
+        freed_[slot] = emu::Block().pipes.Set(kConsumer);
     }
 
     // Called by TPipe::InitBuffer.
@@ -129,6 +139,8 @@ private:
     uint32_t offset_[emu::kMaxQueueBuffers] = {};
     bool inUse_[emu::kMaxQueueBuffers] = {};
     uint32_t queued_[emu::kMaxQueueBuffers] = {};
+    emu::Flag enqueued_[emu::kMaxQueueBuffers];  // set by EnQue, waited for by DeQue
+    emu::Flag freed_[emu::kMaxQueueBuffers];     // set by FreeTensor, waited for by the next AllocTensor
     uint32_t head_ = 0;
     uint32_t count_ = 0;
 };
@@ -139,7 +151,7 @@ public:
     template <typename T>
     LocalTensor<T> Get() const
     {
-        return LocalTensor<T>(offset_, len_ / sizeof(T));
+        return LocalTensor<T>(offset_, len_ / sizeof(T), pos);
     }
     template <typename T>
     LocalTensor<T> Get(uint32_t len) const
@@ -148,7 +160,7 @@ public:
             emu::Fail("UB bounds: TBuf::Get of " + std::to_string(len) + " elements from a " + std::to_string(len_) +
                       "-byte buffer");
         }
-        return LocalTensor<T>(offset_, len);
+        return LocalTensor<T>(offset_, len, pos);
     }
 
     void EmuInit(uint32_t len)

@@ -111,6 +111,7 @@ extern "C" int ascend_emu_run_block(const EmuKernelInfo* kernel, void* const* ar
     block.blockNum = block_num;
     block.env = env;
     block.counters = counters;
+    block.pipes = emu::PipeModel(env->ub_bytes);
     // One UB per host thread, reused by the blocks it runs; TPipe::InitBuffer poisons each range it hands
     // out (emu/pipe.h), so a block never sees an earlier block's data. Poisoning only what is handed
     // out keeps a launch of 48 blocks from writing 48 x 192 KiB it never uses.

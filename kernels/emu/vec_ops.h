@@ -1,12 +1,15 @@
 // The vector instructions the kernels use, host side, with the signatures of asc-devkit
 // include/basic_api/kernel_operator_vec_{vconv,binary,binary_scalar,duplicate,reduce,cmpsel}_intf.h.
 // Each instruction processes 256 bytes per repeat; the counters count repeats and elements.
-// Rules enforced:
-//   - every UB operand starts 32-byte aligned and the elements it touches lie inside the tensor;
-//   - repeat limits: level-0 instructions take `repeatTime` as uint8_t (at most 255 repeats; the
-//     device silently truncates a larger value), WholeReduceSum documents repeatTime in [0, 255];
-//     the emulator's RepeatTime parameter type catches the value before it is truncated;
-//   - mask in 1 .. 256 / sizeof(T) for the continuous-mask (count) form of level-0 instructions.
+// Rules enforced, each a Fail() naming the call (docs/KERNELS.md, "Ascend C API surface", has the sources):
+//   - every UB operand starts aligned (32 bytes; the reduction results as ReduceRepeat's table 3 says) and the
+//     elements it touches lie inside the tensor; a destination and a source are disjoint or identical;
+//   - repeat and stride limits (WholeReduceSum, the one level-0 call): repeatTime in 0..255 (uint8_t in the
+//     instruction: a larger value would wrap), strides in 0..65535, mask in 0..64 (mask or repeatTime 0: no-op);
+//   - Compares: count * sizeof(T) a whole number of 256-byte repeats (dav_c220 compares whole repeats only);
+//   - ReduceMax: sharedTmpBuffer at least the size its page derives.
+// Reduction order, as ReduceSum's page gives it for Atlas A2: a binary tree of adjacent pairs inside a repeat,
+// the repeats' results added in order (emu::RepeatSum).
 #ifndef ASCEND_COLD_EMU_VEC_OPS_H
 #define ASCEND_COLD_EMU_VEC_OPS_H
 
@@ -33,20 +36,14 @@ enum class SELMODE : uint8_t { VSEL_CMPMASK_SPR = 0, VSEL_TENSOR_SCALAR_MODE, VS
 
 namespace emu {
 
-// A level-0 repeat count. On the device the parameter is uint8_t; this type accepts any integer so that
-// a kernel computing 256 or more repeats fails here instead of being truncated modulo 256.
-struct RepeatTime {
-    template <typename I, typename = typename std::enable_if<std::is_integral<I>::value>::type>
-    RepeatTime(I v)  // NOLINT: implicit, like the uint8_t it stands for
-    {
-        if (v < 0 || static_cast<uint64_t>(v) > 255) {
-            Fail("repeat limit: repeatTime " + std::to_string(static_cast<long long>(v)) +
-                 " outside 0..255 (uint8_t on the device)");
-        }
-        value = static_cast<uint8_t>(v);
+// A level-0 repeat count: 0..255 (uint8_t in the instruction; a larger value would wrap modulo 256).
+inline void CheckRepeat(int64_t repeatTime, const char* what)
+{
+    if (repeatTime < 0 || repeatTime > 255) {
+        Fail(std::string("repeat limit: ") + what + " repeatTime " + std::to_string(repeatTime) +
+             " outside 0..255 (uint8_t on the device)");
     }
-    uint8_t value;
-};
+}
 
 template <typename T>
 float ToF(T v)
@@ -68,24 +65,48 @@ T* Elems(const AscendC::LocalTensor<T>& t, uint64_t count, const char* what)
     return t.Data();
 }
 
-// The sum of one repeat's `n <= 64` f32 lanes in a fixed tree order: eight 8-lane partials (lane k adds
-// elements k, k + 8, ...), then halves, quarters and the pair. The order the vector unit uses inside a
-// repeat is not given in the API documents we read, so the kernels' tests hold sums to bounds valid for
-// any order; this one lets the host compiler vectorise the loop.
+// The sum of one repeat's 1 <= n <= 64 f32 lanes as the vector unit adds them (ReduceDataBlock's page, "关键特性说明":
+// adjacent pairs, then pairs of those). Carrying an odd last element up a level gives the same sums as the
+// hardware's fixed 64-lane tree with the masked lanes left out.
 inline float RepeatSum(const float* s, int32_t n)
 {
-    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    const int32_t full = n / 8 * 8;
-    for (int32_t b = 0; b < full; b += 8) {
-        for (int32_t k = 0; k < 8; ++k) {
-            lane[k] += s[b + k];
+    float bufA[32], bufB[32];
+    const float* in = s;
+    float* out = bufA;
+    while (n > 1) {
+        const int32_t pairs = n / 2;
+        for (int32_t i = 0; i < pairs; ++i) {
+            out[i] = in[2 * i] + in[2 * i + 1];
         }
+        if (n % 2 != 0) {
+            out[pairs] = in[n - 1];
+        }
+        n = pairs + n % 2;
+        in = out;
+        out = out == bufA ? bufB : bufA;
     }
-    for (int32_t k = 0; k < n - full; ++k) {
-        lane[k] += s[full + k];
+    return in[0];
+}
+
+// sharedTmpBuffer elements ReduceMax needs for `count` f32 elements (ReduceMax's page, "关键特性说明", with
+// firstMaxRepeat = count / 64 and at least 1, as dav_c220's ReduceMax takes a short count as one repeat).
+inline uint64_t ReduceMaxTmpElems(int32_t count, bool calIndex)
+{
+    constexpr uint64_t perBlock = 8, perRepeat = 64;
+    auto roundUp = [](uint64_t v, uint64_t m) { return (v + m - 1) / m * m; };
+    const uint64_t first = count / perRepeat > 0 ? count / perRepeat : 1;
+    const uint64_t out1 = 2 * first;
+    if (!calIndex) {
+        return roundUp(out1, perBlock);
     }
-    const float q[4] = {lane[0] + lane[4], lane[1] + lane[5], lane[2] + lane[6], lane[3] + lane[7]};
-    return (q[0] + q[2]) + (q[1] + q[3]);
+    const uint64_t start2 = roundUp(out1, perBlock);
+    const uint64_t out2 = roundUp(out1, perRepeat) / perRepeat * 2;
+    const uint64_t end2 = roundUp(out2, perBlock);
+    if (out2 <= 2) {
+        return start2 + end2;
+    }
+    const uint64_t out3 = roundUp(out2, perRepeat) / perRepeat * 2;
+    return start2 + end2 + roundUp(out3, perBlock);
 }
 
 // The position of the first maximum of s[0..n), n >= 1, or of the first NaN when there is one (NaN
@@ -149,6 +170,10 @@ void Cast(const LocalTensor<T>& dst, const LocalTensor<U>& src, const RoundMode&
     }
     T* d = emu::Elems(dst, count, "Cast dst");
     const U* s = emu::Elems(src, count, "Cast src");
+    emu::CheckOverlap(dst, count, src, count, "Cast");
+    const emu::PipeOp op(emu::kPipeV);
+    emu::Read(op, src, count, "Cast src");
+    emu::Write(op, dst, count, "Cast dst");
     for (uint32_t i = 0; i < count; ++i) {
         d[i] = T(static_cast<float>(s[i]));
     }
@@ -163,6 +188,12 @@ void Cast(const LocalTensor<T>& dst, const LocalTensor<U>& src, const RoundMode&
         T* d = emu::Elems(dst, count, #NAME " dst");                                                               \
         const T* a = emu::Elems(src0, count, #NAME " src0");                                                       \
         const T* b = emu::Elems(src1, count, #NAME " src1");                                                       \
+        emu::CheckOverlap(dst, count, src0, count, #NAME " (src0)");                                               \
+        emu::CheckOverlap(dst, count, src1, count, #NAME " (src1)");                                               \
+        const emu::PipeOp op(emu::kPipeV);                                                                         \
+        emu::Read(op, src0, count, #NAME " src0");                                                                 \
+        emu::Read(op, src1, count, #NAME " src1");                                                                 \
+        emu::Write(op, dst, count, #NAME " dst");                                                                  \
         for (int32_t i = 0; i < count; ++i) {                                                                      \
             const float x = emu::ToF(a[i]);                                                                        \
             const float y = emu::ToF(b[i]);                                                                        \
@@ -174,7 +205,6 @@ void Cast(const LocalTensor<T>& dst, const LocalTensor<U>& src, const RoundMode&
 ASCEND_COLD_EMU_BINARY(Add, x + y)
 ASCEND_COLD_EMU_BINARY(Sub, x - y)
 ASCEND_COLD_EMU_BINARY(Mul, x* y)
-ASCEND_COLD_EMU_BINARY(Max, (x > y || std::isnan(x)) ? x : y)
 #undef ASCEND_COLD_EMU_BINARY
 
 template <typename T, bool isSetMask = true>
@@ -182,6 +212,10 @@ void Muls(const LocalTensor<T>& dst, const LocalTensor<T>& src, const T& scalarV
 {
     T* d = emu::Elems(dst, count, "Muls dst");
     const T* s = emu::Elems(src, count, "Muls src");
+    emu::CheckOverlap(dst, count, src, count, "Muls");
+    const emu::PipeOp op(emu::kPipeV);
+    emu::Read(op, src, count, "Muls src");
+    emu::Write(op, dst, count, "Muls dst");
     // The scalar is read once: through the reference, a store to d could (for the compiler) change it,
     // which would keep the loop scalar.
     const float k = emu::ToF(scalarValue);
@@ -191,85 +225,76 @@ void Muls(const LocalTensor<T>& dst, const LocalTensor<T>& src, const T& scalarV
     emu::CountVector(count, sizeof(T));
 }
 
-template <typename T, bool isSetMask = true>
-void Adds(const LocalTensor<T>& dst, const LocalTensor<T>& src, const T& scalarValue, const int32_t& count)
-{
-    T* d = emu::Elems(dst, count, "Adds dst");
-    const T* s = emu::Elems(src, count, "Adds src");
-    // The scalar is read once: through the reference, a store to d could (for the compiler) change it,
-    // which would keep the loop scalar.
-    const float k = emu::ToF(scalarValue);
-    for (int32_t i = 0; i < count; ++i) {
-        d[i] = T(emu::ToF(s[i]) + k);
-    }
-    emu::CountVector(count, sizeof(T));
-}
-
 template <typename T>
 void Duplicate(const LocalTensor<T>& dst, const T& scalarValue, const int32_t& count)
 {
     T* d = emu::Elems(dst, count, "Duplicate dst");
+    emu::Write(emu::PipeOp(emu::kPipeV), dst, count, "Duplicate dst");
     for (int32_t i = 0; i < count; ++i) {
         d[i] = scalarValue;
     }
     emu::CountVector(count, sizeof(T));
 }
 
-// Level 0, continuous mask: `mask` elements per repeat, `repeatTime` repeats, strides in 32-byte blocks.
-template <typename T, bool isSetMask = true>
-void Duplicate(const LocalTensor<T>& dst, const T& scalarValue, uint64_t mask, const emu::RepeatTime repeatTime,
-               const uint16_t dstBlockStride, const uint8_t dstRepeatStride)
-{
-    constexpr uint32_t perBlock = 32 / sizeof(T);
-    if (mask == 0 || mask > 256 / sizeof(T)) {
-        emu::Fail("Duplicate: mask " + std::to_string(mask) + " outside 1.." + std::to_string(256 / sizeof(T)));
-    }
-    const uint64_t lastBlock = (mask - 1) / perBlock;
-    const uint64_t span = repeatTime.value == 0
-                              ? 0
-                              : (repeatTime.value - 1ull) * dstRepeatStride * perBlock +
-                                    lastBlock * dstBlockStride * perBlock + (mask - 1) % perBlock + 1;
-    T* d = emu::Elems(dst, span, "Duplicate dst");
-    for (uint32_t r = 0; r < repeatTime.value; ++r) {
-        for (uint64_t j = 0; j < mask; ++j) {
-            d[r * dstRepeatStride * perBlock + (j / perBlock) * dstBlockStride * perBlock + j % perBlock] = scalarValue;
-        }
-    }
-    emu::CountVector(static_cast<uint64_t>(repeatTime.value) * 256 / sizeof(T), sizeof(T));
-}
-
-// dst[0] = max (and dst[1] = its lowest index, as the bits of an integer, when calIndex). NaN propagates.
+// Level 2: dst[0] = max and, with calIndex, dst[1] = the lowest index holding it, as the bits of a uint32_t
+// (ReduceMax's page and ReduceRepeat's "关键特性说明"). NaN propagates (the first NaN wins): what vcmax does with
+// NaN is not documented, and the kernels flag a row holding one before they use its maximum. count 0: no-op.
 template <typename T>
 void ReduceMax(const LocalTensor<T>& dst, const LocalTensor<T>& src, const LocalTensor<T>& sharedTmpBuffer,
                const int32_t count, bool calIndex = 0)
 {
     static_assert(std::is_same<T, float>::value, "the emulator implements ReduceMax for float");
-    const T* s = emu::Elems(src, count, "ReduceMax src");
-    const uint32_t repeats = (static_cast<uint32_t>(count) * sizeof(T) + 255) / 256;
-    emu::CheckUb(sharedTmpBuffer, (2 * repeats + 7) / 8 * 8 * (calIndex ? 2 : 1), "ReduceMax sharedTmpBuffer");
-    T* d = emu::Elems(dst, calIndex ? 2 : 1, "ReduceMax dst");
     if (count <= 0) {
-        return;  // documented as a no-op
+        return;
     }
+    const T* s = emu::Elems(src, count, "ReduceMax src");
+    const uint64_t need = emu::ReduceMaxTmpElems(count, calIndex);
+    if (need > sharedTmpBuffer.GetSize()) {
+        emu::Fail("ReduceMax sharedTmpBuffer: " + std::to_string(count) + " elements" +
+                  (calIndex ? " with the index" : "") + " need " + std::to_string(need) +
+                  " elements of sharedTmpBuffer, the tensor has " + std::to_string(sharedTmpBuffer.GetSize()));
+    }
+    emu::CheckUb(sharedTmpBuffer, need, "ReduceMax sharedTmpBuffer");
+    emu::CheckUb(dst, calIndex ? 2 : 1, "ReduceMax dst", calIndex ? 8 : 4);
+    T* d = dst.Data();
+    emu::CheckOverlap(dst, calIndex ? 2 : 1, src, count, "ReduceMax");
+    // Modelled as one vector operation; on dav_c220 a count with a tail ends with scalar work on dst behind the
+    // API's own flags, which only makes a kernel's V -> S barrier redundant, never wrong.
+    const emu::PipeOp op(emu::kPipeV);
+    emu::Read(op, src, count, "ReduceMax src");
+    emu::Write(op, sharedTmpBuffer, need, "ReduceMax sharedTmpBuffer");
+    emu::Write(op, dst, calIndex ? 2 : 1, "ReduceMax dst");
     const uint32_t at = emu::FirstMaxIndex(s, static_cast<uint32_t>(count));
-    const float best = s[at];
-    d[0] = best;
+    d[0] = s[at];
     if (calIndex) {
         std::memcpy(&d[1], &at, 4);
     }
     emu::CountVector(count, sizeof(T));
 }
 
+// Level 2 on Atlas A2: one vcadd in counter mode (dav_c220 ReduceSumImpl), sharedTmpBuffer unused (ReduceSum's
+// page, 方式一: any size). Each 64-lane repeat summed as a tree, the repeats in order. count 0: no-op.
 template <typename T, bool isSetMask = true>
 void ReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const LocalTensor<T>& sharedTmpBuffer,
                const int32_t count)
 {
     static_assert(std::is_same<T, float>::value, "the emulator implements ReduceSum for float");
+    if (count <= 0) {
+        return;
+    }
     const T* s = emu::Elems(src, count, "ReduceSum src");
-    const uint32_t repeats = (static_cast<uint32_t>(count) * sizeof(T) + 255) / 256;
-    emu::CheckUb(sharedTmpBuffer, (repeats + 7) / 8 * 8, "ReduceSum sharedTmpBuffer");
-    T* d = emu::Elems(dst, 1, "ReduceSum dst");
-    // One partial per 256-byte repeat, then the partials in order: the shape of the hardware's reduction.
+    emu::CheckUb(sharedTmpBuffer, 0, "ReduceSum sharedTmpBuffer");
+    emu::CheckUb(dst, 1, "ReduceSum dst", 4);
+    T* d = dst.Data();
+    emu::CheckOverlap(dst, 1, src, count, "ReduceSum");
+    // dav_c220 ReduceSumImpl: vcadd into the accumulator, SetFlag/WaitFlag V_S, the scalar unit stores the sum
+    // to dst, then S_V and S_MTE3 flags.
+    emu::PipeModel& pipes = emu::Block().pipes;
+    emu::Read(emu::PipeOp(emu::kPipeV), src, count, "ReduceSum src");
+    pipes.Wait(emu::kPipeS, pipes.Set(emu::kPipeV));
+    emu::Write(emu::PipeOp(emu::kPipeS), dst, 1, "ReduceSum dst");
+    pipes.Wait(emu::kPipeV, pipes.Set(emu::kPipeS));
+    pipes.Wait(emu::kPipeMte3, pipes.Set(emu::kPipeS));
     float total = 0.0f;
     for (int32_t base = 0; base < count; base += 64) {
         total += emu::RepeatSum(s + base, count - base < 64 ? count - base : 64);
@@ -278,8 +303,9 @@ void ReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const Local
     emu::CountVector(count, sizeof(T));
 }
 
-// Level 0: one sum of `mask` elements per repeat, written to dst[r * dstRepStride];
-// src strides in 32-byte blocks. repeatTime in [0, 255] per the WholeReduceSum API documentation.
+// Level 0 (ReduceRepeat<SUM> in the current documents): one sum of `mask` elements per repeat, written to
+// dst[r * dstRepStride] (dst 4-byte aligned, stride in elements); src strides in 32-byte blocks, each in 0..65535;
+// repeatTime in 0..255; mask or repeatTime 0: no-op.
 template <typename T, bool isSetMask = true>
 void WholeReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const int32_t mask,
                     const int32_t repeatTime, const int32_t dstRepStride, const int32_t srcBlkStride,
@@ -287,18 +313,29 @@ void WholeReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const 
 {
     static_assert(std::is_same<T, float>::value, "the emulator implements WholeReduceSum for float");
     constexpr int32_t perBlock = 32 / sizeof(T);
-    emu::RepeatTime checked(repeatTime);
-    if (mask <= 0 || mask > static_cast<int32_t>(256 / sizeof(T))) {
-        emu::Fail("WholeReduceSum: mask " + std::to_string(mask) + " outside 1.." + std::to_string(256 / sizeof(T)));
+    emu::CheckRepeat(repeatTime, "WholeReduceSum");
+    for (const int32_t stride : {dstRepStride, srcBlkStride, srcRepStride}) {
+        if (stride < 0 || stride > 65535) {
+            emu::Fail("stride limit: WholeReduceSum stride " + std::to_string(stride) + " outside 0..65535");
+        }
     }
-    if (repeatTime == 0) {
+    if (mask < 0 || mask > static_cast<int32_t>(256 / sizeof(T))) {
+        emu::Fail("WholeReduceSum: mask " + std::to_string(mask) + " outside 0.." + std::to_string(256 / sizeof(T)));
+    }
+    if (repeatTime == 0 || mask == 0) {
         return;
     }
     const int64_t lastBlock = (mask - 1) / perBlock;
     const int64_t srcSpan = (repeatTime - 1) * static_cast<int64_t>(srcRepStride) * perBlock +
                             lastBlock * srcBlkStride * perBlock + (mask - 1) % perBlock + 1;
+    const int64_t dstSpan = (repeatTime - 1) * static_cast<int64_t>(dstRepStride) + 1;
     const T* s = emu::Elems(src, srcSpan, "WholeReduceSum src");
-    T* d = emu::Elems(dst, (repeatTime - 1) * static_cast<int64_t>(dstRepStride) + 1, "WholeReduceSum dst");
+    emu::CheckUb(dst, dstSpan, "WholeReduceSum dst", 4);
+    T* d = dst.Data();
+    emu::CheckOverlap(dst, dstSpan, src, srcSpan, "WholeReduceSum");
+    const emu::PipeOp op(emu::kPipeV);
+    emu::Read(op, src, srcSpan, "WholeReduceSum src");
+    emu::Write(op, dst, dstSpan, "WholeReduceSum dst");
     float gathered[64];
     for (int32_t r = 0; r < repeatTime; ++r) {
         const T* rep = s + static_cast<int64_t>(r) * srcRepStride * perBlock;
@@ -314,14 +351,29 @@ void WholeReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const 
     emu::CountVector(static_cast<uint64_t>(repeatTime) * mask, sizeof(T));
 }
 
-// dst bit i (LSB first, one uint8_t per 8 elements) = src0[i] <cmpMode> src1Scalar.
+// Level 2: dst bit i (LSB first, one uint8_t per 8 elements) = src0[i] <cmpMode> src1Scalar. On dav_c220 the
+// instruction runs count * sizeof(T) / 256 whole repeats and skips the rest, leaving those mask bits as they were
+// (impl/basic_api/dav_c220/kernel_operator_vec_cmp_impl.h, CompareScalarCompute; Compares' page: count must fill
+// whole 256-byte repeats, and the vendor's debug build asserts it): a count that does not is rejected.
+// (CompareScalar is the deprecated name of the same call.)
 template <typename T, typename U>
-void CompareScalar(const LocalTensor<U>& dst, const LocalTensor<T>& src0, const T src1Scalar, CMPMODE cmpMode,
-                   uint32_t count)
+void Compares(const LocalTensor<U>& dst, const LocalTensor<T>& src0, const T src1Scalar, CMPMODE cmpMode,
+              uint32_t count)
 {
-    static_assert(sizeof(U) == 1, "the emulator's compare mask is a uint8_t tensor");
-    const T* s = emu::Elems(src0, count, "CompareScalar src0");
-    U* d = emu::Elems(dst, (count + 7) / 8, "CompareScalar dst");
+    static_assert(std::is_same<U, uint8_t>::value, "Compares writes a uint8_t mask on Atlas A2");
+    static_assert(std::is_same<T, float>::value || std::is_same<T, half>::value, "Compares takes half or float");
+    if (static_cast<uint64_t>(count) * sizeof(T) % 256 != 0) {
+        emu::Fail("Compares count: Compares of " + std::to_string(count) + " elements (" +
+                  std::to_string(static_cast<uint64_t>(count) * sizeof(T)) +
+                  " bytes) is not a whole number of 256-byte repeats; the chip skips the partial repeat and "
+                  "leaves its mask bits stale");
+    }
+    const T* s = emu::Elems(src0, count, "Compares src0");
+    U* d = emu::Elems(dst, count / 8, "Compares dst");
+    emu::CheckOverlap(dst, count / 8, src0, count, "Compares");
+    const emu::PipeOp op(emu::kPipeV);
+    emu::Read(op, src0, count, "Compares src0");
+    emu::Write(op, dst, count / 8, "Compares dst");
     const float b = emu::ToF(src1Scalar);
     // One mask byte per 8 elements, the comparison chosen once per call rather than per element; f32
     // with SSE2 compares four lanes at a time (the SSE predicates below have the same NaN behaviour as
@@ -363,17 +415,30 @@ void CompareScalar(const LocalTensor<U>& dst, const LocalTensor<T>& src0, const 
     emu::CountVector(count, sizeof(T));
 }
 
-// VSEL_TENSOR_SCALAR_MODE: dst[i] = bit i of selMask ? src0[i] : src1.
+// Level 2, VSEL_TENSOR_SCALAR_MODE: dst[i] = bit i of selMask ? src0[i] : src1, for any count (dav_c220 runs
+// vsel in counter mode). The chip first duplicates src1 into 32 bytes at TMP_UB_OFFSET (184 KiB), inside the
+// 8 KiB the framework reserves for such APIs (Select's page, UB note), which the launch's UB capacity already
+// leaves out: no TPipe buffer can reach it.
 template <typename T, typename U>
 void Select(const LocalTensor<T>& dst, const LocalTensor<U>& selMask, const LocalTensor<T>& src0, T src1,
             SELMODE selMode, uint32_t count)
 {
+    static_assert(std::is_same<U, uint8_t>::value, "the emulator's select mask is a uint8_t tensor");
     if (selMode != SELMODE::VSEL_TENSOR_SCALAR_MODE) {
         emu::Fail("Select: only VSEL_TENSOR_SCALAR_MODE is emulated for a scalar src1");
     }
     T* d = emu::Elems(dst, count, "Select dst");
     const U* m = emu::Elems(selMask, (count + 7) / 8, "Select selMask");
     const T* s = emu::Elems(src0, count, "Select src0");
+    emu::CheckOverlap(dst, count, src0, count, "Select (src0)");
+    emu::CheckOverlap(dst, count, selMask, (count + 7) / 8, "Select (selMask)");
+    // VselImpl puts PipeBarrier<PIPE_V> between its Duplicate of src1, set_cmpmask and vsel: earlier vector
+    // results are complete before vsel reads.
+    emu::Block().pipes.Barrier(emu::kPipeV);
+    const emu::PipeOp op(emu::kPipeV);
+    emu::Read(op, selMask, (count + 7) / 8, "Select selMask");
+    emu::Read(op, src0, count, "Select src0");
+    emu::Write(op, dst, count, "Select dst");
     uint32_t i = 0;
 #if defined(__SSE2__)
     if constexpr (std::is_same<T, float>::value) {

@@ -1002,3 +1002,127 @@ fn rule_queue_misuse() {
         assert!(err.contains(what), "mode {mode}: {err}");
     }
 }
+
+fn misuse(words: &[u32]) -> (Result<Vec<BlockCounters>, String>, Vec<u32>) {
+    let mut gm = Gm::new();
+    let mi = gm.add(words);
+    let result = gm.run("emu_selftest_api_misuse", &[gm.addr(mi)], 1, UB);
+    (result, gm.get(mi))
+}
+
+/// Each strict rule of the emulator (docs/KERNELS.md, "Ascend C API surface") caught, its error naming the
+/// call and the rule.
+#[test]
+fn rule_strict_api_misuse_is_named() {
+    for (mode, call, rule) in [
+        (5u32, "Compares", "whole number of 256-byte repeats"),
+        (6, "DataCopyPad GM->UB route", "VECCALC"),
+        (7, "DataCopy GM->UB route", "GM->VECIN"),
+        (8, "DataCopy UB->GM route", "VECOUT->GM"),
+        (9, "operand overlap: Add", "disjoint or identical"),
+        (10, "ReduceMax sharedTmpBuffer", "need 16 elements"),
+        (11, "stride limit: WholeReduceSum", "65536 outside 0..65535"),
+        (12, "DataCopyPad blockCount", "4096 is outside 0..4095"),
+        (13, "ReduceMax dst", "not 8-byte aligned"),
+        (
+            15,
+            "GM address alignment: DataCopy GM->UB",
+            "4-byte element",
+        ),
+        (21, "DataCopyPad UB->GM route", "VECIN->GM or VECOUT->GM"),
+    ] {
+        let err = misuse(&[mode]).0.unwrap_err();
+        assert!(
+            err.contains("emu_selftest_api_misuse") && err.contains(call) && err.contains(rule),
+            "mode {mode}: {err}"
+        );
+    }
+}
+
+/// Each kind of pipe hazard caught (kernels/emu/hazard.h), the error naming both calls, their pipes and the
+/// UB range.
+#[test]
+fn rule_pipe_hazards_are_named() {
+    for (mode, second, first) in [
+        (
+            16u32,
+            "Add src0 (V) reads UB [",
+            "written by DataCopy GM->UB (MTE2)",
+        ),
+        (
+            17,
+            "Add src0 (V) reads UB [",
+            "written by Duplicate dst (V)",
+        ),
+        (
+            18,
+            "DataCopy GM->UB (MTE2) writes UB [",
+            "read by Add src1 (V)",
+        ),
+        (
+            19,
+            "DataCopyPad UB->GM (MTE3) reads UB [",
+            "written by LocalTensor::SetValue (S)",
+        ),
+        (
+            20,
+            "LocalTensor::GetValue (S) reads UB [",
+            "written by Duplicate dst (V)",
+        ),
+    ] {
+        let mut words = [0u32; 8];
+        words[0] = mode;
+        let err = misuse(&words).0.unwrap_err();
+        assert!(
+            err.contains("emu_selftest_api_misuse")
+                && err.contains("pipe hazard: ")
+                && err.contains(second)
+                && err.contains(first),
+            "mode {mode}: {err}"
+        );
+    }
+}
+
+/// With both pad counts 0, DataCopyPad fills a block's tail with the block's first element (the GM->UB
+/// page), not with `paddingValue`: a kernel summing the padded block sees 8 x, not x.
+#[test]
+fn rule_datacopypad_fills_the_tail_with_the_first_element() {
+    let x = 1.5f32;
+    let (result, words) = misuse(&[14, x.to_bits(), 0]);
+    result.unwrap();
+    assert_eq!(f32::from_bits(words[2]), 8.0 * x);
+}
+
+/// One block running several H_out chunks of a row: the task after the first reloads x into the buffer the
+/// previous task's Mul read, a V -> MTE2 dependency no queue covers (the pipe model reports it without the
+/// barrier in `LoadX`).
+#[test]
+fn bgmv_expand_reloads_x_only_after_the_previous_task_read_it() {
+    let (r, h_out) = (16usize, 40usize);
+    let shape = ExpandShape {
+        batch: 1,
+        rank: r,
+        hidden_out: h_out,
+        hidden_full: h_out,
+        slice_offset: 0,
+        num_loras: 1,
+    };
+    let p = DeviceProfile::ascend_910b();
+    let t = BgmvExpandTiling {
+        block_num: 1,
+        tile_h: 8,
+        h_per_task: 8,
+        h_split: 5,
+        ..BgmvExpandTiling::choose(shape, DType::F16, false, &p).unwrap()
+    };
+    t.validate(shape, DType::F16, &p).unwrap();
+    let x: Vec<f32> = (0..r).map(|k| k as f32).collect();
+    let mut gm = Gm::new();
+    let (xi, wi) = (gm.add(&x), gm.add(&vec![0x3c00u16; h_out * r]));
+    let (ii, yi) = (gm.add(&[0i64]), gm.add(&vec![POISON_U16; h_out]));
+    let (si, ti) = (gm.add(&[u32::MAX]), gm.add(&[t]));
+    let args = [xi, wi, ii, yi, si, ti].map(|i| gm.addr(i));
+    gm.run("bgmv_expand_f16", &args, 1, UB).unwrap();
+    let want = f16::from_f32((0..r).map(|k| k as f32).sum()).to_bits();
+    assert_eq!(gm.get::<u16>(yi), vec![want; h_out]);
+}
