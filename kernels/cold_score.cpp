@@ -84,8 +84,8 @@ public:
     {
         cold::LoadTiling(tiling_, tiling);
         const uint64_t nv = static_cast<uint64_t>(tiling_.rows) * tiling_.vocab;
-        eGm_.SetGlobalBuffer(reinterpret_cast<__gm__ InT*>(e), nv);
-        aGm_.SetGlobalBuffer(reinterpret_cast<__gm__ InT*>(a), nv);
+        eGm_.SetGlobalBuffer(reinterpret_cast<__gm__ InT*>(e), Span(tiling_.eRowStride));
+        aGm_.SetGlobalBuffer(reinterpret_cast<__gm__ InT*>(a), Span(tiling_.aRowStride));
         tokensGm_.SetGlobalBuffer(reinterpret_cast<__gm__ TokenT*>(tokens), tiling_.rows);
         bestGm_.SetGlobalBuffer(reinterpret_cast<__gm__ AccT*>(best), tiling_.rows);
         scoresGm_.SetGlobalBuffer(reinterpret_cast<__gm__ AccT*>(scores), tiling_.writeScores != 0 ? nv : 0);
@@ -232,7 +232,8 @@ private:
         for (uint32_t off = 0; off < len; off += tiling_.tileLen) {
             const uint32_t n = cold::Min(tiling_.tileLen, len - off);
             LocalTensor<AccT> eFloat = eFloatBuf_.Get<AccT>();
-            LoadFloat(eFloat, eGm_, eQue_, Offset(row, v0 + off), n, tiling_.resident != 0 ? off : kNoResident);
+            LoadFloat(eFloat, eGm_, eQue_, Offset(row, v0 + off, tiling_.eRowStride), n,
+                      tiling_.resident != 0 ? off : kNoResident);
             m = MaxNaN(m, TileMax(eFloat, n));  // NaN sticks (the row is flagged by the finite check)
         }
         return m;
@@ -338,8 +339,9 @@ private:
         // ReduceSum's own slot of res: its result is stored by the scalar unit (dav_c220 ReduceSumImpl waits
         // for the vector unit first), so reading it needs no barrier, and no vector write ever lands there.
         LocalTensor<AccT> sum = resBuf_.Get<AccT>()[kResSum];
-        LoadFloat(eFloat, eGm_, eQue_, Offset(row, v), n, tiling_.resident != 0 ? residentOff : kNoResident);
-        LoadFloat(aFloat, aGm_, aQue_, Offset(row, v), n, kNoResident);
+        LoadFloat(eFloat, eGm_, eQue_, Offset(row, v, tiling_.eRowStride), n,
+                  tiling_.resident != 0 ? residentOff : kNoResident);
+        LoadFloat(aFloat, aGm_, aQue_, Offset(row, v, tiling_.aRowStride), n, kNoResident);
         // (e - e) + a - a: exactly 0 when both are finite, NaN otherwise. Each vector step reads the previous
         // one's result: PIPE_V barriers, the first for the two ToFloat.
         PipeBarrier<PIPE_V>();
@@ -396,7 +398,7 @@ private:
     {
         LocalTensor<AccT> score = scoreQue_.DeQue<AccT>();
         if (n % (kBlockBytes / sizeof(AccT)) == 0) {
-            DataCopy(scoresGm_[Offset(row, v)], score, n);
+            DataCopy(scoresGm_[Offset(row, v, tiling_.vocab)], score, n);
         } else {
             CopyOutScoresTail(score, row, v, n);
         }
@@ -406,7 +408,7 @@ private:
     // A tile whose byte length is not a multiple of 32 (the end of a row with V not a multiple of 8).
     __aicore__ inline void CopyOutScoresTail(const LocalTensor<AccT>& score, uint32_t row, uint32_t v, uint32_t n)
     {
-        DataCopyPad(scoresGm_[Offset(row, v)], score, DataCopyExtParams(1, n * sizeof(AccT), 0, 0, 0));
+        DataCopyPad(scoresGm_[Offset(row, v, tiling_.vocab)], score, DataCopyExtParams(1, n * sizeof(AccT), 0, 0, 0));
     }
 
     static constexpr uint32_t kNoResident = 0xffffffffu;
@@ -468,9 +470,17 @@ private:
                          wordBuf_.Get<uint32_t>());
     }
 
-    __aicore__ inline uint64_t Offset(uint32_t row, uint32_t v) const
+    // Element `v` of row `row` in a matrix whose rows are `stride` elements apart (the scores are dense;
+    // the logits may be interleaved expert/amateur rows of one buffer).
+    __aicore__ inline uint64_t Offset(uint32_t row, uint32_t v, uint32_t stride) const
     {
-        return static_cast<uint64_t>(row) * tiling_.vocab + v;
+        return static_cast<uint64_t>(row) * stride + v;
+    }
+
+    // Elements a logits operand spans: rows - 1 strides and one row.
+    __aicore__ inline uint64_t Span(uint32_t stride) const
+    {
+        return static_cast<uint64_t>(tiling_.rows - 1) * stride + tiling_.vocab;
     }
 
     // Writes the first `words` words of a record {best, idx, finite, max, eAt} for chunk `task`.

@@ -53,6 +53,8 @@ typedef struct ColdScoreTiling {
     float lnAlpha;         // ln(alpha) <= 0
     float beta;            // >= 0
     uint32_t wsBytes;      // workspace (splits > 1): one 32-byte record per (row, chunk), N * splits * 32
+    uint32_t eRowStride;   // elements from one expert row to the next (>= V; V when dense)
+    uint32_t aRowStride;   // elements from one amateur row to the next (>= V): interleaved rows need no copy
     uint32_t reserved;
 } ColdScoreTiling;
 

@@ -428,6 +428,12 @@ pub struct ColdScoreTiling {
     pub ln_alpha: f32,
     pub beta: f32,
     pub ws_bytes: u32,
+    /// Elements from one expert row to the next (the op sets it from its layout).
+    #[serde(default)]
+    pub e_row_stride: u32,
+    /// Elements from one amateur row to the next (the op sets it from its layout).
+    #[serde(default)]
+    pub a_row_stride: u32,
     #[serde(default)]
     pub reserved: u32,
 }
@@ -504,6 +510,8 @@ impl ColdScoreTiling {
             ln_alpha: alpha.ln(),
             beta,
             ws_bytes: if splits > 1 { n * splits * BLOCK } else { 0 },
+            e_row_stride: v,
+            a_row_stride: v,
             reserved: 0,
         };
         if splits == 1 && write_scores {
@@ -537,6 +545,18 @@ impl ColdScoreTiling {
                 format!("[{rows}, {vocab}]"),
                 format!("[{}, {}]", self.rows, self.vocab),
             ));
+        }
+        for (name, stride) in [
+            ("eRowStride", self.e_row_stride),
+            ("aRowStride", self.a_row_stride),
+        ] {
+            if stride < self.vocab {
+                return Err(Error::parameter(
+                    name,
+                    format!("at least V = {} (rows must not overlap)", self.vocab),
+                    stride,
+                ));
+            }
         }
         check_blocks(self.block_num, profile)?;
         if self.tile_len == 0 || self.tile_len % REPEAT_F32 != 0 {
@@ -854,6 +874,8 @@ mod tests {
             ln_alpha => COLDSCORETILING_LNALPHA_OFFSET,
             beta => COLDSCORETILING_BETA_OFFSET,
             ws_bytes => COLDSCORETILING_WSBYTES_OFFSET,
+            e_row_stride => COLDSCORETILING_EROWSTRIDE_OFFSET,
+            a_row_stride => COLDSCORETILING_AROWSTRIDE_OFFSET,
         ]);
         assert_layout!(SmokeAddTiling, SMOKEADDTILING_SIZE, [
             n => SMOKEADDTILING_N_OFFSET,

@@ -774,6 +774,8 @@ fn cold_score_split_chunk_below_the_row_threshold_crafted() {
         ln_alpha: 0.5f32.ln(),
         beta: 0.5,
         ws_bytes: 2 * 32,
+        e_row_stride: v as u32,
+        a_row_stride: v as u32,
         reserved: 0,
     };
     t.validate(1, v, DType::F32, 0.5, &DeviceProfile::ascend_910b())

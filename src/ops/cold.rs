@@ -53,35 +53,137 @@ pub fn cold_score<T: LogitFloat>(
     out: ColdOutputs<'_>,
     tiling: Option<&ColdScoreTiling>,
 ) -> Result<()> {
-    let ColdShape { rows, vocab } = shape;
-    check_cold_params(alpha, beta)?;
     shape.check_lens(
         "cold_score",
         expert.len(),
         amateur.len(),
         out.scores.as_ref().map(|s| s.len()),
     )?;
+    let dense = RowStrides::dense(shape.vocab);
+    cold_score_strided(
+        stream, expert, amateur, shape, dense, alpha, beta, out, tiling,
+    )
+}
+
+/// Where the rows of the two logits operands lie: row `i` of the expert starts `i * expert`
+/// elements into its view, row `i` of the amateur `i * amateur` into its view. Both are at least the
+/// vocabulary (rows never overlap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowStrides {
+    /// Elements from one expert row to the next.
+    pub expert: usize,
+    /// Elements from one amateur row to the next.
+    pub amateur: usize,
+}
+
+impl RowStrides {
+    /// Rows back to back (`[rows, vocab]` matrices).
+    pub fn dense(vocab: usize) -> Self {
+        RowStrides {
+            expert: vocab,
+            amateur: vocab,
+        }
+    }
+
+    /// Expert and amateur rows interleaved in one `[2 * rows, vocab]` matrix (expert 0, amateur 0,
+    /// expert 1, ...), as a decoder that batches each request's expert and amateur row together
+    /// produces them: view the matrix from row 0 as the expert and from row 1 as the amateur.
+    pub fn interleaved(vocab: usize) -> Self {
+        RowStrides {
+            expert: 2 * vocab,
+            amateur: 2 * vocab,
+        }
+    }
+}
+
+/// [`cold_score`] over logits rows that need not be back to back: each operand's rows lie `strides`
+/// apart, so interleaved expert/amateur rows of one matrix are scored in one launch with no copy.
+/// Each view must hold at least `(rows - 1) * stride + vocab` elements; the outputs are dense.
+///
+/// ```
+/// use ascend_cold::ops::{self, ColdOutputs, RowStrides};
+/// use ascend_cold::{shapes::ColdShape, Device, DeviceBuffer, Stream};
+/// let device = Device::emulator()?;
+/// let stream = Stream::new(&device)?;
+/// // Two requests, each an expert row then an amateur row of one [4, 3] logits matrix.
+/// let logits = DeviceBuffer::from_host(&device, &[
+///     2.0f32, 1.9, -10.0,   3.0, 0.0, -50.0,   // request 0: expert, amateur
+///     0.0, 1.0, 2.0,        0.0, 0.0, 0.0,     // request 1: expert, amateur
+/// ])?;
+/// let shape = ColdShape { rows: 2, vocab: 3 };
+/// let mut tokens = DeviceBuffer::<i64>::zeroed(&device, 2)?;
+/// let mut best = DeviceBuffer::<f32>::zeroed(&device, 2)?;
+/// let out = ColdOutputs { tokens: tokens.view_mut(), best_scores: best.view_mut(), scores: None };
+/// ops::cold_score_strided(&stream, logits.view(), logits.slice(3..)?, shape,
+///     RowStrides::interleaved(3), 0.1, 0.5, out, None)?;
+/// assert_eq!(tokens.to_vec()?, [1, 2]);
+/// # Ok::<(), ascend_cold::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`cold_score`], and a stride below the vocabulary or a view shorter than its rows span.
+#[allow(clippy::too_many_arguments)] // logits, shape, layout, the two parameters, outputs, tiling
+pub fn cold_score_strided<T: LogitFloat>(
+    stream: &Stream,
+    expert: DeviceView<'_, T>,
+    amateur: DeviceView<'_, T>,
+    shape: ColdShape,
+    strides: RowStrides,
+    alpha: f32,
+    beta: f32,
+    out: ColdOutputs<'_>,
+    tiling: Option<&ColdScoreTiling>,
+) -> Result<()> {
+    let ColdShape { rows, vocab } = shape;
+    check_cold_params(alpha, beta)?;
+    if vocab == 0 {
+        return Err(Error::shape("cold_score vocab", "at least one token", 0));
+    }
+    expect_span(
+        "cold_score expert row stride",
+        "expert",
+        expert.len(),
+        strides.expert,
+        shape,
+    )?;
+    expect_span(
+        "cold_score amateur row stride",
+        "amateur",
+        amateur.len(),
+        strides.amateur,
+        shape,
+    )?;
+    if let Some(scores) = &out.scores {
+        let dense = rows.checked_mul(vocab);
+        if dense != Some(scores.len()) {
+            return Err(Error::shape(
+                "cold_score scores",
+                format!("{rows} x {vocab} elements (dense rows)"),
+                format!("{} elements", scores.len()),
+            ));
+        }
+    }
     expect_rows(out.tokens.len(), out.best_scores.len(), rows)?;
     if rows == 0 {
         return Ok(());
     }
     let (score_kernel, profile) = kernel(stream, T::SCORE_KERNEL)?;
     let write_scores = out.scores.is_some();
-    let tiling = match tiling {
-        Some(t) => {
-            let t = ColdScoreTiling {
-                ln_alpha: alpha.ln(),
-                beta,
-                write_scores: write_scores.into(),
-                ..*t
-            };
-            t.validate(rows, vocab, T::DTYPE, alpha, &profile)?;
-            t
-        }
+    let chosen = match tiling {
+        Some(t) => *t,
         None => {
             ColdScoreTiling::choose(rows, vocab, T::DTYPE, alpha, beta, write_scores, &profile)?
         }
     };
+    let tiling = ColdScoreTiling {
+        ln_alpha: alpha.ln(),
+        beta,
+        write_scores: write_scores.into(),
+        e_row_stride: stride_u32("cold_score expert row stride", strides.expert)?,
+        a_row_stride: stride_u32("cold_score amateur row stride", strides.amateur)?,
+        ..chosen
+    };
+    tiling.validate(rows, vocab, T::DTYPE, alpha, &profile)?;
     let status = status_view(stream, rows)?;
     let workspace = scratch::region(stream, "cold_workspace", tiling.workspace_bytes())?;
     let tiling_dev = scratch::upload(stream, "tiling", bytemuck::bytes_of(&tiling))?;
@@ -95,8 +197,8 @@ pub fn cold_score<T: LogitFloat>(
         // then scoring against the row's threshold, then the per-row reduction of the chunk winners.
         let (local, _) = kernel(stream, T::LOCAL_KERNEL)?;
         let args: [&dyn KernelArg; 4] = [&expert, &amateur, &workspace, &tiling_dev];
-        // SAFETY: e and a are [rows, vocab] of T, the workspace holds workspace_bytes(), the tiling is
-        // valid for the device.
+        // SAFETY: e and a hold `rows` rows of `vocab` T at their strides (checked), the workspace holds
+        // workspace_bytes(), the tiling is valid for the device.
         unsafe { local.launch(stream, tiling.block_num, &args) }?;
     }
     let args: [&dyn KernelArg; 8] = [
@@ -156,6 +258,50 @@ pub fn cold_score_host<T: LogitFloat>(
         .zip(best)
         .map(|(token, best_score)| ColdPick { token, best_score })
         .collect())
+}
+
+/// A logits view must reach the last element of its last row: `(rows - 1) * stride + vocab`.
+fn expect_span(
+    stride_name: &'static str,
+    operand: &str,
+    len: usize,
+    stride: usize,
+    shape: ColdShape,
+) -> Result<()> {
+    let ColdShape { rows, vocab } = shape;
+    if stride < vocab {
+        return Err(Error::parameter(
+            stride_name,
+            format!("at least the vocabulary ({vocab}): rows must not overlap"),
+            stride,
+        ));
+    }
+    let span = match rows.checked_sub(1) {
+        None => 0,
+        Some(r) => r
+            .checked_mul(stride)
+            .and_then(|s| s.checked_add(vocab))
+            .ok_or_else(|| {
+                Error::shape(
+                    format!("cold_score {operand}"),
+                    "a span that fits in usize",
+                    format!("{rows} rows {stride} apart"),
+                )
+            })?,
+    };
+    if len < span {
+        return Err(Error::shape(
+            format!("cold_score {operand}"),
+            format!("at least {span} elements ({rows} rows of {vocab}, {stride} apart)"),
+            format!("{len} elements"),
+        ));
+    }
+    Ok(())
+}
+
+/// A stride as the tiling's u32.
+fn stride_u32(what: &'static str, stride: usize) -> Result<u32> {
+    u32::try_from(stride).map_err(|_| Error::parameter(what, "at most u32::MAX elements", stride))
 }
 
 fn expect_rows(tokens: usize, best: usize, rows: usize) -> Result<()> {

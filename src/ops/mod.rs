@@ -18,7 +18,7 @@ mod cold;
 mod scratch;
 
 pub use bgmv::{bgmv_expand, bgmv_shrink};
-pub use cold::{cold_score, cold_score_host, ColdOutputs};
+pub use cold::{cold_score, cold_score_host, cold_score_strided, ColdOutputs, RowStrides};
 
 use crate::memory::{DeviceRepr, DeviceView};
 use crate::module::{Kernel, Module};
