@@ -298,9 +298,8 @@ impl<'m> Runner<'m> {
             },
             sampling: SamplingParams::default(),
             stop: StopRules {
-                max_new_tokens: 1 << 20,
                 ignore_eos: true,
-                ..Default::default()
+                ..StopRules::for_model(self.model.config(), 1 << 20)
             },
         }
     }

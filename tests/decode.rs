@@ -67,9 +67,10 @@ fn request(prompt: &[u32], adapter: i64, strategy: Strategy, max_new_tokens: usi
         strategy,
         sampling: SamplingParams::default(),
         stop: StopRules {
-            max_new_tokens,
+            eos_tokens: vec![],
             ignore_eos: true,
-            ..Default::default()
+            stop_strings: vec![],
+            max_new_tokens,
         },
     }
 }

@@ -2,6 +2,7 @@
 
 use super::sampling::{argmax, Sampler, SamplingParams};
 use super::stop::{FinishReason, StopRules};
+use super::text::TextStream;
 use crate::model::{KvCache, LlamaModel, LoraDelta, Row};
 use crate::ops::{self, ColdOutputs};
 use crate::shapes::ColdShape;
@@ -36,13 +37,14 @@ impl Strategy {
 pub struct Request {
     /// Prompt token ids (at least one).
     pub prompt: Vec<u32>,
-    /// Adapter index (into the decoder's LoRA set), or -1 for the base model.
+    /// Adapter index (into the decoder's LoRA set), or -1 for the base model (not with CoLD, whose
+    /// expert is the adapter).
     pub adapter: i64,
     /// Greedy or CoLD.
     pub strategy: Strategy,
     /// Temperature 0 = take the best token; otherwise sample (from the logits or the CoLD scores).
     pub sampling: SamplingParams,
-    /// When to stop.
+    /// When to stop: [`StopRules::for_model`], adjusted.
     pub stop: StopRules,
 }
 
@@ -76,7 +78,9 @@ impl Timings {
 pub struct Output {
     /// Generated ids (an EOS that ended the request included).
     pub tokens: Vec<u32>,
-    /// Generated text (cut before a stop string), when the decoder has a tokenizer.
+    /// Generated text, when the decoder has a tokenizer: always the concatenation of the request's
+    /// [`StepToken::text_delta`]s so far, so while running it may lag `tokens`; final text is cut before
+    /// a stop string.
     pub text: String,
     /// Prompt length.
     pub prompt_tokens: usize,
@@ -87,12 +91,20 @@ pub struct Output {
 }
 
 /// One token produced by a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepToken {
     /// The request.
     pub id: RequestId,
     /// The token.
     pub token: u32,
+    /// The text released with this token (empty without a tokenizer), appended to [`Output::text`]:
+    /// a request's deltas, concatenated, are exactly its text, final text included. Text is released
+    /// only once settled, so a delta is never taken back: not while the last token ends inside a
+    /// multi-byte character, nor while the end of the text could still begin a stop string (up to the
+    /// longest stop string less a byte is held back). A token may thus release nothing and a later
+    /// one its text; the finishing token releases the rest, cut before the stop string if one ended
+    /// the request, so no delta ever holds any of a stop string that was matched.
+    pub text_delta: String,
     /// Set when this token finished the request.
     pub finish: Option<FinishReason>,
 }
@@ -105,6 +117,7 @@ struct Active {
     /// Tokens to feed at the next step: the prompt, then the last generated token.
     feed: Vec<u32>,
     sampler: Sampler,
+    text: TextStream,
     output: Output,
     started: Instant,
     first_token_at: Option<Instant>,
@@ -134,7 +147,7 @@ struct ColdBuffers {
 /// let model = LlamaModel::new(&random_model_files(&config, 7), WeightDtype::F32)?;
 /// let stream = Stream::new(&Device::emulator()?)?;
 /// let mut decoder = Decoder::new(&model, None, stream);
-/// let stop = StopRules { max_new_tokens: 5, ignore_eos: true, ..Default::default() };
+/// let stop = StopRules { ignore_eos: true, ..StopRules::for_model(model.config(), 5) };
 /// let id = decoder.submit(Request {
 ///     prompt: vec![0, 5, 9], adapter: -1, strategy: Strategy::Greedy,
 ///     sampling: SamplingParams::default(), stop,
@@ -169,7 +182,8 @@ impl<'m> Decoder<'m> {
         }
     }
 
-    /// Decodes generated text with `tokenizer` (for outputs and stop strings).
+    /// Decodes generated text with `tokenizer` (for outputs, text deltas and stop strings); without
+    /// one, outputs have no text and stop strings never match.
     pub fn with_tokenizer(mut self, tokenizer: &'m tokenizers::Tokenizer) -> Self {
         self.tokenizer = Some(tokenizer);
         self
@@ -179,8 +193,9 @@ impl<'m> Decoder<'m> {
     ///
     /// # Errors
     /// An empty prompt, a token id outside the vocabulary, an adapter index the decoder does not have,
-    /// a prompt that cannot fit the model's context with at least one new token, or bad CoLD / sampling
-    /// parameters.
+    /// a prompt that cannot fit the model's context with at least one new token, `max_new_tokens` 0
+    /// (refused, not run: it asks for nothing), CoLD without an adapter (its amateur is the base
+    /// model, so the expert must be an adapter), or bad CoLD / sampling parameters.
     pub fn submit(&mut self, request: Request) -> Result<RequestId> {
         let config = self.model.config();
         if request.prompt.is_empty() {
@@ -212,7 +227,29 @@ impl<'m> Decoder<'m> {
                 request.prompt.len(),
             ));
         }
+        if request.stop.max_new_tokens == 0 {
+            return Err(Error::parameter(
+                "max_new_tokens",
+                "at least 1 (0 would generate nothing)",
+                0,
+            ));
+        }
         if let Strategy::Cold { alpha, beta } = request.strategy {
+            if request.adapter < 0 {
+                let have = match adapters {
+                    0 => "the decoder has none".to_string(),
+                    n => format!("index 0..{n}"),
+                };
+                return Err(Error::parameter(
+                    "adapter",
+                    format!(
+                        "an expert adapter for CoLD ({have}): CoLD contrasts the adapted model with \
+                         the base model, its amateur, so without an adapter it would contrast the \
+                         base model with itself"
+                    ),
+                    format!("{} (no adapter)", request.adapter),
+                ));
+            }
             crate::reference::check_cold_params(alpha, beta)?;
         }
         let sampler = Sampler::new(request.sampling)?;
@@ -225,6 +262,7 @@ impl<'m> Decoder<'m> {
             amateur: cold.then(|| self.model.new_cache()),
             feed: request.prompt.clone(),
             sampler,
+            text: TextStream::default(),
             output: Output {
                 tokens: vec![],
                 text: String::new(),
@@ -265,7 +303,7 @@ impl<'m> Decoder<'m> {
     }
 
     /// One batched forward over every running request (two rows for a CoLD request: expert, then
-    /// amateur), then one token per request.
+    /// amateur), then one token per request, with the text it releases.
     ///
     /// # Errors
     /// Model or device errors; a request whose logits are not finite (named in the error).
@@ -285,27 +323,21 @@ impl<'m> Decoder<'m> {
                 a.output.timings.prefill = now - a.started;
             }
             a.output.timings.decode = now - a.first_token_at.unwrap_or(now);
-            let mut finish = None;
-            let text = match self.tokenizer {
-                Some(t) => t.decode(&a.output.tokens, true).map_err(|e| {
-                    Error::parameter("token ids", "ids the tokenizer can decode", e)
-                })?,
-                None => String::new(),
-            };
-            let position = a.expert.len() + 1;
-            if let Some((reason, cut)) = a.request.stop.check(token, a.output.tokens.len(), &text) {
-                finish = Some(reason);
-                a.output.text = cut.map_or(text.clone(), |c| text[..c].to_string());
-            } else if position >= self.model.config().max_position_embeddings {
-                finish = Some(FinishReason::Length);
-                a.output.text = text;
-            } else {
-                a.output.text = text;
-            }
+            let context_full = a.expert.len() + 1 >= self.model.config().max_position_embeddings;
+            let by_token = a
+                .request
+                .stop
+                .finish_on_token(token, a.output.tokens.len())
+                .or(context_full.then_some(FinishReason::Length));
+            let (finish, text_delta) =
+                a.text
+                    .push(self.tokenizer, &a.output.tokens, &a.request.stop, by_token)?;
+            a.output.text.push_str(&text_delta);
             a.output.finish = finish;
             events.push(StepToken {
                 id: a.id,
                 token,
+                text_delta,
                 finish,
             });
         }

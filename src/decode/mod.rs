@@ -9,7 +9,9 @@ pub mod chat;
 mod engine;
 pub mod sampling;
 pub mod stop;
+mod text;
 
+pub use chat::encode_prompt;
 pub use engine::{greedy_token, Decoder, Output, Request, RequestId, StepToken, Strategy, Timings};
 pub use sampling::SamplingParams;
 pub use stop::{FinishReason, StopRules};

@@ -2,8 +2,9 @@
 //! or a JSONL file of requests run together in one batch.
 
 use crate::inspect::parse_named_dir;
-use ascend_cold::decode::chat::{self, Message};
-use ascend_cold::decode::{Decoder, Output, Request, SamplingParams, StopRules, Strategy};
+use ascend_cold::decode::{
+    encode_prompt, Decoder, Output, Request, SamplingParams, StopRules, Strategy,
+};
 use ascend_cold::model::{
     load_model, Adapter, DeviceLora, LlamaModel, LoraDelta, ModelFiles, StackedAdapters,
     WeightDtype,
@@ -63,7 +64,8 @@ pub struct DecodeArgs {
     /// The adapter of the request (a NAME given with --adapter); none = the base model.
     #[arg(long)]
     pub adapter_name: Option<String>,
-    /// Greedy or CoLD.
+    /// Greedy or CoLD (which needs --adapter-name: the adapter is its expert, the base model its
+    /// amateur).
     #[arg(long, value_enum, default_value_t = StrategyArg::Greedy)]
     pub strategy: StrategyArg,
     /// CoLD's plausibility mask on the expert, in (0, 1].
@@ -84,7 +86,7 @@ pub struct DecodeArgs {
     /// Seed of the sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Most new tokens per request.
+    /// Most new tokens per request, at least 1.
     #[arg(long, default_value_t = 128)]
     pub max_new_tokens: usize,
     /// Keep generating through end-of-sequence tokens.
@@ -199,41 +201,14 @@ impl Session {
 
     /// Token ids of a prompt: through the chat template as a user message when `chat`.
     pub fn encode(&self, prompt: &str, chat: bool) -> Result<Vec<u32>> {
-        let tok = self.files.tokenizer.as_ref().ok_or_else(|| {
+        let tokenizer = self.files.tokenizer.as_ref().ok_or_else(|| {
             Error::parameter(
                 "prompt",
                 "a model with a tokenizer (or use --prompt-ids)",
                 "text",
             )
         })?;
-        let bad = |e| Error::parameter("prompt", "text the tokenizer can encode", e);
-        let text;
-        let (input, special) = if chat {
-            let template = tok.chat_template.as_deref().ok_or_else(|| {
-                Error::parameter("--chat", "a model that ships a chat template", "none")
-            })?;
-            let name = |id: Option<u32>| {
-                id.and_then(|i| tok.tokenizer.id_to_token(i))
-                    .unwrap_or_default()
-            };
-            let config = &self.files.config;
-            text = chat::render(
-                template,
-                &[Message::user(prompt)],
-                &name(config.bos_token_id),
-                &name(config.eos_token_ids.first().copied()),
-                true,
-            )?;
-            (text.as_str(), false)
-        } else {
-            (prompt, true)
-        };
-        Ok(tok
-            .tokenizer
-            .encode(input, special)
-            .map_err(bad)?
-            .get_ids()
-            .to_vec())
+        encode_prompt(tokenizer, &self.files.config, prompt, chat)
     }
 }
 
@@ -293,10 +268,12 @@ fn build_request(session: &Session, args: &DecodeArgs, line: RequestLine) -> Res
             seed: line.seed.unwrap_or(args.seed),
         },
         stop: StopRules {
-            eos_tokens: session.files.config.eos_token_ids.clone(),
             ignore_eos: line.ignore_eos.unwrap_or(args.ignore_eos),
             stop_strings: line.stop.unwrap_or_else(|| args.stop.clone()),
-            max_new_tokens: line.max_new_tokens.unwrap_or(args.max_new_tokens),
+            ..StopRules::for_model(
+                &session.files.config,
+                line.max_new_tokens.unwrap_or(args.max_new_tokens),
+            )
         },
     })
 }
@@ -366,20 +343,14 @@ pub fn run(args: &DecodeArgs) -> Result<u8> {
         .collect::<Result<Vec<_>>>()?;
     let stream_text = !args.json && ids.len() == 1;
     let started = Instant::now();
-    let mut printed = 0;
     let mut generated = 0usize;
     while !decoder.is_idle() {
-        generated += decoder.step()?.len();
+        let step = decoder.step()?;
+        generated += step.len();
         if stream_text {
-            let text = &decoder
-                .output(ids[0])
-                .map(|o| o.text.clone())
-                .unwrap_or_default();
-            // Only whole characters: the text can be cut back by a stop string.
-            if text.len() > printed && text.is_char_boundary(printed) {
-                print!("{}", &text[printed..]);
+            for t in step.iter().filter(|t| !t.text_delta.is_empty()) {
+                print!("{}", t.text_delta);
                 std::io::stdout().flush().ok();
-                printed = text.len();
             }
         }
     }

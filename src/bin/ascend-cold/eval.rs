@@ -40,7 +40,7 @@ pub struct EvalArgs {
     /// Problems in flight at once, each with every decoding (CoLD counts two rows).
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
-    /// Most new tokens per problem.
+    /// Most new tokens per problem, at least 1.
     #[arg(long, default_value_t = 160)]
     pub max_new_tokens: usize,
     /// auto, emu[:N] or npu[:N].
@@ -157,12 +157,7 @@ pub fn run(args: &EvalArgs) -> Result<u8> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let stop = StopRules {
-        eos_tokens: session.files.config.eos_token_ids.clone(),
-        ignore_eos: false,
-        stop_strings: vec![],
-        max_new_tokens: args.max_new_tokens,
-    };
+    let stop = StopRules::for_model(&session.files.config, args.max_new_tokens);
     // results[config][problem]
     let mut results: Vec<Vec<Option<Graded>>> = vec![vec![None; problems.len()]; configs.len()];
     let started = Instant::now();

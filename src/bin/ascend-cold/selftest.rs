@@ -19,6 +19,8 @@ use crate::common::{
 };
 use crate::decode::{LoraDtype, Session, WeightsArg};
 use ascend_cold::decode::{Decoder, Request, SamplingParams, StopRules, Strategy};
+use ascend_cold::model::lora::check_delta_args;
+use ascend_cold::model::{LlamaConfig, LoraDelta, LoraTarget};
 use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::tiling::DType;
 use ascend_cold::{Device, DeviceSpec, KernelSource, Module, Provider, Result, Stream};
@@ -475,32 +477,35 @@ struct Greedy {
     text: String,
 }
 
-/// Decodes `prompt` twice in one batch: plain greedy, whose picks the host makes, and CoLD with the
-/// base model as both expert and amateur, alpha 0.1 and beta 0. Its score is then the expert's logit
-/// and the best token always passes the mask, so it is the same greedy decode, picked by cold_score
-/// on `stream`'s device: the host's tokens are what the device's must be.
+/// Decodes `prompt` twice in one batch: plain greedy, whose picks the host makes, and CoLD whose
+/// expert is the base model too (through [`ZeroAdapter`]), alpha 0.1 and beta 0. Its score is then
+/// the expert's logit and the best token always passes the mask, so it is the same greedy decode,
+/// picked by cold_score on `stream`'s device: the host's tokens are what the device's must be.
 fn greedy(session: &Session, stream: Stream, prompt: &[u32]) -> Result<Greedy> {
-    let decoder = Decoder::new(&session.model, None, stream);
+    let zero = ZeroAdapter(&session.files.config);
+    let decoder = Decoder::new(&session.model, Some(&zero), stream);
     let mut decoder = match &session.files.tokenizer {
         Some(t) => decoder.with_tokenizer(&t.tokenizer),
         None => decoder,
     };
-    let request = |strategy| Request {
+    let request = |adapter, strategy| Request {
         prompt: prompt.to_vec(),
-        adapter: -1,
+        adapter,
         strategy,
         sampling: SamplingParams::default(),
         stop: StopRules {
             ignore_eos: true,
-            max_new_tokens: NEW_TOKENS,
-            ..StopRules::default()
+            ..StopRules::for_model(&session.files.config, NEW_TOKENS)
         },
     };
-    let host = decoder.submit(request(Strategy::Greedy))?;
-    let device = decoder.submit(request(Strategy::Cold {
-        alpha: 0.1,
-        beta: 0.0,
-    }))?;
+    let host = decoder.submit(request(-1, Strategy::Greedy))?;
+    let device = decoder.submit(request(
+        0,
+        Strategy::Cold {
+            alpha: 0.1,
+            beta: 0.0,
+        },
+    ))?;
     decoder.run()?;
     let (host, device) = (decoder.output(host), decoder.output(device));
     Ok(Greedy {
@@ -508,6 +513,27 @@ fn greedy(session: &Session, stream: Stream, prompt: &[u32]) -> Result<Greedy> {
         device: device.map(|o| o.tokens.clone()).unwrap_or_default(),
         text: device.map(|o| o.text.clone()).unwrap_or_default(),
     })
+}
+
+/// One adapter whose delta is zero: the decoder refuses CoLD without an adapter, and this one makes
+/// the expert the base model itself.
+struct ZeroAdapter<'a>(&'a LlamaConfig);
+
+impl LoraDelta for ZeroAdapter<'_> {
+    fn num_adapters(&self) -> usize {
+        1
+    }
+
+    fn add_delta(
+        &self,
+        layer: usize,
+        target: LoraTarget,
+        x: &[f32],
+        adapters: &[i64],
+        y: &mut [f32],
+    ) -> Result<()> {
+        check_delta_args(self.0, 1, layer, target, x, adapters, y)
+    }
 }
 
 /// The first position where `a` and `b` differ (a missing token counts), or `None` when equal.
