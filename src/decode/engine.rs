@@ -4,7 +4,7 @@ use super::sampling::{argmax, Sampler, SamplingParams};
 use super::stop::{FinishReason, StopRules};
 use super::text::TextStream;
 use crate::model::{KvCache, LlamaModel, LoraDelta, Row};
-use crate::ops::{self, ColdOutputs};
+use crate::ops::{self, ColdOutputs, RowStrides};
 use crate::shapes::ColdShape;
 use crate::{DeviceBuffer, Error, Result, Stream};
 use std::time::{Duration, Instant};
@@ -125,8 +125,8 @@ struct Active {
 
 /// Device buffers for CoLD scoring, grown on demand.
 struct ColdBuffers {
-    expert: DeviceBuffer<f32>,
-    amateur: DeviceBuffer<f32>,
+    /// The (expert, amateur) row pairs of one group, as `choose` lays them out.
+    logits: DeviceBuffer<f32>,
     tokens: DeviceBuffer<i64>,
     best: DeviceBuffer<f32>,
     scores: DeviceBuffer<f32>,
@@ -496,23 +496,32 @@ impl<'m> Decoder<'m> {
                     if (x.to_bits(), y.to_bits(), wants_scores(a)) == key)
             });
             cold = rest;
-            let mut e = Vec::with_capacity(group.len() * vocab);
-            let mut am = Vec::with_capacity(group.len() * vocab);
-            for &i in &group {
-                e.extend_from_slice(logits.row(expert_rows[i]));
-                am.extend_from_slice(logits.row(expert_rows[i] + 1));
-            }
-            let (picks, scores) = self.cold_score(
-                &e,
-                &am,
-                ColdShape {
-                    rows: group.len(),
-                    vocab,
-                },
-                alpha,
-                beta,
-                key.2,
-            )?;
+            // The group's (expert, amateur) row pairs as they lie in the forward's output when they
+            // are evenly spaced (every CoLD request of a batch in a row, the usual case): scored in
+            // place, rows `pitch` apart. Otherwise gathered, pairs back to back.
+            let rows: Vec<usize> = group.iter().map(|&i| expert_rows[i]).collect();
+            let even = match rows.as_slice() {
+                [a, b, ..] if rows.windows(2).all(|w| w[1] - w[0] == b - a) => Some(b - a),
+                [_] => Some(2),
+                _ => None,
+            };
+            let gathered: Vec<f32>;
+            let (block, pitch) = if let Some(pitch) = even {
+                let first = rows[0] * vocab;
+                let span = ((rows.len() - 1) * pitch + 2) * vocab;
+                (&logits.data[first..first + span], pitch)
+            } else {
+                gathered = rows
+                    .iter()
+                    .flat_map(|&r| logits.data[r * vocab..(r + 2) * vocab].iter().copied())
+                    .collect();
+                (gathered.as_slice(), 2)
+            };
+            let shape = ColdShape {
+                rows: group.len(),
+                vocab,
+            };
+            let (picks, scores) = self.cold_score(block, pitch, shape, alpha, beta, key.2)?;
             for (g, &i) in group.iter().enumerate() {
                 let a = &mut self.active[i];
                 if picks[g] < 0 {
@@ -531,11 +540,12 @@ impl<'m> Decoder<'m> {
     }
 
     /// `cold_score` on the device for `shape.rows` (expert, amateur) pairs; the tokens, and the masked
-    /// score rows when asked for.
+    /// score rows when asked for. `block` holds the pairs `pitch` rows apart, each expert row followed
+    /// by its amateur row: it is uploaded once and scored in place (`ops::cold_score_strided`).
     fn cold_score(
         &mut self,
-        expert: &[f32],
-        amateur: &[f32],
+        block: &[f32],
+        pitch: usize,
         shape: ColdShape,
         alpha: f32,
         beta: f32,
@@ -543,33 +553,24 @@ impl<'m> Decoder<'m> {
     ) -> Result<(Vec<i64>, Option<Vec<f32>>)> {
         let n = shape.rows * shape.vocab;
         let device = self.stream.device().clone();
-        let grow = |cold: &mut Option<ColdBuffers>| -> Result<()> {
-            if cold
-                .as_ref()
-                .is_none_or(|c| c.expert.len() < n || c.tokens.len() < shape.rows)
-            {
-                *cold = Some(ColdBuffers {
-                    expert: DeviceBuffer::zeroed(&device, n)?,
-                    amateur: DeviceBuffer::zeroed(&device, n)?,
-                    tokens: DeviceBuffer::zeroed(&device, shape.rows)?,
-                    best: DeviceBuffer::zeroed(&device, shape.rows)?,
-                    scores: DeviceBuffer::zeroed(&device, if with_scores { n } else { 1 })?,
-                });
-            }
-            Ok(())
+        let fits = |c: &ColdBuffers| {
+            c.logits.len() >= block.len()
+                && c.tokens.len() >= shape.rows
+                && (!with_scores || c.scores.len() >= n)
         };
-        grow(&mut self.cold)?;
-        if with_scores && self.cold.as_ref().is_some_and(|c| c.scores.len() < n) {
-            self.cold = None;
-            grow(&mut self.cold)?;
+        if !self.cold.as_ref().is_some_and(fits) {
+            self.cold = Some(ColdBuffers {
+                logits: DeviceBuffer::zeroed(&device, block.len())?,
+                tokens: DeviceBuffer::zeroed(&device, shape.rows)?,
+                best: DeviceBuffer::zeroed(&device, shape.rows)?,
+                scores: DeviceBuffer::zeroed(&device, if with_scores { n } else { 1 })?,
+            });
         }
         let Some(c) = self.cold.as_mut() else {
-            unreachable!("grown above")
+            unreachable!("allocated above")
         };
         self.stream
-            .upload(c.expert.slice_mut(..n)?, expert.to_vec())?;
-        self.stream
-            .upload(c.amateur.slice_mut(..n)?, amateur.to_vec())?;
+            .upload(c.logits.slice_mut(..block.len())?, block.to_vec())?;
         let out = ColdOutputs {
             tokens: c.tokens.slice_mut(..shape.rows)?,
             best_scores: c.best.slice_mut(..shape.rows)?,
@@ -579,11 +580,16 @@ impl<'m> Decoder<'m> {
                 None
             },
         };
-        ops::cold_score(
+        let stride = pitch * shape.vocab;
+        ops::cold_score_strided(
             &self.stream,
-            c.expert.slice(..n)?,
-            c.amateur.slice(..n)?,
+            c.logits.slice(..block.len())?,
+            c.logits.slice(shape.vocab..block.len())?,
             shape,
+            RowStrides {
+                expert: stride,
+                amateur: stride,
+            },
             alpha,
             beta,
             out,
