@@ -917,3 +917,20 @@ pub fn parse_shape(kernel: KernelName, spec: &str) -> Result<KernelShape> {
         }),
     })
 }
+
+/// Prints why AscendCL could not be loaded: every path tried and what failed there, a library that
+/// lacks an entry point, and the remedy; each line starts with `indent`.
+pub fn print_load_error(error: &ascend_sys::LoadError, indent: &str) {
+    for attempt in error.attempts() {
+        println!("{indent}tried {attempt}");
+    }
+    if let Some(sym) = error.missing_symbol() {
+        println!(
+            "{indent}a library was found but lacks {sym}: its CANN is older than the bindings"
+        );
+    }
+    println!(
+        "{indent}remedy: source the CANN set_env.sh (sets ASCEND_HOME_PATH), or set \
+         ASCEND_ACL_LIB=/path/to/libascendcl.so"
+    );
+}

@@ -44,13 +44,7 @@ pub fn run(args: &DevicesArgs) -> Result<u8> {
     match AclLibrary::open() {
         Err(e) => {
             println!("npu   none: AscendCL could not be loaded");
-            for attempt in e.attempts() {
-                println!("      tried {attempt}");
-            }
-            if let Some(sym) = e.missing_symbol() {
-                println!("      a library was found but lacks {sym}: its CANN is older than the bindings");
-            }
-            println!("      remedy: source the CANN set_env.sh (sets ASCEND_HOME_PATH), or set ASCEND_ACL_LIB=/path/to/libascendcl.so");
+            crate::common::print_load_error(&e, "      ");
         }
         Ok(lib) => {
             drop(lib);

@@ -196,13 +196,7 @@ fn report_runtime() -> Runtime {
         }
         Err(e) => {
             println!("runtime    AscendCL could not be loaded, so there is no NPU:");
-            for attempt in e.attempts() {
-                println!("           tried {attempt}");
-            }
-            if let Some(sym) = e.missing_symbol() {
-                println!("           a library was found but lacks {sym}: its CANN is older than the bindings");
-            }
-            println!("           remedy: source the CANN set_env.sh (sets ASCEND_HOME_PATH), or set ASCEND_ACL_LIB=/path/to/libascendcl.so");
+            common::print_load_error(&e, "           ");
             Runtime {
                 loaded: false,
                 summary: format!("AscendCL not loaded ({} paths tried)", e.attempts().len()),

@@ -235,6 +235,28 @@ impl MemTable {
     }
 }
 
+/// `bytes` (> 0) of host memory aligned like the runtime's allocations, filled with 0xFF so that a
+/// read before a write shows up (AscendCL does not initialise memory); `what` names it in the error.
+fn poisoned_alloc(bytes: usize, what: &str) -> Result<(*mut u8, Layout), aclError> {
+    let Ok(layout) = Layout::from_size_align(bytes, BASE_ALIGN) else {
+        return Err(fail(
+            ACL_ERROR_RT_MEMORY_ALLOCATION,
+            format!("cannot lay out {bytes} bytes of {what}"),
+        ));
+    };
+    // SAFETY: the layout has non-zero size (callers refuse size 0).
+    let ptr = unsafe { std::alloc::alloc(layout) };
+    if ptr.is_null() {
+        return Err(fail(
+            ACL_ERROR_RT_MEMORY_ALLOCATION,
+            format!("the host cannot back {bytes} bytes of {what}"),
+        ));
+    }
+    // SAFETY: `ptr` is a fresh allocation of `bytes` bytes.
+    unsafe { std::ptr::write_bytes(ptr, 0xFF, bytes) };
+    Ok((ptr, layout))
+}
+
 pub(super) unsafe extern "C" fn aclrtMalloc(
     dev_ptr: *mut *mut c_void,
     size: usize,
@@ -276,22 +298,10 @@ pub(super) unsafe extern "C" fn aclrtMalloc(
                 ),
             );
         }
-        let Ok(layout) = Layout::from_size_align(padded, BASE_ALIGN) else {
-            return fail(
-                ACL_ERROR_RT_MEMORY_ALLOCATION,
-                format!("cannot lay out {size} bytes"),
-            );
+        let (ptr, layout) = match poisoned_alloc(padded, "emulated device memory") {
+            Ok(p) => p,
+            Err(code) => return code,
         };
-        // SAFETY: the layout has non-zero size.
-        let ptr = unsafe { std::alloc::alloc(layout) };
-        if ptr.is_null() {
-            return fail(
-                ACL_ERROR_RT_MEMORY_ALLOCATION,
-                format!("the host cannot back {size} bytes of emulated device memory"),
-            );
-        }
-        // SAFETY: `ptr` is a fresh allocation of `padded` bytes.
-        unsafe { std::ptr::write_bytes(ptr, 0xFF, padded) };
         table.allocs.insert(
             ptr as usize,
             Allocation {
@@ -456,22 +466,10 @@ pub(super) unsafe extern "C" fn aclrtMallocHost(
         if size == 0 {
             return fail(ACL_ERROR_INVALID_PARAM, "size must not be 0");
         }
-        let Ok(layout) = Layout::from_size_align(size, BASE_ALIGN) else {
-            return fail(
-                ACL_ERROR_RT_MEMORY_ALLOCATION,
-                format!("cannot lay out {size} bytes"),
-            );
+        let (ptr, layout) = match poisoned_alloc(size, "page-locked memory") {
+            Ok(p) => p,
+            Err(code) => return code,
         };
-        // SAFETY: the layout has non-zero size.
-        let ptr = unsafe { std::alloc::alloc(layout) };
-        if ptr.is_null() {
-            return fail(
-                ACL_ERROR_RT_MEMORY_ALLOCATION,
-                format!("the host cannot allocate {size} bytes of page-locked memory"),
-            );
-        }
-        // SAFETY: `ptr` is a fresh allocation of `size` bytes.
-        unsafe { std::ptr::write_bytes(ptr, 0xFF, size) };
         lock(&emu().mem).pinned.insert(ptr as usize, layout);
         // SAFETY: non-null and writable (C contract).
         unsafe { *host_ptr = ptr.cast() };
