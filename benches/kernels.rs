@@ -116,12 +116,14 @@ fn bgmv_shrink(c: &mut Criterion) {
                         device_time(&stream, iters, || {
                             ops::bgmv_shrink(
                                 &stream,
-                                dx.view(),
-                                dw.view(),
-                                AdapterIndices::Host(&idx),
-                                dy.view_mut(),
-                                s,
-                                1.0,
+                                ops::BgmvShrink {
+                                    x: dx.view(),
+                                    weights: dw.view(),
+                                    indices: AdapterIndices::Host(&idx),
+                                    y: dy.view_mut(),
+                                    shape: s,
+                                    scale: 1.0,
+                                },
                                 tiling.as_ref(),
                             )
                             .unwrap()
@@ -179,12 +181,14 @@ fn bgmv_expand(c: &mut Criterion) {
                         device_time(&stream, iters, || {
                             ops::bgmv_expand(
                                 &stream,
-                                dx.view(),
-                                dw.view(),
-                                AdapterIndices::Host(&idx),
-                                dy.view_mut(),
-                                s,
-                                true,
+                                ops::BgmvExpand {
+                                    x: dx.view(),
+                                    weights: dw.view(),
+                                    indices: AdapterIndices::Host(&idx),
+                                    y: dy.view_mut(),
+                                    shape: s,
+                                    add_inputs: true,
+                                },
                                 tiling.as_ref(),
                             )
                             .unwrap()

@@ -126,12 +126,14 @@ fn main() -> Result<()> {
     };
     ops::bgmv_shrink(
         &stream,
-        arena.view(&device, x),
-        arena.view(&device, a),
-        AdapterIndices::Host(&indices),
-        arena.view_mut(&device, mid),
-        shrink,
-        2.0, // lora_alpha / r
+        ops::BgmvShrink {
+            x: arena.view(&device, x),
+            weights: arena.view(&device, a),
+            indices: AdapterIndices::Host(&indices),
+            y: arena.view_mut(&device, mid),
+            shape: shrink,
+            scale: 2.0,
+        }, // lora_alpha / r
         None,
     )?;
     // The q slice of the fused output, written in place; k and v would follow at their offsets.
@@ -145,12 +147,14 @@ fn main() -> Result<()> {
     };
     ops::bgmv_expand(
         &stream,
-        arena.view(&device, mid),
-        arena.view(&device, b_q),
-        AdapterIndices::Host(&indices),
-        arena.view_mut(&device, qkv),
-        expand,
-        true,
+        ops::BgmvExpand {
+            x: arena.view(&device, mid),
+            weights: arena.view(&device, b_q),
+            indices: AdapterIndices::Host(&indices),
+            y: arena.view_mut(&device, qkv),
+            shape: expand,
+            add_inputs: true,
+        },
         None,
     )?;
     let delta = stream.download(arena.view(&device, qkv))?.wait()?;

@@ -155,12 +155,14 @@ fn adapter_indices_out_of_range_are_refused_on_the_host_and_reported_from_the_de
     // Host-visible: refused before launch, y untouched.
     let err = ops::bgmv_shrink(
         &s,
-        x.view(),
-        w.view(),
-        AdapterIndices::Host(&[0, 2, -1]),
-        y.view_mut(),
-        shape,
-        1.0,
+        ops::BgmvShrink {
+            x: x.view(),
+            weights: w.view(),
+            indices: AdapterIndices::Host(&[0, 2, -1]),
+            y: y.view_mut(),
+            shape,
+            scale: 1.0,
+        },
         None,
     )
     .unwrap_err();
@@ -180,12 +182,14 @@ fn adapter_indices_out_of_range_are_refused_on_the_host_and_reported_from_the_de
     let idx = DeviceBuffer::from_host(d, &[0i64, -1, 7]).unwrap();
     ops::bgmv_shrink(
         &s,
-        x.view(),
-        w.view(),
-        AdapterIndices::Device(idx.view()),
-        y.view_mut(),
-        shape,
-        1.0,
+        ops::BgmvShrink {
+            x: x.view(),
+            weights: w.view(),
+            indices: AdapterIndices::Device(idx.view()),
+            y: y.view_mut(),
+            shape,
+            scale: 1.0,
+        },
         None,
     )
     .unwrap();

@@ -157,12 +157,14 @@ fn check_shrink<T: Elem + ops::LoraFloat>(
         let indices = AdapterIndices::Host(&idx);
         ops::bgmv_shrink(
             &stream,
-            dx.view(),
-            dw.view(),
-            indices,
-            dy.view_mut(),
-            shape,
-            scale,
+            ops::BgmvShrink {
+                x: dx.view(),
+                weights: dw.view(),
+                indices,
+                y: dy.view_mut(),
+                shape,
+                scale,
+            },
             tiling.as_ref(),
         )
         .unwrap();
@@ -246,12 +248,14 @@ fn check_expand<T: Elem + ops::LoraFloat>(
         };
         ops::bgmv_expand(
             &stream,
-            dx.view(),
-            dw.view(),
-            AdapterIndices::Host(&idx),
-            dy.view_mut(),
-            shape,
-            add,
+            ops::BgmvExpand {
+                x: dx.view(),
+                weights: dw.view(),
+                indices: AdapterIndices::Host(&idx),
+                y: dy.view_mut(),
+                shape,
+                add_inputs: add,
+            },
             tiling.as_ref(),
         )
         .unwrap();

@@ -142,12 +142,14 @@ fn every_op_runs_on_foreign_memory_and_a_foreign_stream() {
     let idx_dev = AdapterIndices::Device(fidx.view(&device, batch));
     ops::bgmv_shrink(
         &stream,
-        fx.view::<f16>(&device, batch * hidden),
-        fa.view::<f16>(&device, a.len()),
-        idx_dev,
-        fmid.view_mut(&device, batch * rank),
-        shrink,
-        0.5,
+        ops::BgmvShrink {
+            x: fx.view::<f16>(&device, batch * hidden),
+            weights: fa.view::<f16>(&device, a.len()),
+            indices: idx_dev,
+            y: fmid.view_mut(&device, batch * rank),
+            shape: shrink,
+            scale: 0.5,
+        },
         None,
     )
     .unwrap();
@@ -178,12 +180,14 @@ fn every_op_runs_on_foreign_memory_and_a_foreign_stream() {
     let idx_host = AdapterIndices::Host(&idx);
     ops::bgmv_expand(
         &stream,
-        fmid.view(&device, batch * rank),
-        fb.view::<f16>(&device, b.len()),
-        idx_host,
-        fy.view_mut::<f16>(&device, batch * full),
-        expand,
-        true,
+        ops::BgmvExpand {
+            x: fmid.view(&device, batch * rank),
+            weights: fb.view::<f16>(&device, b.len()),
+            indices: idx_host,
+            y: fy.view_mut::<f16>(&device, batch * full),
+            shape: expand,
+            add_inputs: true,
+        },
         None,
     )
     .unwrap();

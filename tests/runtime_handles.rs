@@ -67,12 +67,14 @@ fn a_hundred_thousand_launches_keep_handles_and_memory_flat() {
             let idx = AdapterIndices::Host(&[0, -1]);
             ops::bgmv_shrink(
                 stream,
-                x.view(),
-                w.view(),
-                idx,
-                y.view_mut(),
-                shrink,
-                0.5,
+                ops::BgmvShrink {
+                    x: x.view(),
+                    weights: w.view(),
+                    indices: idx,
+                    y: y.view_mut(),
+                    shape: shrink,
+                    scale: 0.5,
+                },
                 None,
             )
             .unwrap();

@@ -208,12 +208,14 @@ fn shrink_case<T: ops::LoraFloat>(
     let before = emu.launch_count();
     ops::bgmv_shrink(
         &emu.stream,
-        dx.view(),
-        dw.view(),
-        AdapterIndices::Host(&idx),
-        dy.view_mut(),
-        shape,
-        SCALE,
+        ops::BgmvShrink {
+            x: dx.view(),
+            weights: dw.view(),
+            indices: AdapterIndices::Host(&idx),
+            y: dy.view_mut(),
+            shape,
+            scale: SCALE,
+        },
         tiling,
     )
     .unwrap();
@@ -347,12 +349,14 @@ fn expand_case<T: ops::LoraFloat>(
     let before = emu.launch_count();
     ops::bgmv_expand(
         &emu.stream,
-        dx.view(),
-        dw.view(),
-        AdapterIndices::Host(&idx),
-        dy.view_mut(),
-        shape,
-        add,
+        ops::BgmvExpand {
+            x: dx.view(),
+            weights: dw.view(),
+            indices: AdapterIndices::Host(&idx),
+            y: dy.view_mut(),
+            shape,
+            add_inputs: add,
+        },
         tiling,
     )
     .unwrap();
@@ -885,12 +889,14 @@ fn run_shrink_refused<T: ops::LoraFloat>(
     let idx = vec![0i64; shape.batch];
     ops::bgmv_shrink(
         &emu.stream,
-        x.view(),
-        w.view(),
-        AdapterIndices::Host(&idx),
-        y.view_mut(),
-        shape,
-        SCALE,
+        ops::BgmvShrink {
+            x: x.view(),
+            weights: w.view(),
+            indices: AdapterIndices::Host(&idx),
+            y: y.view_mut(),
+            shape,
+            scale: SCALE,
+        },
         Some(t),
     )
 }
@@ -966,12 +972,14 @@ fn run_expand_refused<T: ops::LoraFloat>(
     let idx = vec![0i64; shape.batch];
     ops::bgmv_expand(
         &emu.stream,
-        x.view(),
-        w.view(),
-        AdapterIndices::Host(&idx),
-        y.view_mut(),
-        shape,
-        true,
+        ops::BgmvExpand {
+            x: x.view(),
+            weights: w.view(),
+            indices: AdapterIndices::Host(&idx),
+            y: y.view_mut(),
+            shape,
+            add_inputs: true,
+        },
         Some(t),
     )
 }

@@ -163,12 +163,14 @@ impl Shrink<'_, '_> {
             let indices = AdapterIndices::Host(idx);
             ops::bgmv_shrink(
                 &stream,
-                xd.view(),
-                wd.view(),
-                indices,
-                yd.view_mut(),
-                shape,
-                scaling,
+                ops::BgmvShrink {
+                    x: xd.view(),
+                    weights: wd.view(),
+                    indices,
+                    y: yd.view_mut(),
+                    shape,
+                    scale: scaling,
+                },
                 None,
             )?;
             stream.synchronize()?;
@@ -263,12 +265,14 @@ impl Expand<'_, '_> {
             let indices = AdapterIndices::Host(idx);
             ops::bgmv_expand(
                 &stream,
-                xd.view(),
-                wd.view(),
-                indices,
-                yd.view_mut(),
-                shape,
-                add_inputs,
+                ops::BgmvExpand {
+                    x: xd.view(),
+                    weights: wd.view(),
+                    indices,
+                    y: yd.view_mut(),
+                    shape,
+                    add_inputs,
+                },
                 None,
             )?;
             stream.synchronize()?;

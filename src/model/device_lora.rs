@@ -161,12 +161,14 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
         };
         ops::bgmv_shrink(
             &self.stream,
-            dx.slice(..n * inf)?,
-            module.a.view(),
-            AdapterIndices::Host(&indices),
-            mid.slice_mut(..n * rank)?,
-            shrink,
-            1.0,
+            ops::BgmvShrink {
+                x: dx.slice(..n * inf)?,
+                weights: module.a.view(),
+                indices: AdapterIndices::Host(&indices),
+                y: mid.slice_mut(..n * rank)?,
+                shape: shrink,
+                scale: 1.0,
+            },
             None,
         )?;
         let expand = ExpandShape {
@@ -179,12 +181,14 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
         };
         ops::bgmv_expand(
             &self.stream,
-            mid.slice(..n * rank)?,
-            module.b.view(),
-            AdapterIndices::Host(&indices),
-            dy.slice_mut(..n * outf)?,
-            expand,
-            false,
+            ops::BgmvExpand {
+                x: mid.slice(..n * rank)?,
+                weights: module.b.view(),
+                indices: AdapterIndices::Host(&indices),
+                y: dy.slice_mut(..n * outf)?,
+                shape: expand,
+                add_inputs: false,
+            },
             None,
         )?;
         let delta = self.stream.download(dy.slice(..n * outf)?)?.wait()?;

@@ -54,6 +54,41 @@ fn watch_status(
     Ok(())
 }
 
+/// The operands of one [`bgmv_shrink`]: vLLM's `bgmv_shrink(inputs, lora_a_weights, output_tensor,
+/// lora_indices_tensor, scaling)`, with the shape they are checked against.
+pub struct BgmvShrink<'a, T: LoraFloat> {
+    /// `[batch, hidden_in]`.
+    pub x: DeviceView<'a, T>,
+    /// The stacked A matrices, `[num_loras, rank, hidden_in]`.
+    pub weights: DeviceView<'a, T>,
+    /// Each row's adapter, or a negative index for none.
+    pub indices: AdapterIndices<'a>,
+    /// `[batch, rank]` f32; rows without an adapter are not written.
+    pub y: DeviceViewMut<'a, f32>,
+    /// The extents the lengths above must match.
+    pub shape: ShrinkShape,
+    /// The LoRA scaling (`lora_alpha / r`, or `/ sqrt(r)` with rsLoRA).
+    pub scale: f32,
+}
+
+/// The operands of one [`bgmv_expand`]: vLLM's `bgmv_expand_slice(inputs, lora_b_weights,
+/// output_tensor, lora_indices_tensor, slice_offset, slice_size, add_inputs)`, with the shape they are
+/// checked against (`shape.slice_offset`, `shape.hidden_out` = the slice).
+pub struct BgmvExpand<'a, T: LoraFloat> {
+    /// `[batch, rank]` f32 (a shrink's output).
+    pub x: DeviceView<'a, f32>,
+    /// The stacked B matrices, `[num_loras, hidden_out, rank]`.
+    pub weights: DeviceView<'a, T>,
+    /// Each row's adapter, or a negative index for none.
+    pub indices: AdapterIndices<'a>,
+    /// `[batch, hidden_full]`; only the slice of rows with an adapter is written.
+    pub y: DeviceViewMut<'a, T>,
+    /// The extents the lengths above must match, and where the slice lies in a row of `y`.
+    pub shape: ExpandShape,
+    /// Add into `y` (true) or overwrite the slice (false).
+    pub add_inputs: bool,
+}
+
 /// `y[b] = scale * weights[indices[b]] @ x[b]` for rows with `indices[b] >= 0`; other rows of `y` are
 /// left untouched. `x [batch, hidden_in]` and `weights [num_loras, rank, hidden_in]` in f16 or bf16,
 /// `y [batch, rank]` f32, accumulation in f32. Queued on `stream`; `tiling` overrides the default
@@ -61,14 +96,21 @@ fn watch_status(
 ///
 /// ```
 /// use ascend_cold::{ops, shapes::ShrinkShape, Device, DeviceBuffer, Stream};
-/// use half::f16;
+/// use ascend_cold::half::f16;
 /// let device = Device::emulator()?;
 /// let stream = Stream::new(&device)?;
-/// let shape = ShrinkShape { batch: 2, hidden_in: 4, rank: 1, num_loras: 1 };
 /// let x = DeviceBuffer::from_host(&device, &[f16::ONE; 8])?;
 /// let a = DeviceBuffer::from_host(&device, &[f16::from_f32(0.5); 4])?;
 /// let mut y = DeviceBuffer::from_host(&device, &[7.0f32, 7.0])?;
-/// ops::bgmv_shrink(&stream, x.view(), a.view(), ops::AdapterIndices::Host(&[0, -1]), y.view_mut(), shape, 2.0, None)?;
+/// let op = ops::BgmvShrink {
+///     x: x.view(),
+///     weights: a.view(),
+///     indices: ops::AdapterIndices::Host(&[0, -1]),
+///     y: y.view_mut(),
+///     shape: ShrinkShape { batch: 2, hidden_in: 4, rank: 1, num_loras: 1 },
+///     scale: 2.0,
+/// };
+/// ops::bgmv_shrink(&stream, op, None)?;
 /// stream.synchronize()?;
 /// assert_eq!(y.to_vec()?, [4.0, 7.0]); // row 1 has no adapter: untouched
 /// # Ok::<(), ascend_cold::Error>(())
@@ -78,17 +120,19 @@ fn watch_status(
 /// Before launch: lengths that do not match `shape`, an index >= `num_loras` in host indices, a
 /// non-finite `scale`, a tiling the device cannot run, memory of another device. At the next
 /// synchronisation: a bad index in device-resident indices, naming the row.
-#[allow(clippy::too_many_arguments)] // mirrors vLLM's op: inputs, weights, indices, output, scale
 pub fn bgmv_shrink<T: LoraFloat>(
     stream: &Stream,
-    x: DeviceView<'_, T>,
-    weights: DeviceView<'_, T>,
-    indices: AdapterIndices<'_>,
-    y: DeviceViewMut<'_, f32>,
-    shape: ShrinkShape,
-    scale: f32,
+    op: BgmvShrink<'_, T>,
     tiling: Option<&BgmvShrinkTiling>,
 ) -> Result<()> {
+    let BgmvShrink {
+        x,
+        weights,
+        indices,
+        y,
+        shape,
+        scale,
+    } = op;
     shape.check_lens(
         "bgmv_shrink",
         x.len(),
@@ -132,17 +176,19 @@ pub fn bgmv_shrink<T: LoraFloat>(
 ///
 /// # Errors
 /// As [`bgmv_shrink`], plus a slice that does not fit in `hidden_full`.
-#[allow(clippy::too_many_arguments)] // mirrors vLLM's op: inputs, weights, indices, output, offset, add
 pub fn bgmv_expand<T: LoraFloat>(
     stream: &Stream,
-    x: DeviceView<'_, f32>,
-    weights: DeviceView<'_, T>,
-    indices: AdapterIndices<'_>,
-    y: DeviceViewMut<'_, T>,
-    shape: ExpandShape,
-    add_inputs: bool,
+    op: BgmvExpand<'_, T>,
     tiling: Option<&BgmvExpandTiling>,
 ) -> Result<()> {
+    let BgmvExpand {
+        x,
+        weights,
+        indices,
+        y,
+        shape,
+        add_inputs,
+    } = op;
     shape.check_lens(
         "bgmv_expand",
         x.len(),

@@ -17,7 +17,7 @@ mod bgmv;
 mod cold;
 mod scratch;
 
-pub use bgmv::{bgmv_expand, bgmv_shrink};
+pub use bgmv::{bgmv_expand, bgmv_shrink, BgmvExpand, BgmvShrink};
 pub use cold::{cold_score, cold_score_host, cold_score_strided, ColdOutputs, RowStrides};
 
 use crate::memory::{DeviceRepr, DeviceView};

@@ -394,12 +394,14 @@ pub fn exec_shrink<T: LoraFloat>(
         Phase::Reset => stream.copy(dy.view_mut(), dy0.view()),
         Phase::Call => ops::bgmv_shrink(
             &stream,
-            dx.view(),
-            dw.view(),
-            AdapterIndices::Host(idx),
-            dy.view_mut(),
-            shape,
-            scale,
+            ops::BgmvShrink {
+                x: dx.view(),
+                weights: dw.view(),
+                indices: AdapterIndices::Host(idx),
+                y: dy.view_mut(),
+                shape,
+                scale,
+            },
             tiling,
         ),
     })?;
@@ -430,12 +432,14 @@ pub fn exec_expand<T: LoraFloat>(
         Phase::Reset => stream.copy(dy.view_mut(), dy0.view()),
         Phase::Call => ops::bgmv_expand(
             &stream,
-            dx.view(),
-            dw.view(),
-            AdapterIndices::Host(idx),
-            dy.view_mut(),
-            shape,
-            add,
+            ops::BgmvExpand {
+                x: dx.view(),
+                weights: dw.view(),
+                indices: AdapterIndices::Host(idx),
+                y: dy.view_mut(),
+                shape,
+                add_inputs: add,
+            },
             tiling,
         ),
     })?;
