@@ -78,7 +78,12 @@ fn invalid(path: &Path, field: &str, detail: impl Into<String>) -> Error {
 
 /// Finds `'key': value` in the header dict and returns the raw value text.
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let start = header.find(&format!("'{key}'"))? + key.len() + 2;
+    // numpy writes 'key', but reads the header with `ast.literal_eval`, so "key" is as valid.
+    let start = [format!("'{key}'"), format!("\"{key}\"")]
+        .iter()
+        .find_map(|quoted| header.find(quoted.as_str()))?
+        + key.len()
+        + 2;
     let rest = header[start..].trim_start().strip_prefix(':')?.trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')')? + 1
@@ -148,17 +153,27 @@ impl NpyArray {
                 "not a .npy file (expected the bytes \\x93NUMPY at the start)",
             ));
         }
-        let (header_len, header_start) = match bytes[6] {
-            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
-            2 | 3 if bytes.len() >= 12 => (
+        let (header_len, header_start) = match (bytes[6], bytes[7]) {
+            (1, 0) => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+            (2 | 3, 0) if bytes.len() >= 12 => (
                 u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
                 12,
             ),
-            v => {
+            (2 | 3, 0) => {
+                return Err(invalid(
+                    path,
+                    "header",
+                    format!(
+                        "file of {} bytes ends inside the 4-byte header length",
+                        bytes.len()
+                    ),
+                ))
+            }
+            (major, minor) => {
                 return Err(invalid(
                     path,
                     "version",
-                    format!("format version {v}.{} is not 1.0, 2.0 or 3.0", bytes[7]),
+                    format!("format version {major}.{minor} is not 1.0, 2.0 or 3.0"),
                 ))
             }
         };

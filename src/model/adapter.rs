@@ -34,6 +34,13 @@ use std::path::{Path, PathBuf};
 /// Largest LoRA rank accepted from `adapter_config.json` (real adapters use 4..256).
 pub const MAX_RANK: usize = 1 << 16;
 
+/// Longest `target_modules` regular expression accepted, in bytes: PEFT writes a few alternations,
+/// and parsing costs about a hundred bytes of memory per byte of pattern before any size limit applies.
+pub const MAX_REGEX_LEN: usize = 64 << 10;
+
+/// Largest compiled `target_modules` regular expression, in bytes (`regex::RegexBuilder::size_limit`).
+pub const MAX_REGEX_SIZE: usize = 1 << 20;
+
 /// Which modules an adapter targets, as `adapter_config.json` says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetModules {
@@ -98,14 +105,18 @@ impl AdapterConfig {
         let lora_alpha = json
             .get("lora_alpha")
             .and_then(Value::as_f64)
+            .map(|a| a as f32)
             .filter(|a| a.is_finite())
             .ok_or_else(|| {
                 invalid(
                     &path,
                     "lora_alpha",
-                    format!("expected a finite number, got {:?}", json.get("lora_alpha")),
+                    format!(
+                        "expected a finite number within f32 range, got {:?}",
+                        json.get("lora_alpha")
+                    ),
                 )
-            })? as f32;
+            })?;
         let flag = |field: &str| -> Result<bool> {
             match json.get(field) {
                 None | Some(Value::Null) => Ok(false),
@@ -162,14 +173,29 @@ impl AdapterConfig {
         }
         let (target_modules, regex) = match json.get("target_modules") {
             Some(Value::String(s)) if s == "all-linear" => (TargetModules::AllLinear, None),
+            Some(Value::String(s)) if s.len() > MAX_REGEX_LEN => {
+                return Err(invalid(
+                    &path,
+                    "target_modules",
+                    format!(
+                        "regular expression of {} bytes (at most {MAX_REGEX_LEN})",
+                        s.len()
+                    ),
+                ))
+            }
             Some(Value::String(s)) => {
-                let re = regex::Regex::new(&format!("^(?:{s})$")).map_err(|e| {
-                    invalid(
-                        &path,
-                        "target_modules",
-                        format!("bad regular expression: {e}"),
-                    )
-                })?;
+                // PEFT patterns are a few alternations; without a tighter limit than the crate's
+                // 10 MiB, a 16-byte pattern such as `(?:\w{100}){100}` compiles to megabytes.
+                let re = regex::RegexBuilder::new(&format!("^(?:{s})$"))
+                    .size_limit(MAX_REGEX_SIZE)
+                    .build()
+                    .map_err(|e| {
+                        invalid(
+                            &path,
+                            "target_modules",
+                            format!("bad regular expression: {e}"),
+                        )
+                    })?;
                 (TargetModules::Regex(s.clone()), Some(re))
             }
             Some(Value::Array(list)) => {

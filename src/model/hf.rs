@@ -2,17 +2,18 @@
 //! `model.safetensors.index.json`), `tokenizer.json`, `tokenizer_config.json` / `chat_template.jinja`
 //! and `generation_config.json`.
 //!
-//! Everything read from a file is checked before it is used: sizes and offsets by the `safetensors`
-//! crate (which rejects headers over 100 MB, offsets past the end, and byte lengths that disagree with
-//! shape and dtype), shapes against `config.json`, and `config.json` values against sane bounds, so a
-//! hostile folder yields [`Error::InvalidFile`] naming the file and field, never a panic. The only
-//! allocations are the tensors the model needs, sized from shapes already checked against the file
-//! (f16/bf16 tensors take twice their stored bytes once widened to f32).
+//! Everything read from a file is checked before it is used: sizes and offsets by [`read_header`]
+//! and the `safetensors` crate (headers over 100 MB, offsets past the end, and byte lengths that
+//! disagree with shape and dtype are rejected), shapes against `config.json`, and `config.json`
+//! values against sane bounds, so a hostile folder yields [`Error::InvalidFile`] naming the file and
+//! field, never a panic. The only allocations are the tensors the model needs, sized from shapes
+//! already checked against the file (f16/bf16 tensors take twice their stored bytes once widened to
+//! f32).
 
 use super::config::{LlamaConfig, RopeScaling};
 use super::weights::{HostTensor, ModelFiles, TokenizerFiles};
 use crate::{Error, Result};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -65,10 +66,7 @@ impl SafetensorsFile {
         // is the standard caveat of mapping model files, and the reason tensors are copied out right
         // after the header is validated rather than kept borrowed.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        // Validates the header length (<= 100 MB), the JSON, contiguous in-bounds offsets, byte
-        // lengths against shape x dtype (with overflow checks), and that the data fills the file.
-        let (header_len, meta) = SafeTensors::read_metadata(&mmap)
-            .map_err(|e| invalid(path, "header", e.to_string()))?;
+        let (header_len, meta) = read_header(path, &mmap)?;
         Ok(SafetensorsFile {
             path: path.to_path_buf(),
             mmap,
@@ -108,7 +106,7 @@ impl SafetensorsFile {
             ));
         }
         let (s, e) = t.data_offsets;
-        // In bounds: read_metadata checked that the offsets are contiguous and end at the file's end.
+        // In bounds: read_header checked that the offsets are contiguous and end at the file's end.
         let bytes = &self.mmap[self.data_start + s..self.data_start + e];
         let data = bytes_to_f32(t.dtype, bytes).ok_or_else(|| {
             invalid(
@@ -122,6 +120,56 @@ impl SafetensorsFile {
             data,
         })
     }
+}
+
+/// Largest JSON header accepted, as the `safetensors` crate's own reader.
+const MAX_HEADER_LEN: u64 = 100_000_000;
+
+/// The header length and the parsed header of a safetensors image: the header length is at most
+/// 100 MB and inside the file, the JSON is valid, offsets are contiguous from 0 with byte lengths
+/// matching shape x dtype (checked by `Metadata`'s deserializer, overflow included), and the data
+/// fills the rest of the file exactly.
+///
+/// `SafeTensors::read_metadata` does the same, except that it adds the header length to a data end
+/// taken from the header unchecked, which panics in debug builds for ends near `u64::MAX`.
+fn read_header(path: &Path, bytes: &[u8]) -> Result<(usize, safetensors::tensor::Metadata)> {
+    let bad = |detail: String| invalid(path, "header", detail);
+    let prefix = bytes.first_chunk::<8>().ok_or_else(|| {
+        bad(format!(
+            "file of {} bytes is shorter than the 8-byte header length",
+            bytes.len()
+        ))
+    })?;
+    let n = u64::from_le_bytes(*prefix);
+    if n > MAX_HEADER_LEN {
+        return Err(bad(format!(
+            "header length {n} is over the {MAX_HEADER_LEN} bytes safetensors allows"
+        )));
+    }
+    let data = &bytes[8..];
+    // No truncation: n <= 100 MB.
+    let n = n as usize;
+    if n > data.len() {
+        return Err(bad(format!(
+            "header of {n} bytes runs past the end of the {}-byte file",
+            bytes.len()
+        )));
+    }
+    let meta: safetensors::tensor::Metadata =
+        serde_json::from_slice(&data[..n]).map_err(|e| bad(format!("invalid header: {e}")))?;
+    let data_len = data.len() - n;
+    let end = meta
+        .tensors()
+        .values()
+        .map(|t| t.data_offsets.1)
+        .max()
+        .unwrap_or(0);
+    if end != data_len {
+        return Err(bad(format!(
+            "tensor data ends at byte {end} of a {data_len}-byte data section"
+        )));
+    }
+    Ok((n, meta))
 }
 
 /// Little-endian F32/F16/BF16 bytes to f32; `None` for any other dtype.
@@ -316,14 +364,16 @@ fn get_f32(path: &Path, json: &Value, field: &str, default: f32) -> Result<f32> 
             let x = v
                 .as_f64()
                 .ok_or_else(|| invalid(path, field, format!("expected a number, got {v}")))?;
-            if !x.is_finite() || x <= 0.0 {
+            // Checked after narrowing: 1e39 or 1e-46 become inf or 0 as f32.
+            let narrow = x as f32;
+            if !narrow.is_finite() || narrow <= 0.0 {
                 return Err(invalid(
                     path,
                     field,
-                    format!("expected a finite positive number, got {x}"),
+                    format!("expected a finite positive number within f32 range, got {x}"),
                 ));
             }
-            Ok(x as f32)
+            Ok(narrow)
         }
     }
 }
@@ -510,12 +560,16 @@ fn parse_rope_scaling(path: &Path, field: &str, s: &Value, max_pos: usize) -> Re
         let v = s
             .get(name)
             .and_then(Value::as_f64)
+            .map(|x| x as f32)
             .filter(|x| x.is_finite() && *x > 0.0);
-        v.map(|x| x as f32).ok_or_else(|| {
+        v.ok_or_else(|| {
             invalid(
                 path,
                 format!("{field}.{name}"),
-                format!("expected a finite positive number, got {:?}", s.get(name)),
+                format!(
+                    "expected a finite positive number within f32 range, got {:?}",
+                    s.get(name)
+                ),
             )
         })
     };

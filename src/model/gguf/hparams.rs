@@ -57,8 +57,9 @@ pub fn llama_config(
         let k = key(k);
         match file.get(&k) {
             None => Ok(None),
-            Some(v) => match v.as_f64() {
-                Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x as f32)),
+            // Checked after narrowing: an f64 such as 1e300 or 1e-300 becomes inf or 0 as f32.
+            Some(v) => match v.as_f64().map(|x| x as f32) {
+                Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
                 _ => Err(invalid(
                     file.path(),
                     format!("metadata '{k}'"),
@@ -232,14 +233,17 @@ fn rope_scaling(file: &GgufFile, arch: &str) -> Result<RopeScaling> {
             ))
         }
     };
-    let factor = file.get(&factor_key).and_then(Value::as_f64);
+    let factor = file
+        .get(&factor_key)
+        .and_then(Value::as_f64)
+        .map(|f| f as f32);
     match (kind, factor) {
         (None | Some("none"), _) => Ok(RopeScaling::None),
         (Some("linear"), Some(f)) if f.is_finite() && f > 0.0 => {
             if f == 1.0 {
                 Ok(RopeScaling::None)
             } else {
-                Ok(RopeScaling::Linear { factor: f as f32 })
+                Ok(RopeScaling::Linear { factor: f })
             }
         }
         (Some("linear"), _) => Err(invalid(

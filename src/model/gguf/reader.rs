@@ -14,7 +14,8 @@
 //! Contract: [`GgufFile::open`] validates everything it hands out. Every count and length read from
 //! the file is checked against the bytes that remain before anything is allocated for it, so a
 //! hostile header can make the reader allocate at most a small multiple of the file size; every
-//! tensor's data range is checked to lie inside the file. Any violation is an
+//! tensor's data range is checked to lie inside the file and to share no byte with another's (so
+//! dequantising them all costs a bounded multiple of the file size too). Any violation is an
 //! [`Error::InvalidFile`] naming the file and the field; nothing here panics on bad input.
 
 use super::ggml_type::GgmlType;
@@ -577,6 +578,27 @@ impl GgufFile {
                         ),
                     ))
                 }
+            }
+        }
+        // Tensors sharing bytes would let a small file dequantise to any number of copies of the
+        // same data; llama.cpp requires each tensor to start where the previous one ends.
+        let mut by_offset: Vec<&TensorInfo> = tensors.iter().filter(|t| t.n_bytes > 0).collect();
+        by_offset.sort_unstable_by_key(|t| t.offset);
+        for pair in by_offset.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            // No overflow: offset + n_bytes fits once data_offset is added (checked above).
+            if b.offset < a.offset + a.n_bytes {
+                return Err(invalid(
+                    &path,
+                    format!("tensor '{}'", b.name),
+                    format!(
+                        "data at offset {} overlaps tensor '{}' (offsets {}..{})",
+                        b.offset,
+                        a.name,
+                        a.offset,
+                        a.offset + a.n_bytes
+                    ),
+                ));
             }
         }
 
