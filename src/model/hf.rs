@@ -2,7 +2,7 @@
 //! `model.safetensors.index.json`), `tokenizer.json`, `tokenizer_config.json` / `chat_template.jinja`
 //! and `generation_config.json`.
 //!
-//! Everything read from a file is checked before it is used: sizes and offsets by [`read_header`]
+//! Everything read from a file is checked before it is used: sizes and offsets by `read_header`
 //! and the `safetensors` crate (headers over 100 MB, offsets past the end, and byte lengths that
 //! disagree with shape and dtype are rejected), shapes against `config.json`, and `config.json`
 //! values against sane bounds, so a hostile folder yields [`Error::InvalidFile`] naming the file and
