@@ -106,3 +106,25 @@ fn devices_lists_the_emulator_says_why_no_npu_and_self_checks() {
     let text = stdout_ok(&cli(&["devices", "--no-check"]));
     assert!(!text.contains("self-check"), "{text}");
 }
+
+/// A zero extent and a shape whose trial the host cannot hold are refused before anything runs.
+#[test]
+fn zero_and_oversized_shapes_are_refused_with_the_figure() {
+    for (kernel, shape, says) in [
+        ("bgmv-shrink", "b=0,h=64,r=8,l=2", "b at least 1"),
+        ("bgmv-expand", "b=4,r=8,h=0,l=2", "h at least 1"),
+        ("cold-score", "n=0,v=10", "n at least 1"),
+        ("cold-score", "n=100000,v=100000", "MiB of host memory"),
+    ] {
+        let out = cli(&[
+            "check", kernel, "--device", "emu", "--shape", shape, "--trials", "1",
+        ]);
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{shape}: {message}");
+        assert!(
+            message.contains("--shape") && message.contains(says),
+            "{shape}: {message}"
+        );
+        assert!(!message.contains("panicked"), "{message}");
+    }
+}

@@ -617,3 +617,62 @@ fn empty_batches_write_empty_outputs() {
     ]));
     assert_eq!(read(&dir.path("t.npy")).shape, vec![0]);
 }
+
+/// Sizes and counts a hostile user may pass: each is an error naming the flag, never a panic, an
+/// abort on a huge allocation, or a wrapped loop bound that launches nothing and writes poison.
+#[test]
+fn huge_offsets_and_counts_are_refused_with_the_flag_named() {
+    let dir = Dir::new();
+    let x = dir.write(
+        "x.npy",
+        &NpyArray::from_values(NpyDtype::F32, vec![2, 4], &[1.0f32; 8]).unwrap(),
+    );
+    let w = dir.write("w.npy", &npy16(&[f16::ONE; 32], vec![1, 8, 4], DType::F16));
+    let i = dir.write(
+        "i.npy",
+        &NpyArray::from_values(NpyDtype::I64, vec![2], &[0i64, -1]).unwrap(),
+    );
+    let out = dir.arg("y.npy");
+    let base = [
+        "run",
+        "bgmv-expand",
+        "--device",
+        "emu",
+        "--x",
+        &x,
+        "--weights",
+        &w,
+        "--indices",
+        &i,
+        "--out",
+        &out,
+    ];
+    for (extra, flag, says) in [
+        (
+            ["--slice-offset", "18446744073709551000"],
+            "--slice-offset",
+            "fits in usize",
+        ),
+        (
+            ["--slice-offset", "4000000000000"],
+            "--slice-offset",
+            "MiB of host memory",
+        ),
+        (
+            ["--warmup", "18446744073709551615"],
+            "--warmup",
+            "at most 1000000",
+        ),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra).collect();
+        let result = cli(&args);
+        let message = stderr(&result);
+        assert_eq!(result.status.code(), Some(1), "{extra:?}: {message}");
+        assert!(
+            message.contains(flag) && message.contains(says),
+            "{extra:?}: {message}"
+        );
+        assert!(!message.contains("panicked"), "{message}");
+        assert!(!dir.path("y.npy").exists(), "{extra:?} wrote an output");
+    }
+}

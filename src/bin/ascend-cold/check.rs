@@ -255,6 +255,11 @@ pub fn trial(
     knobs: Knobs,
     rng: &mut StdRng,
 ) -> Result<Trial> {
+    shape.check_memory(
+        "--shape",
+        dtype.size() as usize,
+        crate::common::host_memory_budget(),
+    )?;
     let profile = device.profile()?;
     let label = |is_random: bool| match choice {
         TilingChoice::Default => "default".to_string(),

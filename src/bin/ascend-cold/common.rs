@@ -337,6 +337,18 @@ fn timed(
     let emu_id = (device.provider() == Provider::Emulator).then(|| device.id());
     let (start, end) = (Event::new(&device)?, Event::new(&device)?);
     let mut m = Measured::default();
+    // Far past any useful count, and what keeps the loop bound from wrapping (a wrapped bound ran no
+    // launch at all and reported the poisoned output).
+    const MAX_LAUNCHES: usize = 1_000_000;
+    for (name, count) in [("--warmup", reps.warmup), ("--repeat", reps.repeat)] {
+        if count > MAX_LAUNCHES {
+            return Err(Error::parameter(
+                name,
+                format!("at most {MAX_LAUNCHES}"),
+                count,
+            ));
+        }
+    }
     for i in 0..reps.warmup + reps.repeat.max(1) {
         step(Phase::Reset)?;
         let timed = i >= reps.warmup;
@@ -805,7 +817,9 @@ pub fn random_indices(rng: &mut impl rand::Rng, batch: usize, loras: usize) -> V
 /// The bit pattern 0xFF.. of `T` (NaN in every float type): outputs start poisoned, so an element a
 /// kernel forgets to write cannot pass.
 pub fn poison<T: DeviceRepr>(n: usize) -> Vec<T> {
-    bytemuck::cast_slice::<u8, T>(&vec![0xFFu8; n * std::mem::size_of::<T>()]).to_vec()
+    let mut v: Vec<T> = bytemuck::zeroed_vec(n);
+    bytemuck::cast_slice_mut::<T, u8>(&mut v).fill(0xFF);
+    v
 }
 
 // ---- shapes on the command line -----------------------------------------------------------------------
@@ -822,6 +836,52 @@ pub enum KernelShape {
 }
 
 impl KernelShape {
+    /// Host bytes a trial of this shape holds at once: every operand in `elem` bytes, the f64
+    /// reference's copy of the output, and the output read back; `None` when that overflows.
+    pub fn trial_bytes(&self, elem: usize) -> Option<usize> {
+        let mul = |dims: &[usize]| dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let (inputs, output) = match *self {
+            KernelShape::Shrink(s) => (
+                mul(&[s.batch, s.hidden_in])?.checked_add(mul(&[
+                    s.num_loras,
+                    s.rank,
+                    s.hidden_in,
+                ])?)?,
+                mul(&[s.batch, s.rank])?,
+            ),
+            KernelShape::Expand(s) => (
+                mul(&[s.batch, s.rank])?.checked_add(mul(&[s.num_loras, s.hidden_out, s.rank])?)?,
+                mul(&[s.batch, s.hidden_full])?,
+            ),
+            KernelShape::Cold(s) => (mul(&[2, s.rows, s.vocab])?, mul(&[s.rows, s.vocab])?),
+        };
+        // Inputs once, the output three times (poisoned upload, download, f64 reference at 8 bytes).
+        inputs
+            .checked_mul(elem)?
+            .checked_add(output.checked_mul(2 * elem.max(4) + 8)?)
+    }
+
+    /// Refuses a shape whose trial needs more host memory than `limit` bytes, saying how much;
+    /// `param` is the flag that set the shape.
+    pub fn check_memory(&self, param: &'static str, elem: usize, limit: usize) -> Result<()> {
+        match self.trial_bytes(elem) {
+            Some(bytes) if bytes <= limit => Ok(()),
+            Some(bytes) => Err(Error::parameter(
+                param,
+                format!(
+                    "a shape whose trial fits in {} MiB of host memory (half of what is available)",
+                    limit >> 20
+                ),
+                format!("{self:?}, which needs {} MiB", bytes >> 20),
+            )),
+            None => Err(Error::parameter(
+                param,
+                "a shape whose size fits in usize",
+                format!("{self:?}"),
+            )),
+        }
+    }
+
     /// The kernel.
     pub fn kernel(&self) -> KernelName {
         match self {
@@ -891,10 +951,20 @@ pub fn parse_shape(kernel: KernelName, spec: &str) -> Result<KernelShape> {
             format!("{k} in {spec:?}"),
         ));
     }
-    let need = |k: &str| {
-        kv.get(k).copied().ok_or_else(|| {
-            Error::parameter("--shape", format!("a value for {k} ({SHAPE_HELP})"), spec)
-        })
+    // Every extent but the slice offset at least 1: a zero batch or width makes empty operands that
+    // tell the user nothing ("expected 0 elements").
+    let need = |k: &str| match kv.get(k).copied() {
+        Some(0) => Err(Error::parameter(
+            "--shape",
+            format!("{k} at least 1"),
+            format!("{k}=0 in {spec:?}"),
+        )),
+        Some(v) => Ok(v),
+        None => Err(Error::parameter(
+            "--shape",
+            format!("a value for {k} ({SHAPE_HELP})"),
+            spec,
+        )),
     };
     Ok(match kernel {
         KernelName::BgmvShrink => KernelShape::Shrink(ShrinkShape {
@@ -906,11 +976,17 @@ pub fn parse_shape(kernel: KernelName, spec: &str) -> Result<KernelShape> {
         KernelName::BgmvExpand => {
             let off = kv.get("off").copied().unwrap_or(0);
             let h = need("h")?;
+            let full = match kv.get("full").copied() {
+                Some(full) => full,
+                None => off
+                    .checked_add(h)
+                    .ok_or_else(|| Error::parameter("--shape", "off + h within usize", spec))?,
+            };
             KernelShape::Expand(ExpandShape {
                 batch: need("b")?,
                 rank: need("r")?,
                 hidden_out: h,
-                hidden_full: kv.get("full").copied().unwrap_or(off + h),
+                hidden_full: full,
                 slice_offset: off,
                 num_loras: need("l")?,
             })
@@ -937,4 +1013,20 @@ pub fn print_load_error(error: &ascend_sys::LoadError, indent: &str) {
         "{indent}remedy: source the CANN set_env.sh (sets ASCEND_HOME_PATH), or set \
          ASCEND_ACL_LIB=/path/to/libascendcl.so"
     );
+}
+
+/// Host memory a tool may use for one trial: half of `MemAvailable` (Linux `/proc/meminfo`), or
+/// 4 GiB where that cannot be read.
+pub fn host_memory_budget() -> usize {
+    let available_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        });
+    match available_kib {
+        Some(kib) => kib.saturating_mul(1024) / 2,
+        None => 4 << 30,
+    }
 }

@@ -347,16 +347,33 @@ fn expand(r: &ExpandRun) -> Result<u8> {
     }
     let idx = load_indices(&r.indices, b)?;
     let off = r.slice_offset;
+    // The output row is at least --slice-offset + H_out wide: checked, and its size refused before
+    // anything is allocated when the host could not hold it.
+    let min_full = off.checked_add(h_out).ok_or_else(|| {
+        Error::parameter("--slice-offset", "slice_offset + H_out within usize", off)
+    })?;
+    let out_shape = common::KernelShape::Expand(ExpandShape {
+        batch: b,
+        rank,
+        hidden_out: h_out,
+        hidden_full: min_full,
+        slice_offset: off,
+        num_loras: l,
+    });
+    out_shape.check_memory(
+        "--slice-offset",
+        dtype.size() as usize,
+        common::host_memory_budget(),
+    )?;
     let (y0, full) = match &r.init {
         Some(p) => {
             let i = load(p, "--init", 2, c)?;
-            if i.data.dtype() != dtype || i.shape[0] != b || i.shape[1] < off + h_out {
+            if i.data.dtype() != dtype || i.shape[0] != b || i.shape[1] < min_full {
                 return Err(Error::shape(
                     format!("--init {}", p.display()),
                     format!(
-                        "{} of shape ({b}, H_full) with H_full >= --slice-offset + H_out = {}",
+                        "{} of shape ({b}, H_full) with H_full >= --slice-offset + H_out = {min_full}",
                         numpy_name(dtype),
-                        off + h_out
                     ),
                     format!(
                         "{} of shape {}",
@@ -368,7 +385,7 @@ fn expand(r: &ExpandRun) -> Result<u8> {
             let full = i.shape[1];
             (i.data, full)
         }
-        None => (Floats::zeros(dtype, b * (off + h_out)), off + h_out),
+        None => (Floats::zeros(dtype, b * min_full), min_full),
     };
     let shape = ExpandShape {
         batch: b,
