@@ -258,12 +258,7 @@ fn check_kernels(device: &Device, tally: &mut Tally) {
     let mut seed = 0;
     for (shape, dtypes, knobs) in cases() {
         for &dtype in dtypes {
-            let label = format!(
-                "  {:<11} {:<4} {:<38}",
-                shape.kernel().op(),
-                dtype.suffix(),
-                shape.to_string()
-            );
+            let label = case_label(shape, dtype);
             begin(&label);
             // A fixed seed per line: two runs of selftest draw the same inputs.
             let mut rng = StdRng::seed_from_u64(seed);
@@ -297,6 +292,16 @@ fn check_kernels(device: &Device, tally: &mut Tally) {
     }
 }
 
+/// The column layout of one case line, shared by the checks and the timings so they line up.
+fn case_label(shape: KernelShape, dtype: DType) -> String {
+    format!(
+        "  {:<11} {:<4} {:<38}",
+        shape.kernel().op(),
+        dtype.suffix(),
+        shape.to_string()
+    )
+}
+
 /// The median event-timed launch of each kernel on each case shape, in the dtypes the decoder uses
 /// (bf16 LoRA, f32 logits).
 fn time_kernels(device: &Device, host_times: bool, tally: &mut Tally) {
@@ -318,12 +323,7 @@ fn time_kernels(device: &Device, host_times: bool, tally: &mut Tally) {
             KernelShape::Cold(_) => DType::F32,
             _ => DType::Bf16,
         };
-        let label = format!(
-            "  {:<11} {:<4} {:<38}",
-            shape.kernel().op(),
-            dtype.suffix(),
-            shape.to_string()
-        );
+        let label = case_label(shape, dtype);
         begin(&label);
         match time_one(device, shape, reps, &mut rng) {
             Ok(m) => {
