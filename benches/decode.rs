@@ -9,7 +9,9 @@
 //!    load of a shared machine hits them alike; per variant the median ms/step over rounds, per
 //!    ratio the median over rounds of that round's ratio. Its lines start with `decode-bench:` and
 //!    `scripts/bench-decode` turns them into a table. It also splits each step's time into LoRA
-//!    launches (the BGMV path), `cold_score` (upload, kernel, download), and the rest (the host model).
+//!    launches (the BGMV path), `cold_score` (upload, kernel, download), and the rest (the host model),
+//!    and counts per step what the step asked of the device (on the emulator, from
+//!    `runtime::emu::stats`): kernel launches, copies each way, and host waits.
 //!
 //! Steady state: every request is prefilled with its own 64-token prompt (untimed); timed steps then
 //! feed one token each, and after 32 steps the requests are prefilled again (untimed), so the KV
@@ -28,12 +30,12 @@
 
 use ascend_cold::decode::{Decoder, Request, SamplingParams, StopRules, Strategy};
 use ascend_cold::model::{
-    load_model, Adapter, DeviceLora, KvCache, LlamaConfig, LlamaModel, LoraDelta, LoraTarget, Row,
-    StackedAdapters, WeightDtype,
+    load_model, Adapter, DeviceLora, KvCache, LlamaConfig, LlamaModel, LoraDelta, LoraGroup,
+    LoraRows, LoraTarget, Row, StackedAdapters, WeightDtype,
 };
 use ascend_cold::ops::{self, ColdOutputs};
 use ascend_cold::shapes::ColdShape;
-use ascend_cold::{Device, DeviceBuffer, Result, Stream};
+use ascend_cold::{Device, DeviceBuffer, Provider, Result, Stream};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use half::bf16;
 use std::cell::Cell;
@@ -181,13 +183,13 @@ impl LoraDelta for TimedLora<'_> {
     fn add_delta(
         &self,
         layer: usize,
-        target: LoraTarget,
+        group: LoraGroup,
         x: &[f32],
-        adapters: &[i64],
+        rows: &LoraRows,
         y: &mut [f32],
     ) -> Result<()> {
         let t = Instant::now();
-        let r = self.inner.add_delta(layer, target, x, adapters, y);
+        let r = self.inner.add_delta(layer, group, x, rows, y);
         self.spent.set(self.spent.get() + t.elapsed());
         r
     }
@@ -229,6 +231,39 @@ struct Split {
     total: Duration,
     lora: Duration,
     cold_score: Duration,
+    /// Emulator counters summed over the timed steps (zero on an NPU).
+    device: Crossings,
+}
+
+/// What a step asked of the device, from the emulator's counters.
+#[derive(Debug, Default, Clone, Copy)]
+struct Crossings {
+    launches: u64,
+    copies_to_device: u64,
+    copies_to_host: u64,
+    host_waits: u64,
+}
+
+impl Crossings {
+    /// The emulated device's counters now; zero for a real device, which has none.
+    fn read(device: &Device) -> Crossings {
+        match ascend_cold::runtime::emu::stats(device.id()) {
+            Ok(s) if device.provider() == Provider::Emulator => Crossings {
+                launches: s.launches,
+                copies_to_device: s.copies_to_device,
+                copies_to_host: s.copies_to_host,
+                host_waits: s.host_waits,
+            },
+            _ => Crossings::default(),
+        }
+    }
+
+    fn add_since(&mut self, before: Crossings, after: Crossings) {
+        self.launches += after.launches - before.launches;
+        self.copies_to_device += after.copies_to_device - before.copies_to_device;
+        self.copies_to_host += after.copies_to_host - before.copies_to_host;
+        self.host_waits += after.host_waits - before.host_waits;
+    }
 }
 
 /// Device buffers for the naive runner's `cold_score` (the decoder keeps the same set).
@@ -375,6 +410,7 @@ impl<'m> Runner<'m> {
                 self.prefill();
             }
             let lora_before = self.lora.spent.get();
+            let device_before = Crossings::read(self.stream.device());
             let t = Instant::now();
             let cold = match &mut self.state {
                 State::Decoder(d) => {
@@ -405,6 +441,9 @@ impl<'m> Runner<'m> {
                 State::Fresh => unreachable!("prefilled above"),
             };
             let dt = t.elapsed();
+            self.split
+                .device
+                .add_since(device_before, Crossings::read(self.stream.device()));
             timed += dt;
             self.since_prefill += 1;
             self.split.steps += 1;
@@ -600,9 +639,11 @@ fn bench(c: &mut Criterion) {
         let ms = median(per_round[i].clone()) * 1e3;
         let s = r.split;
         let frac = |d: Duration| 100.0 * d.as_secs_f64() / s.total.as_secs_f64();
+        let per_step = |n: u64| n as f64 / s.steps as f64;
         eprintln!(
             "decode-bench: step {:<14} ms_per_step={ms:.2} steps_per_s={:.2} tokens_per_s={:.2} \
-             mean_ms={:.2} lora_pct={:.1} cold_score_pct={:.1} lora_ms={:.2} cold_score_ms={:.2}",
+             mean_ms={:.2} lora_pct={:.1} cold_score_pct={:.1} lora_ms={:.2} cold_score_ms={:.2} \
+             launches={:.1} copies_to_device={:.1} copies_to_host={:.1} host_waits={:.1}",
             r.label(),
             1e3 / ms,
             r.batch as f64 * 1e3 / ms,
@@ -611,6 +652,10 @@ fn bench(c: &mut Criterion) {
             frac(s.cold_score),
             s.lora.as_secs_f64() * 1e3 / s.steps as f64,
             s.cold_score.as_secs_f64() * 1e3 / s.steps as f64,
+            per_step(s.device.launches),
+            per_step(s.device.copies_to_device),
+            per_step(s.device.copies_to_host),
+            per_step(s.device.host_waits),
         );
     }
     for &b in &BATCHES {

@@ -238,7 +238,7 @@ fn a_mixed_batch_gives_each_request_its_tokens_alone_even_finishing_at_different
     }
 }
 
-/// Counts the token rows that reach the LoRA path (layer 0, q_proj: once per forward).
+/// Counts the token rows that reach the LoRA path (layer 0, q/k/v: once per forward).
 struct CountingLora<'a> {
     inner: &'a dyn LoraDelta,
     rows: std::cell::Cell<usize>,
@@ -252,15 +252,15 @@ impl LoraDelta for CountingLora<'_> {
     fn add_delta(
         &self,
         layer: usize,
-        target: ascend_cold::model::LoraTarget,
+        group: ascend_cold::model::LoraGroup,
         x: &[f32],
-        adapters: &[i64],
+        rows: &ascend_cold::model::LoraRows,
         y: &mut [f32],
     ) -> ascend_cold::Result<()> {
-        if layer == 0 && target == ascend_cold::model::LoraTarget::Q {
-            self.rows.set(self.rows.get() + adapters.len());
+        if layer == 0 && group == ascend_cold::model::LoraGroup::Qkv {
+            self.rows.set(self.rows.get() + rows.len());
         }
-        self.inner.add_delta(layer, target, x, adapters, y)
+        self.inner.add_delta(layer, group, x, rows, y)
     }
 }
 

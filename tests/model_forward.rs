@@ -4,8 +4,8 @@
 mod model_common;
 
 use ascend_cold::model::{
-    HostLora, KvCache, LlamaModel, LoraDelta, LoraTarget, RopeScaling, Row, StackedAdapters,
-    WeightDtype,
+    HostLora, KvCache, LlamaModel, LoraDelta, LoraGroup, LoraRows, LoraTarget, RopeScaling, Row,
+    StackedAdapters, WeightDtype,
 };
 use ascend_cold::Error;
 use model_common::*;
@@ -254,13 +254,13 @@ impl LoraDelta for Failing {
     fn add_delta(
         &self,
         _: usize,
-        _: LoraTarget,
+        _: LoraGroup,
         _: &[f32],
-        _: &[i64],
+        _: &LoraRows,
         _: &mut [f32],
     ) -> ascend_cold::Result<()> {
         self.0.set(self.0.get() + 1);
-        if self.0.get() == 9 {
+        if self.0.get() == 3 {
             return Err(Error::parameter("test", "no failure", "failure"));
         }
         Ok(())
@@ -301,36 +301,61 @@ fn a_failing_lora_rolls_caches_back() {
 #[test]
 fn host_lora_rejects_bad_arguments_without_writing() {
     let files = tiny_files(2, true, 1);
-    let stacked = two_adapters(&files.config);
+    let config = &files.config;
+    let stacked = two_adapters(config);
     let lora = HostLora::new(&stacked);
-    let (inf, outf) = LoraTarget::Q.dims(&files.config);
-    let x = vec![1.0; 2 * inf];
-    let mut y = vec![0.5; 2 * outf];
     assert!(matches!(
-        lora.add_delta(0, LoraTarget::Q, &x, &[0, 2], &mut y),
+        LoraRows::new(vec![0, 2], 2),
         Err(Error::BadIndex {
             row: 1,
             index: 2,
             num_adapters: 2
         })
     ));
+    let (inf, outf) = LoraGroup::Qkv.dims(config);
+    let both = LoraRows::new(vec![0, 1], 2).unwrap();
+    let x = vec![1.0; 2 * inf];
+    let mut y = vec![0.5; 2 * outf];
     assert!(matches!(
-        lora.add_delta(0, LoraTarget::Q, &x[1..], &[0, 1], &mut y),
+        lora.add_delta(0, LoraGroup::Qkv, &x[1..], &both, &mut y),
         Err(Error::BadShape { .. })
     ));
     assert!(lora
-        .add_delta(2, LoraTarget::Q, &x, &[0, 1], &mut y)
+        .add_delta(2, LoraGroup::Qkv, &x, &both, &mut y)
         .is_err());
+    let too_many = LoraRows::new(vec![0, 2], 3).unwrap();
+    assert!(matches!(
+        lora.add_delta(0, LoraGroup::Qkv, &x, &too_many, &mut y),
+        Err(Error::BadParameter { .. })
+    ));
     assert!(y.iter().all(|&v| v == 0.5));
-    // Adapter "a" does not target K: no change; "b" does.
-    let (kin, kout) = LoraTarget::K.dims(&files.config);
-    let mut yk = vec![0.0; kout];
-    lora.add_delta(0, LoraTarget::K, &vec![1.0; kin], &[0], &mut yk)
-        .unwrap();
-    assert!(yk.iter().all(|&v| v == 0.0));
-    lora.add_delta(0, LoraTarget::K, &vec![1.0; kin], &[1], &mut yk)
-        .unwrap();
-    assert!(yk.iter().any(|&v| v != 0.0));
+    // Adapter "a" targets q and v, not k: its row changes q's and v's columns, not k's; "b" all.
+    let columns: Vec<(LoraTarget, usize)> = LoraGroup::Qkv.columns(config).collect();
+    let mut y = vec![0.0; outf];
+    lora.add_delta(
+        0,
+        LoraGroup::Qkv,
+        &x[..inf],
+        &LoraRows::new(vec![0], 2).unwrap(),
+        &mut y,
+    )
+    .unwrap();
+    for &(target, start) in &columns {
+        let out = target.dims(config).1;
+        let changed = y[start..start + out].iter().any(|&v| v != 0.0);
+        assert_eq!(changed, target != LoraTarget::K, "{target}");
+    }
+    let mut y = vec![0.0; outf];
+    lora.add_delta(
+        0,
+        LoraGroup::Qkv,
+        &x[..inf],
+        &LoraRows::new(vec![1], 2).unwrap(),
+        &mut y,
+    )
+    .unwrap();
+    let (k, start) = columns[1];
+    assert!(y[start..start + k.dims(config).1].iter().any(|&v| v != 0.0));
 }
 
 #[test]

@@ -24,7 +24,7 @@
 
 use super::config::LlamaConfig;
 use super::hf::{invalid, read_json, SafetensorsFile};
-use super::lora::LoraTarget;
+use super::targets::LoraTarget;
 use super::weights::HostTensor;
 use crate::{Error, Result};
 use serde_json::Value;

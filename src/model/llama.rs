@@ -20,7 +20,9 @@
 use super::config::{LlamaConfig, RopeScaling};
 use super::hf::expected_tensors;
 use super::kv_cache::KvCache;
-use super::lora::{LoraDelta, LoraTarget};
+use super::lora::{LoraDelta, LoraRows};
+use super::targets::LoraGroup;
+use super::vector::dot;
 use super::weights::{HostTensor, ModelFiles};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -108,57 +110,6 @@ impl Matrix {
             }
         }
     }
-}
-
-/// Dot product over 16 independent lanes (vectorisable; the lane sums are added at the end).
-#[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    const W: usize = 16;
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; W];
-    let ca = a.chunks_exact(W);
-    let cb = b.chunks_exact(W);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for j in 0..W {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    let mut s = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    // Pairwise reduction of the lanes.
-    let mut w = W;
-    while w > 1 {
-        w /= 2;
-        for j in 0..w {
-            acc[j] += acc[j + w];
-        }
-    }
-    acc[0] + s
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_lanes(a, b)
-}
-
-/// `sum(a[i] * b[i])` over the shorter length, vectorised for the running CPU.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2 (checked just above), the only requirement of `dot_avx2`.
-        return unsafe { dot_avx2(a, b) };
-    }
-    dot_lanes(a, b)
 }
 
 /// Copy columns `off..off + width` of the `[n, stride]` matrix `y` into `out` (`[n, width]`).
@@ -485,7 +436,7 @@ impl LlamaModel {
     }
 
     /// Check a batch before anything is modified.
-    fn validate(&self, rows: &[Row<'_>], num_adapters: usize) -> Result<()> {
+    fn validate(&self, rows: &[Row<'_>], num_adapters: usize) -> Result<LoraRows> {
         let vocab = self.config.vocab_size;
         for (r, row) in rows.iter().enumerate() {
             if row.tokens.is_empty() {
@@ -501,13 +452,6 @@ impl LlamaModel {
                     format!("< vocab_size {vocab} (row {r})"),
                     bad,
                 ));
-            }
-            if row.adapter >= num_adapters as i64 {
-                return Err(Error::BadIndex {
-                    row: r,
-                    index: row.adapter,
-                    num_adapters,
-                });
             }
             if !row.cache.matches(&self.config) {
                 return Err(Error::parameter(
@@ -528,7 +472,8 @@ impl LlamaModel {
                 ));
             }
         }
-        Ok(())
+        let per_row = LoraRows::new(rows.iter().map(|r| r.adapter).collect(), num_adapters)?;
+        Ok(per_row.repeat_rows(rows.iter().map(|r| r.tokens.len())))
     }
 
     /// Append each row's tokens to its cache and return the logits after each row's last token.
@@ -543,9 +488,9 @@ impl LlamaModel {
     /// rolled back to its length before the call.
     pub fn forward(&self, rows: &mut [Row<'_>], lora: Option<&dyn LoraDelta>) -> Result<Logits> {
         let num_adapters = lora.map_or(0, |l| l.num_adapters());
-        self.validate(rows, num_adapters)?;
+        let adapters = self.validate(rows, num_adapters)?;
         let before: Vec<usize> = rows.iter().map(|r| r.cache.len()).collect();
-        let result = self.forward_checked(rows, lora);
+        let result = self.forward_checked(rows, &adapters, lora);
         if result.is_err() {
             for (row, &len) in rows.iter_mut().zip(&before) {
                 row.cache.rollback(len);
@@ -557,6 +502,7 @@ impl LlamaModel {
     fn forward_checked(
         &self,
         rows: &mut [Row<'_>],
+        adapters: &LoraRows,
         lora: Option<&dyn LoraDelta>,
     ) -> Result<Logits> {
         let c = &self.config;
@@ -568,7 +514,6 @@ impl LlamaModel {
         let n: usize = rows.iter().map(|r| r.tokens.len()).sum();
         let mut row_of = Vec::with_capacity(n);
         let mut pos = Vec::with_capacity(n);
-        let mut adapters = Vec::with_capacity(n);
         let mut x = vec![0f32; n * h];
         let mut t = 0;
         for (r, row) in rows.iter().enumerate() {
@@ -576,20 +521,18 @@ impl LlamaModel {
             for (i, &tok) in row.tokens.iter().enumerate() {
                 row_of.push(r);
                 pos.push(start + i);
-                adapters.push(row.adapter);
                 self.embed
                     .row_into(tok as usize, &mut x[t * h..(t + 1) * h]);
                 t += 1;
             }
         }
-        let lora = lora.filter(|_| adapters.iter().any(|&a| a >= 0));
-        let delta =
-            |layer: usize, target: LoraTarget, input: &[f32], y: &mut [f32]| -> Result<()> {
-                match lora {
-                    Some(l) => l.add_delta(layer, target, input, &adapters, y),
-                    None => Ok(()),
-                }
-            };
+        let lora = lora.filter(|_| !adapters.active_rows().is_empty());
+        let delta = |layer: usize, group: LoraGroup, input: &[f32], y: &mut [f32]| -> Result<()> {
+            match lora {
+                Some(l) => l.add_delta(layer, group, input, adapters, y),
+                None => Ok(()),
+            }
+        };
 
         // Buffers reused by every layer (allocated once per call, not per projection).
         let (mut normed, mut fused, mut proj) = (Vec::new(), Vec::new(), Vec::new());
@@ -601,13 +544,11 @@ impl LlamaModel {
             // Attention block.
             rms_norm_into(&x, &layer.input_norm, c.rms_norm_eps, &mut normed);
             layer.qkv.matmul_into(&normed, n, &mut fused);
+            delta(l, LoraGroup::Qkv, &normed, &mut fused)?;
             let width = qd + 2 * kvd;
             columns_into(&fused, width, 0, qd, &mut q);
             columns_into(&fused, width, qd, kvd, &mut k);
             columns_into(&fused, width, qd + kvd, kvd, &mut v);
-            delta(l, LoraTarget::Q, &normed, &mut q)?;
-            delta(l, LoraTarget::K, &normed, &mut k)?;
-            delta(l, LoraTarget::V, &normed, &mut v)?;
             apply_rope(&mut q, &pos, hd, &self.inv_freq);
             apply_rope(&mut k, &pos, hd, &self.inv_freq);
             for (t, &r) in row_of.iter().enumerate() {
@@ -627,7 +568,7 @@ impl LlamaModel {
                 &mut scores,
             );
             layer.o.matmul_into(&attn, n, &mut proj);
-            delta(l, LoraTarget::O, &attn, &mut proj)?;
+            delta(l, LoraGroup::O, &attn, &mut proj)?;
             for (xi, oi) in x.iter_mut().zip(&proj) {
                 *xi += oi;
             }
@@ -635,15 +576,14 @@ impl LlamaModel {
             // MLP block.
             rms_norm_into(&x, &layer.post_norm, c.rms_norm_eps, &mut normed);
             layer.gate_up.matmul_into(&normed, n, &mut fused);
+            delta(l, LoraGroup::GateUp, &normed, &mut fused)?;
             columns_into(&fused, 2 * inter, 0, inter, &mut gate);
             columns_into(&fused, 2 * inter, inter, inter, &mut up);
-            delta(l, LoraTarget::Gate, &normed, &mut gate)?;
-            delta(l, LoraTarget::Up, &normed, &mut up)?;
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = silu(*g) * u;
             }
             layer.down.matmul_into(&gate, n, &mut proj);
-            delta(l, LoraTarget::Down, &gate, &mut proj)?;
+            delta(l, LoraGroup::Down, &gate, &mut proj)?;
             for (xi, di) in x.iter_mut().zip(&proj) {
                 *xi += di;
             }
@@ -800,20 +740,6 @@ mod tests {
             tie_word_embeddings: true,
             bos_token_id: Some(0),
             eos_token_ids: vec![1],
-        }
-    }
-
-    #[test]
-    fn dot_matches_naive_for_odd_lengths() {
-        for n in [0, 1, 15, 16, 17, 33, 100] {
-            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let naive: f64 = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (*x as f64) * (*y as f64))
-                .sum();
-            assert!((dot(&a, &b) as f64 - naive).abs() < 1e-5, "n={n}");
         }
     }
 

@@ -1,128 +1,139 @@
 //! The LoRA seam between the model and whatever computes the deltas.
 //!
-//! The model calls [`LoraDelta::add_delta`] once per (layer, projection) with the projection's input
-//! for every token of the batch and the adapter index of each token. Two implementations:
-//! [`HostLora`] here (plain f32 loops over [`StackedAdapters`], for tests and as a fallback), and the
-//! device one over `ops::bgmv_shrink` + `ops::bgmv_expand`, which takes the same stacked layout:
+//! The model calls [`LoraDelta::add_delta`] once per (layer, [`LoraGroup`]): with the group's input for
+//! every token of the batch, the batch's adapters ([`LoraRows`], checked once per forward), and the
+//! group's fused output row (`[q | k | v]`, `o`, `[gate | up]` or `down`) to add into. Two
+//! implementations: [`HostLora`] here (plain f32 loops over [`StackedAdapters`], for tests and as a
+//! fallback), and [`super::DeviceLora`] over `ops::bgmv_shrink` + `ops::bgmv_expand`, one of each per
+//! group. Both take the stacked layout of [`StackedAdapters::module`]:
 //!
 //! - per (layer, target), `A` is `[num_adapters, rank, in]` and `B` is `[num_adapters, out, rank]`,
 //!   row-major f32, where `rank` is the largest rank among the adapters that target this module
 //!   (smaller ranks zero-padded, adapters that do not target it all-zero), and the adapter's scaling
-//!   (`lora_alpha / r`, or `lora_alpha / sqrt(r)` with rsLoRA) is already multiplied into `B`;
-//! - so the device computes `t = bgmv_shrink(x, A, idx, scale = 1.0)` then
-//!   `y = bgmv_expand(t, B, idx, slice_offset = 0, add_inputs = true)`, one launch each per module
-//!   whatever the mix of adapters in the batch. See [`StackedAdapters::module`].
+//!   (`lora_alpha / r`, or `lora_alpha / sqrt(r)` with rsLoRA) is already multiplied into `B`.
+//!
+//! Rows with a negative adapter index (the amateur rows of CoLD, requests without an adapter) get no
+//! delta and cost nothing.
 
 use super::adapter::StackedAdapters;
 use super::config::LlamaConfig;
+use super::targets::LoraGroup;
+use super::vector::dot;
 use crate::{Error, Result};
 
-/// The seven linear projections of a Llama layer that LoRA can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LoraTarget {
-    /// `self_attn.q_proj`.
-    Q,
-    /// `self_attn.k_proj`.
-    K,
-    /// `self_attn.v_proj`.
-    V,
-    /// `self_attn.o_proj`.
-    O,
-    /// `mlp.gate_proj`.
-    Gate,
-    /// `mlp.up_proj`.
-    Up,
-    /// `mlp.down_proj`.
-    Down,
+/// The adapter of each row of a batch, checked against the number of adapters once, where the batch
+/// enters the model: every [`LoraDelta`] call of the forward trusts it.
+///
+/// ```
+/// use ascend_cold::model::LoraRows;
+/// let rows = LoraRows::new(vec![0, -1, 1, 0], 2)?;
+/// assert_eq!(rows.active_rows(), &[0, 2, 3]);
+/// assert_eq!(rows.active_indices(), &[0, 1, 0]);
+/// assert!(LoraRows::new(vec![2], 2).is_err()); // only adapters 0 and 1 exist
+/// # Ok::<(), ascend_cold::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoraRows {
+    indices: Vec<i64>,
+    active_rows: Vec<usize>,
+    active_indices: Vec<i64>,
+    num_adapters: usize,
 }
 
-impl LoraTarget {
-    /// Every target, in the order used for per-layer tables.
-    pub const ALL: [LoraTarget; 7] = [
-        LoraTarget::Q,
-        LoraTarget::K,
-        LoraTarget::V,
-        LoraTarget::O,
-        LoraTarget::Gate,
-        LoraTarget::Up,
-        LoraTarget::Down,
-    ];
-
-    /// Position in [`LoraTarget::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
+impl LoraRows {
+    /// Each row's adapter index: `0..num_adapters`, or negative for none.
+    ///
+    /// # Errors
+    /// [`Error::BadIndex`] naming the first row whose index is `>= num_adapters`.
+    pub fn new(indices: Vec<i64>, num_adapters: usize) -> Result<Self> {
+        if let Some((row, &index)) = indices
+            .iter()
+            .enumerate()
+            .find(|(_, &i)| i >= 0 && i as u64 >= num_adapters as u64)
+        {
+            return Err(Error::BadIndex {
+                row,
+                index,
+                num_adapters,
+            });
+        }
+        Ok(LoraRows::trusted(indices, num_adapters))
     }
 
-    /// The Hugging Face / PEFT module name (`q_proj`, ..., `down_proj`).
-    pub fn hf_name(self) -> &'static str {
-        match self {
-            LoraTarget::Q => "q_proj",
-            LoraTarget::K => "k_proj",
-            LoraTarget::V => "v_proj",
-            LoraTarget::O => "o_proj",
-            LoraTarget::Gate => "gate_proj",
-            LoraTarget::Up => "up_proj",
-            LoraTarget::Down => "down_proj",
+    /// Builds the row lists of indices already checked against `num_adapters`.
+    fn trusted(indices: Vec<i64>, num_adapters: usize) -> Self {
+        let active_rows: Vec<usize> = (0..indices.len()).filter(|&r| indices[r] >= 0).collect();
+        let active_indices = active_rows.iter().map(|&r| indices[r]).collect();
+        LoraRows {
+            indices,
+            active_rows,
+            active_indices,
+            num_adapters,
         }
     }
 
-    /// The module path inside a layer (`self_attn.q_proj`, `mlp.down_proj`, ...).
-    pub fn module_path(self) -> &'static str {
-        match self {
-            LoraTarget::Q => "self_attn.q_proj",
-            LoraTarget::K => "self_attn.k_proj",
-            LoraTarget::V => "self_attn.v_proj",
-            LoraTarget::O => "self_attn.o_proj",
-            LoraTarget::Gate => "mlp.gate_proj",
-            LoraTarget::Up => "mlp.up_proj",
-            LoraTarget::Down => "mlp.down_proj",
-        }
+    /// Row `r` repeated `counts[r]` times (one entry per token of a row), checked by `self`.
+    pub(crate) fn repeat_rows(&self, counts: impl Iterator<Item = usize>) -> LoraRows {
+        let indices: Vec<i64> = self
+            .indices
+            .iter()
+            .zip(counts)
+            .flat_map(|(&index, n)| std::iter::repeat_n(index, n))
+            .collect();
+        LoraRows::trusted(indices, self.num_adapters)
     }
 
-    /// Parse a module name as [`LoraTarget::hf_name`] gives it.
-    pub fn from_hf_name(name: &str) -> Option<LoraTarget> {
-        LoraTarget::ALL.into_iter().find(|t| t.hf_name() == name)
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.indices.len()
     }
 
-    /// `(in_features, out_features)` of this projection in a model of `config`.
-    pub fn dims(self, config: &LlamaConfig) -> (usize, usize) {
-        let q = config.num_attention_heads * config.head_dim;
-        let kv = config.num_key_value_heads * config.head_dim;
-        let h = config.hidden_size;
-        let i = config.intermediate_size;
-        match self {
-            LoraTarget::Q => (h, q),
-            LoraTarget::K | LoraTarget::V => (h, kv),
-            LoraTarget::O => (q, h),
-            LoraTarget::Gate | LoraTarget::Up => (h, i),
-            LoraTarget::Down => (i, h),
-        }
+    /// True for a batch of no rows.
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// Every row's index, as given.
+    pub fn indices(&self) -> &[i64] {
+        &self.indices
+    }
+
+    /// The rows that have an adapter, ascending.
+    pub fn active_rows(&self) -> &[usize] {
+        &self.active_rows
+    }
+
+    /// The adapter of each row of [`Self::active_rows`] (all in `0..num_adapters`).
+    pub fn active_indices(&self) -> &[i64] {
+        &self.active_indices
+    }
+
+    /// The bound the indices were checked against.
+    pub fn num_adapters(&self) -> usize {
+        self.num_adapters
     }
 }
 
-impl std::fmt::Display for LoraTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.hf_name())
-    }
-}
-
-/// Something that adds LoRA deltas to projection outputs, for a batch of rows with one adapter each.
+/// Something that adds LoRA deltas to a layer's projection outputs, for a batch of rows with one
+/// adapter each.
 pub trait LoraDelta {
-    /// How many adapters the indices may name (valid indices are `-1` and `0..num_adapters()`).
+    /// How many adapters the indices may name (valid indices are negative and `0..num_adapters()`).
     fn num_adapters(&self) -> usize;
 
-    /// `y[b] += B_i A_i x[b]` for every row `b` with `adapters[b] = i >= 0` (the adapter's scaling
-    /// folded into `B_i`); rows with a negative index are left untouched.
+    /// For every row `b` with adapter `i >= 0` and every target `t` of `group`:
+    /// `y[b, columns of t] += B_{t,i} A_{t,i} x[b]` (the adapter's scaling folded into `B`); rows
+    /// without an adapter, and targets adapter `i` does not adapt, are left untouched.
     ///
-    /// `x` is `[rows, in]`, `y` is `[rows, out]`, row-major, with `rows = adapters.len()` and
-    /// `(in, out)` = [`LoraTarget::dims`]. An index `>= num_adapters()` is [`Error::BadIndex`], wrong
-    /// lengths [`Error::BadShape`]; in both cases `y` is not modified.
+    /// `x` is `[rows, in]`, `y` is `[rows, out]`, row-major, with `rows = rows.len()` and `(in, out)`
+    /// = [`LoraGroup::dims`]; the columns of each target are [`LoraGroup::columns`]. Wrong lengths are
+    /// [`Error::BadShape`], `rows` checked against more adapters than this delta has
+    /// [`Error::BadParameter`]; in both cases `y` is not modified.
     fn add_delta(
         &self,
         layer: usize,
-        target: LoraTarget,
+        group: LoraGroup,
         x: &[f32],
-        adapters: &[i64],
+        rows: &LoraRows,
         y: &mut [f32],
     ) -> Result<()>;
 }
@@ -133,9 +144,9 @@ pub fn check_delta_args(
     config: &LlamaConfig,
     num_adapters: usize,
     layer: usize,
-    target: LoraTarget,
+    group: LoraGroup,
     x: &[f32],
-    adapters: &[i64],
+    rows: &LoraRows,
     y: &[f32],
 ) -> Result<()> {
     if layer >= config.num_hidden_layers {
@@ -145,29 +156,22 @@ pub fn check_delta_args(
             layer,
         ));
     }
-    let (inf, outf) = target.dims(config);
-    let rows = adapters.len();
-    if x.len() != rows * inf {
-        return Err(Error::shape(
-            format!("LoRA input x of {target} (layer {layer})"),
-            format!("{rows} x {inf} = {} values", rows * inf),
-            x.len(),
+    if rows.num_adapters() > num_adapters {
+        return Err(Error::parameter(
+            "LoRA rows",
+            format!("indices checked against at most {num_adapters} adapters"),
+            format!("indices checked against {}", rows.num_adapters()),
         ));
     }
-    if y.len() != rows * outf {
-        return Err(Error::shape(
-            format!("LoRA output y of {target} (layer {layer})"),
-            format!("{rows} x {outf} = {} values", rows * outf),
-            y.len(),
-        ));
-    }
-    for (row, &index) in adapters.iter().enumerate() {
-        if index >= num_adapters as i64 {
-            return Err(Error::BadIndex {
-                row,
-                index,
-                num_adapters,
-            });
+    let (inf, outf) = group.dims(config);
+    let n = rows.len();
+    for (what, values, width) in [("input x", x.len(), inf), ("output y", y.len(), outf)] {
+        if Some(values) != n.checked_mul(width) {
+            return Err(Error::shape(
+                format!("LoRA {what} of {group} (layer {layer})"),
+                format!("{n} x {width} values"),
+                values,
+            ));
         }
     }
     Ok(())
@@ -203,38 +207,37 @@ impl LoraDelta for HostLora<'_> {
     fn add_delta(
         &self,
         layer: usize,
-        target: LoraTarget,
+        group: LoraGroup,
         x: &[f32],
-        adapters: &[i64],
+        rows: &LoraRows,
         y: &mut [f32],
     ) -> Result<()> {
         let config = self.stacked.config();
-        check_delta_args(config, self.stacked.len(), layer, target, x, adapters, y)?;
-        let Some(module) = self.stacked.module(layer, target) else {
-            return Ok(());
-        };
-        let (inf, outf) = (module.in_features, module.out_features);
-        let rank = module.rank;
-        let mut t = vec![0f32; rank];
-        for (row, &index) in adapters.iter().enumerate() {
-            if index < 0 {
+        check_delta_args(config, self.stacked.len(), layer, group, x, rows, y)?;
+        let (inf, width) = group.dims(config);
+        for (target, column) in group.columns(config) {
+            let Some(module) = self.stacked.module(layer, target) else {
                 continue;
-            }
-            let i = index as usize;
-            let r_i = module.ranks[i];
-            if r_i == 0 {
-                continue;
-            }
-            let xr = &x[row * inf..(row + 1) * inf];
-            let a = &module.a[i * rank * inf..(i + 1) * rank * inf];
-            for (r, tr) in t.iter_mut().enumerate().take(r_i) {
-                *tr = super::llama::dot(&a[r * inf..(r + 1) * inf], xr);
-            }
-            let b = &module.b[i * outf * rank..(i + 1) * outf * rank];
-            let yr = &mut y[row * outf..(row + 1) * outf];
-            for (o, yo) in yr.iter_mut().enumerate() {
-                let bo = &b[o * rank..o * rank + r_i];
-                *yo += bo.iter().zip(&t[..r_i]).map(|(p, q)| p * q).sum::<f32>();
+            };
+            let (outf, rank) = (module.out_features, module.rank);
+            let mut t = vec![0f32; rank];
+            for (&row, &index) in rows.active_rows().iter().zip(rows.active_indices()) {
+                let i = index as usize;
+                let r_i = module.ranks[i];
+                if r_i == 0 {
+                    continue;
+                }
+                let xr = &x[row * inf..(row + 1) * inf];
+                let a = &module.a[i * rank * inf..(i + 1) * rank * inf];
+                for (r, tr) in t.iter_mut().enumerate().take(r_i) {
+                    *tr = dot(&a[r * inf..(r + 1) * inf], xr);
+                }
+                let b = &module.b[i * outf * rank..(i + 1) * outf * rank];
+                let yr = &mut y[row * width + column..row * width + column + outf];
+                for (o, yo) in yr.iter_mut().enumerate() {
+                    let bo = &b[o * rank..o * rank + r_i];
+                    *yo += bo.iter().zip(&t[..r_i]).map(|(p, q)| p * q).sum::<f32>();
+                }
             }
         }
         Ok(())

@@ -5,8 +5,9 @@
 //! - [`hf`]: Hugging Face folders (safetensors, tokenizer, chat template); [`load_model`] dispatches
 //!   on the path;
 //! - [`llama`]: the model and its batched forward; [`kv_cache`]: one sequence's keys and values;
-//! - [`adapter`]: PEFT adapters and their stacked layout; [`lora`]: the seam through which every LoRA
-//!   delta is computed (host fallback here, BGMV ops on a device);
+//! - [`targets`]: the projections LoRA adapts and the fused groups the model computes them in;
+//!   [`adapter`]: PEFT adapters and their stacked layout; [`lora`]: the seam through which every LoRA
+//!   delta is computed (host fallback), [`device_lora`]: the same through the BGMV ops on a device;
 //! - [`inspect`]: the report behind `ascend-cold inspect`.
 
 pub mod adapter;
@@ -18,6 +19,8 @@ pub mod inspect;
 pub mod kv_cache;
 pub mod llama;
 pub mod lora;
+pub mod targets;
+mod vector;
 pub mod weights;
 
 pub use adapter::{Adapter, AdapterConfig, StackedAdapters};
@@ -25,7 +28,8 @@ pub use config::{LlamaConfig, RopeScaling};
 pub use device_lora::DeviceLora;
 pub use kv_cache::KvCache;
 pub use llama::{LlamaModel, Logits, Row, WeightDtype};
-pub use lora::{HostLora, LoraDelta, LoraTarget};
+pub use lora::{HostLora, LoraDelta, LoraRows};
+pub use targets::{LoraGroup, LoraTarget};
 pub use weights::ModelFiles;
 
 use std::path::Path;

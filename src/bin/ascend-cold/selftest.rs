@@ -20,7 +20,7 @@ use crate::common::{
 use crate::decode::{LoraDtype, Session, WeightsArg};
 use ascend_cold::decode::{Decoder, Request, SamplingParams, StopRules, Strategy};
 use ascend_cold::model::lora::check_delta_args;
-use ascend_cold::model::{LlamaConfig, LoraDelta, LoraTarget};
+use ascend_cold::model::{LlamaConfig, LoraDelta, LoraGroup, LoraRows};
 use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::tiling::DType;
 use ascend_cold::{Device, DeviceSpec, KernelSource, Module, Provider, Result, Stream};
@@ -521,12 +521,12 @@ impl LoraDelta for ZeroAdapter<'_> {
     fn add_delta(
         &self,
         layer: usize,
-        target: LoraTarget,
+        group: LoraGroup,
         x: &[f32],
-        adapters: &[i64],
+        rows: &LoraRows,
         y: &mut [f32],
     ) -> Result<()> {
-        check_delta_args(self.0, 1, layer, target, x, adapters, y)
+        check_delta_args(self.0, 1, layer, group, x, rows, y)
     }
 }
 

@@ -188,6 +188,7 @@ pub(super) unsafe extern "C" fn aclrtSynchronizeDevice() -> aclError {
             Ok(d) => d,
             Err(code) => return code,
         };
+        tally(dev, |s| s.host_waits += 1);
         let streams: Vec<_> = lock(&emu().objects)
             .streams
             .values()

@@ -133,6 +133,7 @@ pub(super) unsafe extern "C" fn aclrtRecordEvent(
 pub(super) unsafe extern "C" fn aclrtSynchronizeEvent(event: aclrtEvent) -> aclError {
     entry("aclrtSynchronizeEvent", || match lookup(event) {
         Ok(e) => {
+            tally(e.device, |s| s.host_waits += 1);
             let target = lock(&e.marks).issued;
             e.wait_for(target);
             ACL_SUCCESS

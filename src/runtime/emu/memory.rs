@@ -401,7 +401,10 @@ pub(super) unsafe extern "C" fn aclrtMemcpy(
         };
         let table = lock(&emu().mem);
         match table.copy(dst as usize, dest_max, src as usize, count, kind, dev, true) {
-            Ok(()) => ACL_SUCCESS,
+            Ok(()) => {
+                count_copy(dev, kind);
+                ACL_SUCCESS
+            }
             Err((code, message)) => fail(code, message),
         }
     })
@@ -443,7 +446,9 @@ pub(super) unsafe extern "C" fn aclrtMemcpyAsync(
         let ticket = stream.submit(Box::new(move || {
             lock(&emu().mem).copy(dst, dest_max, src, count, kind, dev, true)
         }));
+        count_copy(dev, kind);
         if pageable {
+            tally(dev, |s| s.host_waits += 1);
             if let Err((code, message)) = stream.wait(ticket) {
                 return fail(code, message);
             }

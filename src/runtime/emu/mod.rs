@@ -243,6 +243,33 @@ pub struct EmuStats {
     pub live_binaries: u64,
     /// Function handles (`aclrtBinaryGetFunction` results) the runtime holds for the device.
     pub live_function_handles: u64,
+    /// Host-to-device copies accepted (`aclrtMemcpy` and `aclrtMemcpyAsync`).
+    pub copies_to_device: u64,
+    /// Device-to-host copies accepted.
+    pub copies_to_host: u64,
+    /// Device-to-device copies accepted.
+    pub copies_on_device: u64,
+    /// Times the host waited for the device: `aclrtSynchronizeStream` (with or without timeout),
+    /// `aclrtSynchronizeDevice`, `aclrtSynchronizeEvent`, and an `aclrtMemcpyAsync` from or to
+    /// pageable host memory, which returns only once the copy is done.
+    pub host_waits: u64,
+}
+
+/// Adds to the counters of emulated device `device` (a device the caller already resolved).
+fn tally(device: u32, update: impl FnOnce(&mut EmuStats)) {
+    if let Some(dev) = emu().devices.get(device as usize) {
+        update(&mut lock(&dev.stats));
+    }
+}
+
+/// Counts one accepted copy of `kind` on `device`.
+fn count_copy(device: u32, kind: ascend_sys::aclrtMemcpyKind) {
+    tally(device, |s| match kind {
+        ascend_sys::ACL_MEMCPY_HOST_TO_DEVICE => s.copies_to_device += 1,
+        ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST => s.copies_to_host += 1,
+        ascend_sys::ACL_MEMCPY_DEVICE_TO_DEVICE => s.copies_on_device += 1,
+        _ => {}
+    });
 }
 
 /// One executed kernel launch, as the emulator saw it.

@@ -103,6 +103,12 @@ impl EmuStream {
         }
     }
 
+    /// Counts a host wait on this stream's device (for [`EmuStats::host_waits`]); returns `self`.
+    fn count_wait(&self) -> &Self {
+        tally(self.device, |s| s.host_waits += 1);
+        self
+    }
+
     /// Waits until every task submitted so far has run; returns the sticky fault, if any.
     pub(super) fn synchronize(&self) -> Result<(), Fault> {
         let mut q = lock(&self.queue);
@@ -280,7 +286,7 @@ fn destroy(stream: aclrtStream, discard: bool) -> aclError {
 
 pub(super) unsafe extern "C" fn aclrtSynchronizeStream(stream: aclrtStream) -> aclError {
     entry("aclrtSynchronizeStream", || match lookup(stream) {
-        Ok(s) => match s.synchronize() {
+        Ok(s) => match s.count_wait().synchronize() {
             Ok(()) => ACL_SUCCESS,
             Err((code, message)) => fail(code, message),
         },
@@ -305,7 +311,7 @@ pub(super) unsafe extern "C" fn aclrtSynchronizeStreamWithTimeout(
                 )
             }
         };
-        match lookup(stream).map(|s| s.synchronize_within(limit)) {
+        match lookup(stream).map(|s| s.count_wait().synchronize_within(limit)) {
             Ok(Ok(true)) => ACL_SUCCESS,
             Ok(Ok(false)) => fail(
                 ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,

@@ -1,0 +1,191 @@
+//! `DeviceLora` (one shrink and one expand per fused projection group, docs/ARCHITECTURE.md "The LoRA
+//! path") against a float64 oracle written here from the stacked per-target tensors, on random adapter
+//! sets: random ranks (so that some groups must be split into several launches, with untargeted
+//! projections between the parts), random target sets, random batches mixing adapters and rows
+//! without one.
+//!
+//! Tolerance, per output column `o` of a row with adapter `i` (f16: u = 2^-11, bf16: u = 2^-8; the
+//! kernels accumulate in f32, eps = 2^-24): the device rounds x, A and B to the dtype (each within u
+//! relative), so the exact delta of the rounded operands is what the oracle computes, from the same
+//! rounded values; the shrink's f32 sums of `in` products and the expand's of `R` products add at most
+//! `(in + R) eps * sum_r |B_or| sum_j |A_rj x_j|`; the expand's output is rounded to the dtype (u times
+//! the delta); adding it to y in f32 adds eps |y_o|. The tolerance is the sum of those, times 2 for the
+//! terms' own rounding.
+
+mod model_common;
+
+use ascend_cold::model::{
+    DeviceLora, HostLora, LlamaConfig, LoraDelta, LoraGroup, LoraRows, LoraTarget, StackedAdapters,
+};
+use ascend_cold::ops::LoraFloat;
+use ascend_cold::{Device, Stream};
+use model_common::{make_adapter, tiny_config, values};
+use proptest::prelude::*;
+
+const EPS: f64 = 1.0 / (1u64 << 24) as f64;
+
+fn round<T: LoraFloat>(v: f32) -> f64 {
+    T::from_f64(f64::from(v)).to_f64()
+}
+
+fn exact(v: f32) -> f64 {
+    f64::from(v)
+}
+
+/// `y + delta` in float64 from the dtype-rounded x, A and B, and the tolerance above, per value of `y`.
+fn oracle(
+    round: fn(f32) -> f64,
+    stacked: &StackedAdapters,
+    layer: usize,
+    group: LoraGroup,
+    x: &[f32],
+    rows: &[i64],
+    y: &[f32],
+    u: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let config = stacked.config();
+    let (inf, width) = group.dims(config);
+    let mut want: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
+    let mut tol: Vec<f64> = y.iter().map(|&v| 2.0 * EPS * f64::from(v).abs()).collect();
+    for (target, column) in group.columns(config) {
+        let Some(m) = stacked.module(layer, target) else {
+            continue;
+        };
+        let (rank, outf) = (m.rank, m.out_features);
+        for (row, &index) in rows.iter().enumerate() {
+            if index < 0 {
+                continue;
+            }
+            let i = index as usize;
+            let xr: Vec<f64> = x[row * inf..(row + 1) * inf]
+                .iter()
+                .map(|&v| round(v))
+                .collect();
+            let a = |r: usize, j: usize| round(m.a[(i * rank + r) * inf + j]);
+            let b = |o: usize, r: usize| round(m.b[(i * outf + o) * rank + r]);
+            let t: Vec<f64> = (0..rank)
+                .map(|r| (0..inf).map(|j| a(r, j) * xr[j]).sum())
+                .collect();
+            let t_abs: Vec<f64> = (0..rank)
+                .map(|r| (0..inf).map(|j| (a(r, j) * xr[j]).abs()).sum())
+                .collect();
+            for o in 0..outf {
+                let delta: f64 = (0..rank).map(|r| b(o, r) * t[r]).sum();
+                let magnitude: f64 = (0..rank).map(|r| b(o, r).abs() * t_abs[r]).sum();
+                let k = row * width + column + o;
+                want[k] += delta;
+                tol[k] += 2.0 * (u * delta.abs() + (inf + rank) as f64 * EPS * magnitude);
+            }
+        }
+    }
+    (want, tol)
+}
+
+fn check_dtype<T: LoraFloat>(
+    stacked: &StackedAdapters,
+    stream: &Stream,
+    rows: &[i64],
+    seed: u64,
+    u: f64,
+) -> Result<(), TestCaseError> {
+    let config = stacked.config();
+    let lora = DeviceLora::<T>::new(stacked, stream).unwrap();
+    let checked = LoraRows::new(rows.to_vec(), stacked.len()).unwrap();
+    for layer in 0..config.num_hidden_layers {
+        for (g, group) in LoraGroup::ALL.into_iter().enumerate() {
+            let (inf, width) = group.dims(config);
+            let s = seed * 100 + (layer * 4 + g) as u64;
+            let x = values(rows.len() * inf, s, 1.0);
+            // Random, not zero: a value the device path should not touch must come back bit for bit.
+            let y0 = values(rows.len() * width, s + 50, 2.0);
+            let mut y = y0.clone();
+            lora.add_delta(layer, group, &x, &checked, &mut y).unwrap();
+            let (want, tol) = oracle(round::<T>, stacked, layer, group, &x, rows, &y0, u);
+            for k in 0..y.len() {
+                let err = (f64::from(y[k]) - want[k]).abs();
+                prop_assert!(
+                    err <= tol[k],
+                    "layer {layer} {group} value {k}: got {} want {} (err {err:.3e} > tol {:.3e})",
+                    y[k],
+                    want[k],
+                    tol[k]
+                );
+                // Untouched: rows without an adapter, and columns no adapter of the row adapts.
+                if tol[k] == 2.0 * EPS * f64::from(y0[k]).abs() {
+                    prop_assert_eq!(y[k].to_bits(), y0[k].to_bits(), "value {} was written", k);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn targets_from_mask(mask: u8) -> Vec<LoraTarget> {
+    let picked: Vec<LoraTarget> = LoraTarget::ALL
+        .into_iter()
+        .filter(|t| mask & (1 << t.index()) != 0)
+        .collect();
+    if picked.is_empty() {
+        vec![LoraTarget::Q]
+    } else {
+        picked
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Ranks up to 100 make q+k+v (or gate+up) exceed the expand kernel's 128 and split the group.
+    #[test]
+    fn device_groups_match_the_per_target_oracle(
+        ranks in prop::collection::vec(1usize..=100, 1..=3),
+        masks in prop::collection::vec(1u8..128, 3),
+        rows in prop::collection::vec(-1i64..3, 1..=5),
+        seed in 0u64..1_000_000,
+    ) {
+        let config: LlamaConfig = tiny_config(2, true, ascend_cold::model::RopeScaling::None);
+        let adapters: Vec<(String, ascend_cold::model::Adapter)> = ranks
+            .iter()
+            .zip(&masks)
+            .enumerate()
+            .map(|(i, (&r, &mask))| {
+                let a = make_adapter(&config, r, 2.0 * r as f32, false, &targets_from_mask(mask), seed + i as u64);
+                (format!("a{i}"), a)
+            })
+            .collect();
+        let stacked = StackedAdapters::new(&adapters, &config).unwrap();
+        let rows: Vec<i64> = rows.iter().map(|&i| if i >= 0 { i % stacked.len() as i64 } else { -1 }).collect();
+        let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+        check_dtype::<half::f16>(&stacked, &stream, &rows, seed, 1.0 / 2048.0)?;
+        check_dtype::<half::bf16>(&stacked, &stream, &rows, seed, 1.0 / 256.0)?;
+    }
+}
+
+/// The host path is the device path's reference in the model tests: it must agree with the oracle to
+/// f32 rounding (u = eps: no dtype rounding besides f32's own).
+#[test]
+fn host_lora_matches_the_per_target_oracle() {
+    let config = tiny_config(2, true, ascend_cold::model::RopeScaling::None);
+    let a = make_adapter(&config, 5, 10.0, false, &[LoraTarget::Q, LoraTarget::V], 1);
+    let b = make_adapter(&config, 70, 3.0, true, &LoraTarget::ALL, 2);
+    let stacked = StackedAdapters::new(&[("a".into(), a), ("b".into(), b)], &config).unwrap();
+    let rows = [1, -1, 0, 1];
+    let lora = HostLora::new(&stacked);
+    let checked = LoraRows::new(rows.to_vec(), 2).unwrap();
+    for group in LoraGroup::ALL {
+        let (inf, width) = group.dims(&config);
+        let x = values(rows.len() * inf, 7, 1.0);
+        let y0 = values(rows.len() * width, 8, 2.0);
+        let mut y = y0.clone();
+        lora.add_delta(1, group, &x, &checked, &mut y).unwrap();
+        let (want, tol) = oracle(exact, &stacked, 1, group, &x, &rows, &y0, EPS);
+        for k in 0..y.len() {
+            let err = (f64::from(y[k]) - want[k]).abs();
+            assert!(
+                err <= tol[k],
+                "{group} value {k}: err {err:.3e} > {:.3e}",
+                tol[k]
+            );
+        }
+    }
+}
