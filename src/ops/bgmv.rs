@@ -252,7 +252,7 @@ impl BgmvLaunch<'_> {
         let host_checked = matches!(indices, AdapterIndices::Host(_));
         let idx = indices_on_device(stream, indices, self.num_loras)?;
         let status = status_view(stream, self.batch)?;
-        let tiling = scratch::upload(stream, "tiling", self.tiling)?;
+        let tiling = scratch::constant(stream, self.tiling)?;
         let args: [&dyn KernelArg; 6] = [x, weights, &idx, y, &status, &tiling];
         // SAFETY: the caller vouches for x, weights and y; the indices are in range or checked by the
         // kernel; status and tiling are scratch of the right sizes.

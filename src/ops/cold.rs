@@ -186,7 +186,7 @@ pub fn cold_score_strided<T: LogitFloat>(
     tiling.validate(rows, vocab, T::DTYPE, alpha, &profile)?;
     let status = status_view(stream, rows)?;
     let workspace = scratch::region(stream, "cold_workspace", tiling.workspace_bytes())?;
-    let tiling_dev = scratch::upload(stream, "tiling", bytemuck::bytes_of(&tiling))?;
+    let tiling_dev = scratch::constant(stream, bytemuck::bytes_of(&tiling))?;
     // Without a score row the kernel never touches that argument; any valid address will do.
     let scores: &dyn KernelArg = match &out.scores {
         Some(s) => s,

@@ -15,7 +15,14 @@ struct Scratch {
     uploaded: HashMap<&'static str, (u64, Vec<u8>)>,
     kernels: HashMap<&'static str, Kernel>,
     profile: Option<Arc<DeviceProfile>>,
+    /// Small read-only launch data (tiling structs) by content: each distinct value is uploaded once
+    /// and never written again, so launches that alternate between shapes (the four LoRA groups of
+    /// a layer, a CoLD group between them) upload nothing in steady state.
+    constants: HashMap<Vec<u8>, DeviceBuffer<u8>>,
 }
+
+/// Distinct constants a stream keeps before it drops them all (a decode uses a few per batch size).
+const MAX_CONSTANTS: usize = 256;
 
 /// Runs `f` on the stream's scratch, creating it on first use.
 fn with_scratch<R>(stream: &Stream, f: impl FnOnce(&mut Scratch) -> R) -> R {
@@ -123,5 +130,36 @@ pub(super) fn upload<'s>(
         }
         // SAFETY: the same memory, now only read by the launches that follow on this stream.
         Ok(unsafe { DeviceView::from_raw(stream.device(), addr, view.len()) })
+    })
+}
+
+/// The device copy of `bytes`, read-only launch data such as a tiling struct: uploaded (queued on the
+/// stream) the first time these bytes are asked for, then the same memory for every later launch.
+pub(super) fn constant<'s>(stream: &'s Stream, bytes: &[u8]) -> Result<DeviceView<'s, u8>> {
+    with_scratch(stream, |scratch| {
+        if let Some(buf) = scratch.constants.get(bytes) {
+            // SAFETY: memory owned by the stream's scratch, holding `bytes` since its upload was
+            // queued, never written again, freed only after the stream's final synchronisation.
+            return Ok(unsafe {
+                DeviceView::from_raw(stream.device(), buf.device_addr(), bytes.len())
+            });
+        }
+        if scratch.constants.len() >= MAX_CONSTANTS {
+            // Queued launches may still read them: the stream frees them after its next sync.
+            let old: Vec<DeviceBuffer<u8>> = scratch.constants.drain().map(|(_, b)| b).collect();
+            stream.inner.with("stream", |_, _, pending| {
+                pending.push(Box::new(old));
+                Ok(())
+            })?;
+        }
+        let buf = DeviceBuffer::<u8>::zeroed(stream.device(), bytes.len().max(32))?;
+        let addr = buf.device_addr();
+        scratch.constants.insert(bytes.to_vec(), buf);
+        // SAFETY: the buffer just stored in the scratch, at least `bytes.len()` bytes; like every
+        // scratch view it carries no use-tracking (the stream owns the memory).
+        let view = unsafe { DeviceViewMut::from_raw(stream.device(), addr, bytes.len()) };
+        stream.upload(view, bytes.to_vec())?;
+        // SAFETY: as above; the upload is queued before any launch that reads this view.
+        Ok(unsafe { DeviceView::from_raw(stream.device(), addr, bytes.len()) })
     })
 }
