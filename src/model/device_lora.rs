@@ -7,8 +7,8 @@
 
 use super::adapter::StackedAdapters;
 use super::lora::{check_delta_args, LoraDelta, LoraTarget};
+use crate::contracts::{ExpandShape, ShrinkShape};
 use crate::ops::{self, AdapterIndices, LoraFloat};
-use crate::shapes::{ExpandShape, ShrinkShape};
 use crate::{DeviceBuffer, Result, Stream};
 use std::sync::Mutex;
 
