@@ -235,13 +235,29 @@ pub fn load_indices(path: &Path, batch: usize) -> Result<Vec<i64>> {
 
 // ---- tilings as JSON ----------------------------------------------------------------------------------
 
-/// Reads a tiling of the kernel `kernel` from a JSON file (as `tune --out` writes it).
+/// Reads a tiling of the kernel `kernel` from a JSON file (as `tune --out` writes it): see
+/// [`parse_tiling`].
 pub fn read_tiling<T: serde::de::DeserializeOwned>(path: &Path, kernel: &str) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
+    parse_tiling(path, kernel, &bytes)
+}
+
+/// Parses the bytes of a tiling file (`path` names it in errors): a flat JSON object of the
+/// tiling's fields, unknown fields rejected. This only deserialises: the op that takes the tiling
+/// validates it against its shape, parameters and device before anything is launched
+/// (`*Tiling::validate`).
+///
+/// # Errors
+/// [`Error::InvalidFile`] naming the file and the kernel, with serde's reason.
+pub fn parse_tiling<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    kernel: &str,
+    bytes: &[u8],
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::InvalidFile {
         path: path.to_path_buf(),
         field: format!("{kernel} tiling"),
         detail: format!(

@@ -56,6 +56,20 @@ pub const COLD_MAX_SPLITS: u32 = 64;
 /// Largest rank bgmv_expand takes: vLLM's LoRA ops go up to 128; the kernel folds a row in 64-lane chunks.
 pub const MAX_EXPAND_RANK: u32 = 128;
 
+/// A tiling's float field from JSON: a number that is finite as f32 (JSON has no NaN or infinity,
+/// and a number past f32's range would otherwise read as one, which could not be written back).
+fn finite_f32<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f32, D::Error> {
+    let v = f64::deserialize(d)?;
+    let f = v as f32;
+    if f.is_finite() {
+        Ok(f)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is outside the finite range of f32"
+        )))
+    }
+}
+
 fn round_up(v: u32, m: u32) -> u32 {
     v.div_ceil(m) * m
 }
@@ -133,6 +147,7 @@ pub struct BgmvShrinkTiling {
     pub rank_split: u32,
     pub rank_per_task: u32,
     pub tile_h: u32,
+    #[serde(deserialize_with = "finite_f32")]
     pub scale: f32,
     #[serde(default)]
     pub reserved: u32,
@@ -386,7 +401,9 @@ pub struct ColdScoreTiling {
     pub tile_len: u32,
     pub resident: u32,
     pub write_scores: u32,
+    #[serde(deserialize_with = "finite_f32")]
     pub ln_alpha: f32,
+    #[serde(deserialize_with = "finite_f32")]
     pub beta: f32,
     pub ws_bytes: u32,
     /// Elements from one expert row to the next (the op sets it from its layout).
