@@ -18,7 +18,7 @@ use std::path::Path;
 
 // ---- devices ------------------------------------------------------------------------------------------
 
-/// `--device`: the library's [`DeviceSpec`] (`auto`, `emu[:N]`, `npu[:N]`).
+/// `--device`: the library's [`DeviceSpec`](crate::DeviceSpec) (`auto`, `emu[:N]`, `npu[:N]`).
 pub use crate::DeviceSpec as DeviceArg;
 
 /// Opens the device `arg` names, with a sentence saying which it is and why.

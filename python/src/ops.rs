@@ -8,7 +8,7 @@
 
 use crate::arrays::{dtype_error, float_of, read, shape_of, write, Float};
 use crate::{devices, to_py};
-use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
+use ascend_cold::contracts::{ColdParams, ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs, LogitFloat, LoraFloat};
 use ascend_cold::{DeviceBuffer, Error, Result, Stream};
 use bytemuck::Pod;
