@@ -28,13 +28,14 @@
 //! size phase 2; `ASCEND_COLD_BENCH_DTYPE=f32` holds the model's weights in f32 instead of bf16;
 //! `RAYON_NUM_THREADS` sets the host threads.
 
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::contracts::ColdShape;
 use ascend_cold::decode::{Decoder, Request, SamplingParams, StopRules, Strategy};
 use ascend_cold::model::{
     load_model, Adapter, DeviceLora, KvCache, LlamaConfig, LlamaModel, LoraDelta, LoraGroup,
     LoraRows, LoraTarget, Row, StackedAdapters, WeightDtype,
 };
 use ascend_cold::ops::{self, ColdOutputs};
-use ascend_cold::shapes::ColdShape;
 use ascend_cold::{Device, DeviceBuffer, Provider, Result, Stream};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use half::bf16;
@@ -503,8 +504,7 @@ fn naive_step(
         bufs.expert.slice(..n).unwrap(),
         bufs.amateur.slice(..n).unwrap(),
         shape,
-        0.1,
-        0.5,
+        ColdParams::new(0.1, 0.5).unwrap(),
         out,
         None,
     )

@@ -12,12 +12,11 @@
 //!
 //! `cargo bench --bench kernels`, or `-- bgmv_shrink` for one group.
 
-#[allow(dead_code)]
-#[path = "../src/bin/ascend-cold/common.rs"]
-mod common;
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::harness as common;
 
+use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::tiling::{
     bench_shapes, BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType,
 };
@@ -227,7 +226,15 @@ fn cold_score(c: &mut Criterion) {
             let mut variants: Vec<(String, Option<ColdScoreTiling>)> =
                 vec![("default".into(), None)];
             for t in extra.iter().filter(|t| {
-                t.resident == 0 && t.validate(rows, vocab, DType::F32, alpha, &profile).is_ok()
+                t.resident == 0
+                    && t.validate(
+                        rows,
+                        vocab,
+                        DType::F32,
+                        ColdParams::new(alpha, beta).unwrap(),
+                        &profile,
+                    )
+                    .is_ok()
             }) {
                 variants.push(("tuned".into(), Some(*t)));
             }
@@ -249,8 +256,7 @@ fn cold_score(c: &mut Criterion) {
                                 de.view(),
                                 da.view(),
                                 s,
-                                alpha,
-                                beta,
+                                ColdParams::new(alpha, beta).unwrap(),
                                 out,
                                 tiling.as_ref(),
                             )

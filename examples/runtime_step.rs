@@ -13,12 +13,12 @@
 //!
 //! Run: `cargo run --release --example runtime_step`.
 
+use ascend_cold::contracts::{ColdParams, ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::decode::{encode_prompt, Decoder, Request, SamplingParams, StopRules, Strategy};
 use ascend_cold::half::f16;
 use ascend_cold::model::hf::load_hf;
 use ascend_cold::model::{Adapter, DeviceLora, LlamaModel, StackedAdapters, WeightDtype};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs, RowStrides};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::{Device, DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut, Result, Stream};
 use std::io::Write;
 use std::marker::PhantomData;
@@ -184,8 +184,7 @@ fn main() -> Result<()> {
         all.slice(vocab..)?,
         ColdShape { rows: 2, vocab },
         RowStrides::interleaved(vocab),
-        0.1,
-        0.5,
+        ColdParams::new(0.1, 0.5)?,
         ColdOutputs {
             tokens: arena.view_mut(&device, tokens),
             best_scores: arena.view_mut(&device, best),

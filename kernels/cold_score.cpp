@@ -4,6 +4,10 @@
 //   token = argmax score (lowest index on ties), best = score[token]; optional score row f32 [N, V].
 //   A row with NaN or inf anywhere in e or a gets token -1, best NaN, status NON_FINITE: detected as
 //   sum(e - e) + sum(a - a) != 0 (x - x is 0 for finite x and NaN otherwise).
+//   A row of finite logits whose winning f32 score is not finite (a kept score NaN or +inf, beta too
+//   large for the logits, or every kept score -inf) gets token -2, best NaN, status SCORE_OVERFLOW
+//   (docs/SEMANTICS.md section 1). For that, NaN ranks above every number in the argmax (as ReduceMax
+//   propagates it), so an overflowed kept score always reaches the row's winner.
 // Softmax is never formed: argmax is invariant to the per-row constant.
 //
 // Tokens only (writeScores = 0): ONE pass over e and a with a running maximum. Each tile is scored
@@ -171,18 +175,14 @@ public:
                                           (kRecordWords - 3) * sizeof(AccT), 0, 0),
                         DataCopyPadExtParams<AccT>());
             PipeBarrier<PIPE_ALL>();
-            float best = cold::kNegInf;
-            int64_t bestIdx = -1;
-            float finite = 0.0f;
+            Winner w;
             for (uint32_t c = 0; c < s; ++c) {
                 const float b = rec.GetValue(c * kRecordWords + kRecBest);
-                finite += rec.GetValue(c * kRecordWords + kRecFinite);
-                if (b > best) {  // strictly: an equal later chunk has higher indices
-                    best = b;
-                    bestIdx = static_cast<int32_t>(rec.ReinterpretCast<uint32_t>().GetValue(c * kRecordWords + kRecIdx));
-                }
+                w.finite += rec.GetValue(c * kRecordWords + kRecFinite);
+                const int32_t idx = static_cast<int32_t>(rec.ReinterpretCast<uint32_t>().GetValue(c * kRecordWords + kRecIdx));
+                Offer(w, b, idx, cold::kNaN);  // chunks in index order: an equal later chunk never wins
             }
-            WriteRow(row, bestIdx, best, finite);
+            WriteRow(row, w.idx, w.best, w.finite);
         }
     }
 
@@ -195,10 +195,23 @@ private:
         float max = cold::kNegInf;  // max e over the range (one-pass scan only)
     };
 
-    // Takes `cand` when it beats `w` (higher score, or equal with a lower index).
+    // Whether a candidate (score `best` at `idx`) beats `w`: a higher score, or an equal one at a lower
+    // index; NaN (an overflowed score) above every number, so it is never dropped on the way to the row.
+    __aicore__ inline static bool Beats(float best, int64_t idx, const Winner& w)
+    {
+        const bool nan = best != best;
+        const bool wNan = w.best != w.best;
+        const bool lower = idx >= 0 && (w.idx < 0 || idx < w.idx);
+        if (nan || wNan) {
+            return nan && (!wNan || lower);
+        }
+        return best > w.best || (best == w.best && lower);
+    }
+
+    // Takes the candidate when it beats `w`.
     __aicore__ inline static void Offer(Winner& w, float best, int64_t idx, float eAt)
     {
-        if (best > w.best || (best == w.best && idx >= 0 && (w.idx < 0 || idx < w.idx))) {
+        if (Beats(best, idx, w)) {
             w.best = best;
             w.idx = idx;
             w.eAt = eAt;
@@ -306,8 +319,7 @@ private:
         for (uint32_t t = 0; t < tiles; ++t) {  // dirty tiles whose upper bound could still win
             const uint32_t start = v0 + t * tiling_.tileLen;
             const float bound = recBest.GetValue(t);
-            if (recMax.GetValue(t) >= threshold && !(recEAt.GetValue(t) >= threshold) &&
-                (bound > w.best || (bound == w.best && (w.idx < 0 || start < w.idx)))) {
+            if (recMax.GetValue(t) >= threshold && !(recEAt.GetValue(t) >= threshold) && Beats(bound, start, w)) {
                 const Winner r = ScoreRange(row, start, cold::Min(tiling_.tileLen, v0 + len - start), threshold, false);
                 Offer(w, r.best, r.idx, r.eAt);
             }
@@ -380,7 +392,7 @@ private:
         Winner t;
         t.best = res.GetValue(0);
         const uint32_t at = res.ReinterpretCast<uint32_t>().GetValue(1);
-        if (t.best > cold::kNegInf) {
+        if (!(t.best == cold::kNegInf)) {  // a kept score, or NaN (the first one, where ReduceMax stopped)
             t.idx = at;
             t.eAt = eFloat.GetValue(at);
         }
@@ -464,9 +476,14 @@ private:
     __aicore__ inline void WriteRow(uint32_t row, int64_t idx, float best, float finiteSum)
     {
         const bool finite = finiteSum == 0.0f;
-        cold::WriteValue(tokensGm_, row, static_cast<TokenT>(finite ? idx : -1), wordBuf_.Get<TokenT>());
-        cold::WriteValue(bestGm_, row, finite ? best : cold::kNaN, wordBuf_.Get<AccT>());
-        cold::WriteValue(statusGm_, row, finite ? 0u : (COLD_STATUS_FAULT | (COLD_STATUS_NON_FINITE << 24)),
+        const bool scored = best - best == 0.0f;  // the winning score is a number (not NaN or +-inf)
+        const TokenT token = !finite ? -1 : !scored ? -2 : idx;
+        const uint32_t status = !finite ? (COLD_STATUS_FAULT | (COLD_STATUS_NON_FINITE << 24))
+                                : !scored ? (COLD_STATUS_FAULT | (COLD_STATUS_SCORE_OVERFLOW << 24))
+                                          : 0u;
+        cold::WriteValue(tokensGm_, row, token, wordBuf_.Get<TokenT>());
+        cold::WriteValue(bestGm_, row, token >= 0 ? best : cold::kNaN, wordBuf_.Get<AccT>());
+        cold::WriteValue(statusGm_, row, status,
                          wordBuf_.Get<uint32_t>());
     }
 

@@ -12,6 +12,7 @@
 #define COLD_STATUS_FAULT 0x80000000u
 #define COLD_STATUS_BAD_ADAPTER_INDEX 1u  // bgmv: idx[b] >= num_loras; the row was skipped
 #define COLD_STATUS_NON_FINITE 2u         // cold_score: NaN or inf in e or a; token -1, best NaN
+#define COLD_STATUS_SCORE_OVERFLOW 3u     // cold_score: finite e, a, winning score not finite; token -2
 
 typedef struct BgmvShrinkTiling {
     uint32_t batch;        // B

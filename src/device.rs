@@ -14,8 +14,8 @@
 //! [`Error::DeviceReset`] instead of touching freed resources, and its `Drop` releases nothing (the
 //! reset already did).
 
+use crate::profile::DeviceProfile;
 use crate::runtime::{self, result, Driver, Provider};
-use crate::tiling::{DeviceProfile, UB_RESERVED_BYTES};
 use crate::{Error, Result};
 use ascend_sys::AclFunctions;
 use once_cell::sync::Lazy;
@@ -168,7 +168,7 @@ impl Device {
 
     /// Which kernels [`crate::Module::load`] loads on this device, or why there are none: the device
     /// binary on a board, the host-compiled kernels on the emulator and on `standin-acl`.
-    pub fn kernel_source(&self) -> crate::module::KernelSource {
+    pub fn kernel_source(&self) -> crate::runtime::KernelSource {
         self.inner.driver.kernels
     }
 
@@ -208,9 +208,7 @@ impl Device {
             soc_name: result::device::soc_name(fns)?,
             ai_cores: ai_cores.clamp(0, u32::MAX.into()) as u32,
             vector_cores: vector_cores.clamp(0, u32::MAX.into()) as u32,
-            ub_bytes: ub_bytes
-                .clamp(0, u32::MAX.into())
-                .saturating_sub(UB_RESERVED_BYTES.into()) as u32,
+            ub_bytes: DeviceProfile::usable_ub_bytes(ub_bytes.clamp(0, u32::MAX.into()) as u32),
         };
         *self.inner.profile.lock().unwrap_or_else(|e| e.into_inner()) = Some(profile.clone());
         Ok(profile)

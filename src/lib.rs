@@ -13,19 +13,23 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::missing_safety_doc)]
 
+pub mod contracts;
 pub mod decode;
 mod device;
 pub mod error;
 mod event;
+#[cfg(feature = "harness")]
+pub mod harness;
 mod kernels;
 mod memory;
 pub mod model;
 mod module;
 pub mod npy;
 pub mod ops;
+pub mod profile;
 pub mod reference;
 pub mod runtime;
-pub mod shapes;
+mod scratch;
 mod stream;
 pub mod tiling;
 
@@ -37,9 +41,9 @@ pub use event::Event;
 /// version always matches ours).
 pub use half;
 pub use memory::{DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut};
-pub use module::{Kernel, KernelArg, KernelSource, Module};
-pub use runtime::Provider;
+pub use module::{Kernel, KernelArg, Module};
+pub use profile::DeviceProfile;
+pub use runtime::{KernelSource, Provider};
 pub use stream::{HostFuture, HostSource, Stream};
-pub use tiling::DeviceProfile;
 /// The tokenizer type the model files and the decoder expose (re-exported for the same reason).
 pub use tokenizers;

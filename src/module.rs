@@ -19,16 +19,12 @@
 
 use crate::device::Device;
 use crate::memory::{DeviceBuffer, DeviceRepr, DeviceView, DeviceViewMut, Users};
-use crate::runtime::{record_drop_error, result};
+use crate::runtime::{record_drop_error, result, KernelSource, NO_DEVICE_BINARY};
 use crate::stream::{check_generation, Stream};
 use crate::{Error, Result};
 use ascend_sys::{aclrtBinHandle, aclrtFuncHandle};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-/// Why a build has no device binary.
-pub(crate) const NO_DEVICE_BINARY: &str = "this build carries no device kernel binary: CANN \
-    (ASCEND_HOME_PATH and bisheng) was not present when it was built, or ASCEND_COLD_EMU_ONLY was set";
 
 fn missing(device: &Device, reason: &str) -> Error {
     Error::RuntimeMissing {
@@ -37,22 +33,6 @@ fn missing(device: &Device, reason: &str) -> Error {
                  docs/BOARD.md), or use the emulator (--device emu)"
             .into(),
     }
-}
-
-/// Which kernels a device runs ([`Device::kernel_source`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum KernelSource {
-    /// The device binary build.rs compiled and linked for the 910B vector cores (dav-c220-vec) with the
-    /// CANN toolkit, on an NPU.
-    DeviceBinary,
-    /// The host-compiled kernels, run by the in-process emulator.
-    Emulator,
-    /// The host-compiled kernels, run by `standin-acl` behind the `libascendcl.so` provider (CI's
-    /// NPU path; not a board).
-    StandIn,
-    /// No kernels this runtime can run; the reason.
-    Missing(&'static str),
 }
 
 /// A kernel binary loaded on one device.

@@ -1,61 +1,15 @@
 //! The oracle: plain, obviously-correct host implementations of the three kernels, accumulating in f64.
 //!
 //! Semantics are those of docs/SEMANTICS.md sections 1 and 2 (vLLM's LoRA ops for BGMV). Every kernel test
-//! compares against these; they are written for clarity, never for speed.
+//! compares against these; they are written for clarity, never for speed. Their inputs are checked
+//! by the contracts ([`crate::contracts`]) exactly as the ops check theirs; nothing in the library
+//! below the CLI's harness imports this module.
 
-pub use crate::shapes::{ColdPick, ColdShape, ExpandShape, ShrinkShape};
-use crate::{Error, Result};
-use half::{bf16, f16};
-
-/// A floating-point element the kernels read or write.
-pub trait Float: Copy + Send + Sync + 'static {
-    /// Widens to f64 exactly.
-    fn to_f64(self) -> f64;
-    /// Rounds from f64 to this type (round to nearest even).
-    fn from_f64(value: f64) -> Self;
-}
-
-impl Float for f32 {
-    fn to_f64(self) -> f64 {
-        f64::from(self)
-    }
-    fn from_f64(value: f64) -> Self {
-        value as f32
-    }
-}
-
-impl Float for f16 {
-    fn to_f64(self) -> f64 {
-        f16::to_f64(self)
-    }
-    fn from_f64(value: f64) -> Self {
-        f16::from_f64(value)
-    }
-}
-
-impl Float for bf16 {
-    fn to_f64(self) -> f64 {
-        bf16::to_f64(self)
-    }
-    fn from_f64(value: f64) -> Self {
-        bf16::from_f64(value)
-    }
-}
-
-/// Checks every index is -1..num_adapters (any negative index means "no adapter").
-pub(crate) fn check_indices(indices: &[i64], num_adapters: usize) -> Result<()> {
-    match indices
-        .iter()
-        .position(|&i| i >= 0 && i as u64 >= num_adapters as u64)
-    {
-        Some(row) => Err(Error::BadIndex {
-            row,
-            index: indices[row],
-            num_adapters,
-        }),
-        None => Ok(()),
-    }
-}
+use crate::contracts::{
+    CheckedIndices, ColdParams, ColdPick, ColdShape, ExpandShape, Float, ShrinkShape,
+    COLD_NON_FINITE, COLD_SCORE_OVERFLOW,
+};
+use crate::Result;
 
 /// `y[b] = scale * weights[indices[b]] @ x[b]` for rows with `indices[b] >= 0`; other rows untouched.
 pub fn bgmv_shrink<T: Float>(
@@ -79,7 +33,7 @@ pub fn bgmv_shrink<T: Float>(
         indices.len(),
         y.len(),
     )?;
-    check_indices(indices, num_adapters)?;
+    CheckedIndices::new(indices, num_adapters)?;
     for (b, &index) in indices.iter().enumerate() {
         if index < 0 {
             continue;
@@ -123,7 +77,7 @@ pub fn bgmv_expand<T: Float>(
         indices.len(),
         y.len(),
     )?;
-    check_indices(indices, num_adapters)?;
+    CheckedIndices::new(indices, num_adapters)?;
     for (b, &index) in indices.iter().enumerate() {
         if index < 0 {
             continue;
@@ -144,38 +98,39 @@ pub fn bgmv_expand<T: Float>(
     Ok(())
 }
 
-/// Checks CoLD's parameters: `alpha` in (0, 1], `beta` finite and >= 0.
-pub fn check_cold_params(alpha: f32, beta: f32) -> Result<()> {
-    if !(alpha > 0.0 && alpha <= 1.0) {
-        return Err(Error::parameter("alpha", "a value in (0, 1]", alpha));
-    }
-    if !(beta.is_finite() && beta >= 0.0) {
-        return Err(Error::parameter("beta", "a finite value >= 0", beta));
-    }
-    Ok(())
+/// The CoLD score of one kept token, exactly (f64): `(1 + beta) e - beta a` (docs/SEMANTICS.md
+/// section 1). The one statement of the formula the oracle and the harness's tolerances use.
+pub fn cold_score_of(e: f64, a: f64, beta: f64) -> f64 {
+    (1.0 + beta) * e - beta * a
+}
+
+/// The CoLD score of one kept token as the kernel forms it, in f32: `(1 + beta) e - beta a` with
+/// each product and the difference rounded to f32. The oracle ranks tokens by the exact (f64)
+/// score; this is only its judge of overflow (docs/SEMANTICS.md section 1, score overflow).
+pub fn cold_score_f32(e: f32, a: f32, beta: f32) -> f32 {
+    e * (1.0 + beta) - a * beta
 }
 
 /// CoLD per row (docs/SEMANTICS.md section 1): mask tokens with `e < max(e) + ln(alpha)`, score the rest
 /// `(1 + beta) e - beta a`, pick the highest score (lowest index on ties). A row holding any non-finite
-/// logit gets token -1. When `scores` is given it receives the masked score rows (`-inf` where masked;
-/// NaN for a non-finite row).
+/// logit gets token [`COLD_NON_FINITE`]; a row of finite logits whose winning f32 score
+/// ([`cold_score_f32`]) is not finite gets [`COLD_SCORE_OVERFLOW`]; both with best score NaN. When
+/// `scores` is given it receives the masked score rows (`-inf` where masked; NaN for a faulted row).
 pub fn cold_score<T: Float>(
     expert: &[T],
     amateur: &[T],
     shape: ColdShape,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
     mut scores: Option<&mut [f32]>,
 ) -> Result<Vec<ColdPick>> {
     let ColdShape { rows, vocab } = shape;
-    check_cold_params(alpha, beta)?;
     shape.check_lens(
         "cold_score",
         expert.len(),
         amateur.len(),
         scores.as_deref().map(<[f32]>::len),
     )?;
-    let (alpha, beta) = (f64::from(alpha), f64::from(beta));
+    let (alpha, beta) = (f64::from(params.alpha()), f64::from(params.beta()));
     let mut picks = Vec::with_capacity(rows);
     for n in 0..rows {
         let e: Vec<f64> = expert[n * vocab..(n + 1) * vocab]
@@ -189,17 +144,17 @@ pub fn cold_score<T: Float>(
         let score_row = scores
             .as_deref_mut()
             .map(|s| &mut s[n * vocab..(n + 1) * vocab]);
-        if e.iter().chain(&a).any(|v| !v.is_finite()) {
+        let threshold = e.iter().copied().fold(f64::NEG_INFINITY, f64::max) + alpha.ln();
+        if let Some(fault) = cold_row_fault(&e, &a, threshold, params.beta()) {
             if let Some(s) = score_row {
                 s.fill(f32::NAN);
             }
             picks.push(ColdPick {
-                token: -1,
+                token: fault,
                 best_score: f32::NAN,
             });
             continue;
         }
-        let threshold = e.iter().copied().fold(f64::NEG_INFINITY, f64::max) + alpha.ln();
         let mut best = ColdPick {
             token: -1,
             best_score: f32::NEG_INFINITY,
@@ -208,7 +163,7 @@ pub fn cold_score<T: Float>(
         let mut row_scores = Vec::with_capacity(vocab);
         for i in 0..vocab {
             let score = if e[i] >= threshold {
-                (1.0 + beta) * e[i] - beta * a[i]
+                cold_score_of(e[i], a[i], beta)
             } else {
                 f64::NEG_INFINITY
             };
@@ -229,9 +184,28 @@ pub fn cold_score<T: Float>(
     Ok(picks)
 }
 
+/// The fault of one row, if any: [`COLD_NON_FINITE`] for a NaN or infinite logit, else
+/// [`COLD_SCORE_OVERFLOW`] when the winning f32 score of the tokens kept by `threshold` is not
+/// finite (a kept score of NaN or +inf, or every kept score -inf).
+fn cold_row_fault(e: &[f64], a: &[f64], threshold: f64, beta: f32) -> Option<i64> {
+    if e.iter().chain(a).any(|v| !v.is_finite()) {
+        return Some(COLD_NON_FINITE);
+    }
+    // Widened from T, so exactly representable in f32.
+    let kept = e.iter().zip(a).filter(|(&e, _)| e >= threshold);
+    let scores: Vec<f32> = kept
+        .map(|(&e, &a)| cold_score_f32(e as f32, a as f32, beta))
+        .collect();
+    let high = scores.iter().any(|s| s.is_nan() || *s == f32::INFINITY);
+    let all_low = scores.iter().all(|s| *s == f32::NEG_INFINITY);
+    (high || all_low).then_some(COLD_SCORE_OVERFLOW)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
+    use half::f16;
 
     #[test]
     fn shrink_hand_case_and_untouched_rows() {
@@ -296,8 +270,7 @@ mod tests {
             &e,
             &a,
             ColdShape { rows: 2, vocab: 3 },
-            0.1,
-            0.5,
+            ColdParams::new(0.1, 0.5).unwrap(),
             Some(&mut s),
         )
         .unwrap();
@@ -311,12 +284,46 @@ mod tests {
             &[1.0f32, 3.0, 3.0],
             &[0.0f32, 9.0, 0.0],
             ColdShape { rows: 1, vocab: 3 },
-            1.0,
-            0.0,
+            ColdParams::new(1.0, 0.0).unwrap(),
             None,
         );
         assert_eq!(picks.unwrap()[0].token, 1);
-        assert!(cold_score(&e, &a, ColdShape { rows: 2, vocab: 3 }, 0.0, 0.5, None).is_err());
-        assert!(cold_score(&e, &a, ColdShape { rows: 2, vocab: 3 }, 0.5, -1.0, None).is_err());
+        assert!(ColdParams::new(0.0, 0.5).is_err());
+        assert!(ColdParams::new(0.5, -1.0).is_err());
+    }
+
+    #[test]
+    fn cold_score_overflow_is_its_own_fault() {
+        // Finite logits, beta 1e38: (1 + beta) * 10 overflows f32 (and so does beta * 10: inf - inf).
+        let shape = ColdShape { rows: 2, vocab: 2 };
+        let e = [10.0f32, 9.0, 1.0, 0.5];
+        let a = [10.0f32, 0.0, f32::INFINITY, 0.0];
+        let mut s = [0.0f32; 4];
+        let params = ColdParams::new(0.1, 1e38).unwrap();
+        let picks = cold_score(&e, &a, shape, params, Some(&mut s)).unwrap();
+        assert_eq!(picks[0].token, COLD_SCORE_OVERFLOW);
+        assert!(picks[0].best_score.is_nan() && s[..2].iter().all(|v| v.is_nan()));
+        // A genuinely non-finite input stays the non-finite fault, whatever beta.
+        assert_eq!(picks[1].token, COLD_NON_FINITE);
+        // The same logits with a modest beta are answered.
+        let params = ColdParams::new(0.1, 0.5).unwrap();
+        let picks = cold_score(
+            &e[..2],
+            &a[..2],
+            ColdShape { rows: 1, vocab: 2 },
+            params,
+            None,
+        );
+        assert_eq!(picks.unwrap()[0].token, 1);
+        // A losing score that overflows to -inf does not change the pick: no fault.
+        let params = ColdParams::new(1e-30, 1e38).unwrap();
+        let picks = cold_score(
+            &[0.0f32, -10.0],
+            &[0.0f32, 10.0],
+            ColdShape { rows: 1, vocab: 2 },
+            params,
+            None,
+        );
+        assert_eq!(picks.unwrap()[0].token, 0);
     }
 }

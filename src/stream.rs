@@ -17,6 +17,7 @@ use crate::device::{Ctx, Device};
 use crate::event::Event;
 use crate::memory::{DeviceRepr, DeviceView, DeviceViewMut};
 use crate::runtime::{record_drop_error, result};
+use crate::scratch::OpsScratch;
 use crate::{Error, Result};
 use ascend_sys::aclrtStream;
 use std::any::Any;
@@ -51,7 +52,7 @@ pub(crate) struct StreamInner {
     checks: Mutex<Vec<AfterSyncCheck>>,
     /// Device scratch memory the ops reuse on this stream (in-order use makes reuse safe); dropped after
     /// the stream's final synchronisation.
-    pub(crate) scratch: Mutex<Option<Box<dyn Any + Send>>>,
+    pub(crate) scratch: Mutex<OpsScratch>,
     /// Kernel modules this stream has launched from, each once: kept loaded until the stream is
     /// dropped (after its final synchronisation), so a queued launch never outlives its binary and a
     /// launch in steady state allocates nothing.

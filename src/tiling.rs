@@ -14,49 +14,10 @@
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
-pub use crate::shapes::{ExpandShape, ShrinkShape};
+use crate::contracts::ColdParams;
+pub use crate::contracts::{ExpandShape, ShrinkShape};
+use crate::profile::DeviceProfile;
 use crate::{Error, Result};
-
-/// Bytes of the Unified Buffer a kernel cannot use: 256 B reserved for fused operators plus 8 KiB
-/// reserved by the Ascend C framework unless built with `--cce-disable-asc-reserved-ubuf` (asc-devkit
-/// docs/zh/guide/编程指南/高级编程/硬件实现/架构规格/NPU架构版本2201.md: "UB总容量为192KB").
-pub const UB_RESERVED_BYTES: u32 = 256 + 8 * 1024;
-
-/// What the tiling needs to know about the chip, read from the device (`Device::profile`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceProfile {
-    /// The SoC name (`aclrtGetSocName`), e.g. "Ascend910B2".
-    pub soc_name: String,
-    /// AI (cube) cores: `aclrtGetDeviceInfo(ACL_DEV_ATTR_AICORE_CORE_NUM)`.
-    pub ai_cores: u32,
-    /// Vector cores (AIV) available to one launch: `ACL_DEV_ATTR_VECTOR_CORE_NUM`, else
-    /// `aclGetDeviceCapability(ACL_DEVICE_INFO_VECTOR_CORE_NUM)`.
-    pub vector_cores: u32,
-    /// Unified Buffer bytes usable by a kernel on one core: the device's
-    /// `ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE` less [`UB_RESERVED_BYTES`].
-    pub ub_bytes: u32,
-}
-
-impl DeviceProfile {
-    /// Ascend 910B2 (dav-c220, `__NPU_ARCH__` 2201): 24 AI cores and 48 vector cores (the `[SoCInfo]` of
-    /// the CANN platform config quoted in Ascend/torchair `docs/context/limit_core_num.md`; asc-devkit's
-    /// NPU架构版本2201.md gives AIC : AIV = 1 : 2), 192 KiB of UB per core less [`UB_RESERVED_BYTES`].
-    /// Used when no device is at hand; a device's own numbers replace it.
-    pub fn ascend_910b() -> Self {
-        DeviceProfile {
-            soc_name: "Ascend910B2".into(),
-            ai_cores: 24,
-            vector_cores: 48,
-            ub_bytes: 192 * 1024 - UB_RESERVED_BYTES,
-        }
-    }
-}
-
-impl Default for DeviceProfile {
-    fn default() -> Self {
-        Self::ascend_910b()
-    }
-}
 
 /// Element types the kernels take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +55,20 @@ const MAX_REPEAT: u32 = 255; // level-0 repeatTime is uint8_t
 pub const COLD_MAX_SPLITS: u32 = 64;
 /// Largest rank bgmv_expand takes: vLLM's LoRA ops go up to 128; the kernel folds a row in 64-lane chunks.
 pub const MAX_EXPAND_RANK: u32 = 128;
+
+/// A tiling's float field from JSON: a number that is finite as f32 (JSON has no NaN or infinity,
+/// and a number past f32's range would otherwise read as one, which could not be written back).
+fn finite_f32<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f32, D::Error> {
+    let v = f64::deserialize(d)?;
+    let f = v as f32;
+    if f.is_finite() {
+        Ok(f)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is outside the finite range of f32"
+        )))
+    }
+}
 
 fn round_up(v: u32, m: u32) -> u32 {
     v.div_ceil(m) * m
@@ -172,6 +147,7 @@ pub struct BgmvShrinkTiling {
     pub rank_split: u32,
     pub rank_per_task: u32,
     pub tile_h: u32,
+    #[serde(deserialize_with = "finite_f32")]
     pub scale: f32,
     #[serde(default)]
     pub reserved: u32,
@@ -425,7 +401,9 @@ pub struct ColdScoreTiling {
     pub tile_len: u32,
     pub resident: u32,
     pub write_scores: u32,
+    #[serde(deserialize_with = "finite_f32")]
     pub ln_alpha: f32,
+    #[serde(deserialize_with = "finite_f32")]
     pub beta: f32,
     pub ws_bytes: u32,
     /// Elements from one expert row to the next (the op sets it from its layout).
@@ -479,8 +457,7 @@ impl ColdScoreTiling {
         rows: usize,
         vocab: usize,
         dtype: DType,
-        alpha: f32,
-        beta: f32,
+        params: ColdParams,
         write_scores: bool,
         profile: &DeviceProfile,
     ) -> Result<Self> {
@@ -507,8 +484,8 @@ impl ColdScoreTiling {
             tile_len,
             resident: 0,
             write_scores: write_scores as u32,
-            ln_alpha: alpha.ln(),
-            beta,
+            ln_alpha: params.ln_alpha(),
+            beta: params.beta(),
             ws_bytes: if splits > 1 { n * splits * BLOCK } else { 0 },
             e_row_stride: v,
             a_row_stride: v,
@@ -520,24 +497,31 @@ impl ColdScoreTiling {
                 t.resident = 0;
             }
         }
-        t.validate(rows, vocab, dtype, alpha, profile)?;
+        t.validate(rows, vocab, dtype, params, profile)?;
         Ok(t)
     }
 
-    /// Checks this tiling against the shape, parameters and the chip.
+    /// Checks this tiling against the shape, the parameters it is launched with (its `ln_alpha` and
+    /// `beta` must be `params`'s: the op writes them so) and the chip.
     pub fn validate(
         &self,
         rows: usize,
         vocab: usize,
         dtype: DType,
-        alpha: f32,
+        params: ColdParams,
         profile: &DeviceProfile,
     ) -> Result<()> {
-        if !(alpha > 0.0 && alpha <= 1.0) {
-            return Err(Error::parameter("alpha", "in (0, 1]", alpha));
-        }
-        if !(self.beta >= 0.0 && self.beta.is_finite()) {
-            return Err(Error::parameter("beta", "finite and >= 0", self.beta));
+        let carried = (self.ln_alpha.to_bits(), self.beta.to_bits());
+        if carried != (params.ln_alpha().to_bits(), params.beta().to_bits()) {
+            return Err(Error::parameter(
+                "cold_score tiling lnAlpha / beta",
+                format!(
+                    "the launch's parameters: ln(alpha) {} and beta {}",
+                    params.ln_alpha(),
+                    params.beta()
+                ),
+                format!("{} and {}", self.ln_alpha, self.beta),
+            ));
         }
         if (self.rows as usize, self.vocab as usize) != (rows, vocab) {
             return Err(Error::shape(
@@ -707,17 +691,15 @@ impl ColdScoreTiling {
     ///
     /// # Errors
     /// As [`Self::choose`].
-    #[allow(clippy::too_many_arguments)] // the shape, the dtype, CoLD's parameters, the mode, the chip
     pub fn candidates(
         rows: usize,
         vocab: usize,
         dtype: DType,
-        alpha: f32,
-        beta: f32,
+        params: ColdParams,
         write_scores: bool,
         profile: &DeviceProfile,
     ) -> Result<Vec<Self>> {
-        let default = Self::choose(rows, vocab, dtype, alpha, beta, write_scores, profile)?;
+        let default = Self::choose(rows, vocab, dtype, params, write_scores, profile)?;
         let (n, v) = (default.rows, default.vocab);
         let mut all = Vec::new();
         for tile_len in [512, 1024, 2048, 4096, 8192] {
@@ -742,7 +724,7 @@ impl ColdScoreTiling {
             }
         }
         Ok(keep_valid(default, all, |t| {
-            t.validate(rows, vocab, dtype, alpha, profile).is_ok()
+            t.validate(rows, vocab, dtype, params, profile).is_ok()
         }))
     }
 }
@@ -757,12 +739,12 @@ pub struct BenchShapes {
     /// bgmv_expand shapes (the slice is the whole row).
     pub expand: Vec<ExpandShape>,
     /// cold_score shapes.
-    pub cold: Vec<crate::shapes::ColdShape>,
+    pub cold: Vec<crate::contracts::ColdShape>,
 }
 
 /// See [`BenchShapes`].
 pub fn bench_shapes(full: bool) -> BenchShapes {
-    use crate::shapes::ColdShape;
+    use crate::contracts::ColdShape;
     let mut lora: Vec<(usize, usize, usize, usize)> = vec![(1, 4096, 16, 1), (16, 4096, 16, 4)];
     let mut vocab = vec![(1, 151_936), (8, 151_936)];
     if full {
@@ -942,19 +924,21 @@ mod tests {
         let too_big = ExpandShape { rank: 129, ..es };
         assert!(BgmvExpandTiling::choose(too_big, DType::F16, true, &p).is_err());
 
-        let t = ColdScoreTiling::choose(1, 32003, DType::F32, 0.1, 0.5, true, &p).unwrap();
+        let params = ColdParams::new(0.1, 0.5).unwrap();
+        let t = ColdScoreTiling::choose(1, 32003, DType::F32, params, true, &p).unwrap();
         assert!(t.splits > 1 && t.resident == 0);
         assert!(ColdScoreTiling { resident: 1, ..t }
-            .validate(1, 32003, DType::F32, 0.1, &p)
+            .validate(1, 32003, DType::F32, params, &p)
             .is_err());
         assert!(ColdScoreTiling { ws_bytes: 32, ..t }
-            .validate(1, 32003, DType::F32, 0.1, &p)
+            .validate(1, 32003, DType::F32, params, &p)
             .is_err());
-        assert!(ColdScoreTiling::choose(1, 100, DType::F32, 0.0, 0.5, false, &p).is_err());
-        assert!(ColdScoreTiling::choose(1, 100, DType::F32, 0.5, -1.0, false, &p).is_err());
-        let t = ColdScoreTiling::choose(64, 32000, DType::F16, 0.1, 0.5, true, &p).unwrap();
+        let other = ColdParams::new(0.5, 0.5).unwrap();
+        let err = t.validate(1, 32003, DType::F32, other, &p).unwrap_err();
+        assert!(err.to_string().contains("lnAlpha / beta"), "{err}");
+        let t = ColdScoreTiling::choose(64, 32000, DType::F16, params, true, &p).unwrap();
         assert_eq!((t.splits, t.resident), (1, 1));
-        let t = ColdScoreTiling::choose(64, 151936, DType::F32, 0.1, 0.5, false, &p).unwrap();
+        let t = ColdScoreTiling::choose(64, 151936, DType::F32, params, false, &p).unwrap();
         assert_eq!((t.splits, t.resident), (1, 0));
     }
 }

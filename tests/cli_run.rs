@@ -2,15 +2,12 @@
 //! the emulator, its outputs compared with `ascend_cold::reference` under the tolerances `check` uses,
 //! for every kernel and dtype; init / no-add / slice-offset semantics; exit code 3; numpy-worded errors.
 
-#[allow(dead_code)]
-#[path = "../src/bin/ascend-cold/common.rs"]
-mod common;
-
+use ascend_cold::contracts::{ColdParams, ColdShape, ExpandShape, Float, ShrinkShape};
+use ascend_cold::harness::{compare_cold, compare_expand, compare_shrink, random_vec, ColdResult};
 use ascend_cold::npy::{NpyArray, NpyDtype};
-use ascend_cold::reference::{self, Float};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
-use ascend_cold::tiling::{BgmvShrinkTiling, DType, DeviceProfile};
-use common::{compare_cold, compare_expand, compare_shrink, random_vec, ColdResult};
+use ascend_cold::reference;
+use ascend_cold::tiling::{BgmvShrinkTiling, DType};
+use ascend_cold::DeviceProfile;
 use half::{bf16, f16};
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -292,7 +289,8 @@ fn cold_case<T: Float + bytemuck::Pod>(dtype: DType, nan_row: Option<usize>) {
     let sc = read(&dir.path("s.npy"));
     assert_eq!((sc.dtype, sc.shape.clone()), (NpyDtype::F32, vec![3, 5003]));
     let tokens: Vec<i64> = t.values().unwrap();
-    let picks = reference::cold_score(&e, &a, s, 0.1, 0.5, None).unwrap();
+    let params = ColdParams::new(0.1, 0.5).unwrap();
+    let picks = reference::cold_score(&e, &a, s, params, None).unwrap();
     let ref_tokens: Vec<i64> = picks.iter().map(|p| p.token).collect();
     // The CLI does not write the best scores: hold the kernel's token to the reference's score of it.
     let best = tokens
@@ -302,8 +300,8 @@ fn cold_case<T: Float + bytemuck::Pod>(dtype: DType, nan_row: Option<usize>) {
             if t < 0 {
                 f32::NAN
             } else {
-                (1.5 * e[n * s.vocab + t as usize].to_f64()
-                    - 0.5 * a[n * s.vocab + t as usize].to_f64()) as f32
+                let i = n * s.vocab + t as usize;
+                reference::cold_score_of(e[i].to_f64(), a[i].to_f64(), 0.5) as f32
             }
         })
         .collect();
@@ -312,7 +310,7 @@ fn cold_case<T: Float + bytemuck::Pod>(dtype: DType, nan_row: Option<usize>) {
         best,
         scores: Some(sc.values().unwrap()),
     };
-    let errs = compare_cold(&widen(&e), &widen(&a), s, 0.1, 0.5, &ref_tokens, &got);
+    let errs = compare_cold(&widen(&e), &widen(&a), s, params, &ref_tokens, &got);
     assert!(errs.ok(), "{dtype:?}: {:?}", errs.first_failure);
     match nan_row {
         None => ok(&out),
@@ -330,6 +328,60 @@ fn cold_case<T: Float + bytemuck::Pod>(dtype: DType, nan_row: Option<usize>) {
                 .all(|(n, &t)| (n == row) == (t == -1)));
         }
     }
+}
+
+/// Issue 14: finite logits and `--beta 1e38` overflow the score; the row gets token -2 and the
+/// message names `beta` and the row, never a non-finite input (there is none). A row with a real
+/// NaN in the same run keeps its own fault.
+#[test]
+fn cold_score_overflow_names_beta_not_the_inputs() {
+    let dir = Dir::new();
+    let (rows, vocab) = (2usize, 64usize);
+    let mut e = vec![1.0f32; rows * vocab];
+    let a = vec![2.0f32; rows * vocab];
+    e[3] = 10.0; // row 0: 10 (1 + 1e38) = inf, 2e38 finite: +inf
+    e[vocab + 5] = f32::NAN; // row 1: a genuinely non-finite input
+    let npy = |v: &[f32]| NpyArray::from_values(NpyDtype::F32, vec![rows, vocab], v).unwrap();
+    let args = [
+        "run".to_string(),
+        "cold-score".into(),
+        "--device".into(),
+        "emu".into(),
+        "--expert".into(),
+        dir.write("e.npy", &npy(&e)),
+        "--base".into(),
+        dir.write("a.npy", &npy(&a)),
+        "--beta".into(),
+        "1e38".into(),
+        "--out".into(),
+        dir.arg("t.npy"),
+    ];
+    let out = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let tokens: Vec<i64> = read(&dir.path("t.npy")).values().unwrap();
+    let params = ColdParams::new(0.1, 1e38).unwrap();
+    let shape = ColdShape { rows, vocab };
+    let picks = reference::cold_score(&e, &a, shape, params, None).unwrap();
+    assert_eq!(tokens, picks.iter().map(|p| p.token).collect::<Vec<_>>());
+    assert_eq!(tokens, [-2, -1]);
+    let msg = stderr(&out);
+    let lines: Vec<&str> = msg.lines().collect();
+    let row0 = lines
+        .iter()
+        .find(|l| l.contains("row 0"))
+        .expect("row 0 named");
+    assert!(
+        row0.contains("beta") && !row0.contains("NaN or infinite"),
+        "{msg}"
+    );
+    let row1 = lines
+        .iter()
+        .find(|l| l.contains("row 1"))
+        .expect("row 1 named");
+    assert!(
+        row1.contains("--expert") && row1.contains("NaN or infinite"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -3,11 +3,13 @@
 //! own measure, as the default; the tiling it writes is accepted by `run --tiling`, `check --tiling`
 //! and `serde_json` into the tiling struct (what the benches do).
 
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::tiling::{
-    bench_shapes, BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType, DeviceProfile,
+    bench_shapes, BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType,
 };
 use ascend_cold::Device;
+use ascend_cold::DeviceProfile;
 use proptest::prelude::*;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -112,8 +114,14 @@ fn check_cold(dir: &Path, s: ColdShape, dtype: &str, scores: bool) {
         "bf16" => DType::Bf16,
         _ => DType::F32,
     };
-    t.validate(s.rows, s.vocab, dt, 0.1, &emu_profile())
-        .unwrap();
+    t.validate(
+        s.rows,
+        s.vocab,
+        dt,
+        ColdParams::new(0.1, 0.5).unwrap(),
+        &emu_profile(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -202,10 +210,10 @@ proptest! {
             prop_assert!(t.validate(e, dt, &p).is_ok(), "{:?}", t);
         }
         for cdt in [DType::F16, DType::F32] {
-            let c = ColdScoreTiling::candidates(rows, vocab, cdt, 0.1, 0.5, scores, &p).unwrap();
-            prop_assert_eq!(c[0], ColdScoreTiling::choose(rows, vocab, cdt, 0.1, 0.5, scores, &p).unwrap());
+            let c = ColdScoreTiling::candidates(rows, vocab, cdt, ColdParams::new(0.1, 0.5).unwrap(), scores, &p).unwrap();
+            prop_assert_eq!(c[0], ColdScoreTiling::choose(rows, vocab, cdt, ColdParams::new(0.1, 0.5).unwrap(), scores, &p).unwrap());
             for t in &c {
-                prop_assert!(t.validate(rows, vocab, cdt, 0.1, &p).is_ok(), "{:?}", t);
+                prop_assert!(t.validate(rows, vocab, cdt, ColdParams::new(0.1, 0.5).unwrap(), &p).is_ok(), "{:?}", t);
                 let back: ColdScoreTiling = serde_json::from_str(&serde_json::to_string(t).unwrap()).unwrap();
                 prop_assert_eq!(back, *t);
             }

@@ -5,12 +5,13 @@
 //! model computes a row identically whatever else is in the batch (asserted bit for bit in
 //! model_fixtures.rs), and the naive CoLD below uses the same cold_score kernel on the same logits.
 
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::contracts::ColdShape;
 use ascend_cold::decode::{Decoder, FinishReason, Request, SamplingParams, StopRules, Strategy};
 use ascend_cold::model::hf::load_hf;
 use ascend_cold::model::{
     Adapter, DeviceLora, KvCache, LlamaModel, LoraDelta, Row, StackedAdapters, WeightDtype,
 };
-use ascend_cold::shapes::ColdShape;
 use ascend_cold::{ops, Device, DeviceBuffer, Stream};
 use half::bf16;
 use std::path::PathBuf;
@@ -130,8 +131,7 @@ fn naive_cold(
             de.view(),
             da.view(),
             ColdShape { rows: 1, vocab },
-            alpha,
-            beta,
+            ColdParams::new(alpha, beta).unwrap(),
         )
         .unwrap()[0];
         out.push(pick.token as u32);

@@ -3,7 +3,7 @@
 //! device and process-wide, so no other test may run beside it.
 
 use ascend_cold::runtime::emu;
-use ascend_cold::{ops, shapes::ShrinkShape, Device, DeviceBuffer, Stream};
+use ascend_cold::{contracts::ShrinkShape, ops, Device, DeviceBuffer, Stream};
 use half::f16;
 
 #[test]

@@ -24,9 +24,11 @@
 //! (such a token scores bit for bit the same, so the lowest-index rule must pick it). Every score of the row
 //! is within tol_s, -inf where surely masked. Non-finite rows: token -1, best NaN, every score written.
 
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::contracts::ColdShape;
+use ascend_cold::contracts::Float;
 use ascend_cold::ops::{self, ColdOutputs};
-use ascend_cold::reference::{self, Float};
-use ascend_cold::shapes::ColdShape;
+use ascend_cold::reference;
 use ascend_cold::tiling::ColdScoreTiling;
 use ascend_cold::{Device, DeviceBuffer, DeviceRepr, Stream};
 use half::{bf16, f16};
@@ -88,8 +90,7 @@ fn random_tiling<T: Logit>(
         shape.rows,
         shape.vocab,
         T::DTYPE,
-        alpha,
-        beta,
+        ColdParams::new(alpha, beta).unwrap(),
         with_scores,
         &profile,
     )
@@ -101,9 +102,15 @@ fn random_tiling<T: Logit>(
         chunk_len: base.chunk_len.div_ceil(tile_len) * tile_len,
         ..base
     };
-    t.validate(shape.rows, shape.vocab, T::DTYPE, alpha, &profile)
-        .ok()
-        .map(|_| t)
+    t.validate(
+        shape.rows,
+        shape.vocab,
+        T::DTYPE,
+        ColdParams::new(alpha, beta).unwrap(),
+        &profile,
+    )
+    .ok()
+    .map(|_| t)
 }
 
 struct Outputs {
@@ -142,8 +149,7 @@ fn launch<T: Logit>(
         de.view(),
         da.view(),
         shape,
-        alpha,
-        beta,
+        ColdParams::new(alpha, beta).unwrap(),
         out,
         tiling,
     )
@@ -168,7 +174,8 @@ fn check<T: Logit>(
     out: &Outputs,
 ) {
     let vocab = shape.vocab;
-    let picks = reference::cold_score(e, a, shape, alpha, beta, None).unwrap();
+    let picks =
+        reference::cold_score(e, a, shape, ColdParams::new(alpha, beta).unwrap(), None).unwrap();
     let (b, ln_a) = (f64::from(beta), f64::from(alpha).ln());
     for (n, pick) in picks.iter().enumerate() {
         let what = format!("{what}, row {n}");

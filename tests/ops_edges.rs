@@ -1,7 +1,8 @@
 //! Edge cases of the ops that random inputs rarely hit, through the public API on the emulator.
 
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::contracts::{ColdShape, ShrinkShape};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
-use ascend_cold::shapes::{ColdShape, ShrinkShape};
 use ascend_cold::{Device, DeviceBuffer, Error, Stream};
 use half::{bf16, f16};
 
@@ -19,11 +20,17 @@ fn picks(s: &Stream, e: &[f32], a: &[f32], vocab: usize, alpha: f32, beta: f32) 
         rows: e.len() / vocab,
         vocab,
     };
-    ops::cold_score_host(s, de.view(), da.view(), shape, alpha, beta)
-        .unwrap()
-        .iter()
-        .map(|p| p.token)
-        .collect()
+    ops::cold_score_host(
+        s,
+        de.view(),
+        da.view(),
+        shape,
+        ColdParams::new(alpha, beta).unwrap(),
+    )
+    .unwrap()
+    .iter()
+    .map(|p| p.token)
+    .collect()
 }
 
 #[test]
@@ -47,8 +54,11 @@ fn extreme_magnitudes_and_a_single_token_vocabulary() {
     let s = stream();
     let e = [1e30f32, -1e30, 3e38, -3e38, 0.0, 1e-30];
     let a = [0f32; 6];
-    // Row 0: the huge logit wins; row 1: 3e38 wins and -3e38 is masked; row 2: 1e-30 > 0.
-    assert_eq!(picks(&s, &e, &a, 2, 0.1, 0.5), [0, 0, 1]);
+    // Row 0: the huge logit wins; row 1: 3e38 is kept (-3e38 masked) but its score 1.5 x 3e38
+    // overflows f32, a score overflow (-2, docs/SEMANTICS.md section 1); row 2: 1e-30 > 0.
+    assert_eq!(picks(&s, &e, &a, 2, 0.1, 0.5), [0, -2, 1]);
+    // With beta 0 the score is the logit itself: 3e38 wins.
+    assert_eq!(picks(&s, &e, &a, 2, 0.1, 0.0), [0, 0, 1]);
     // V = 1: the only token, whatever alpha and beta.
     assert_eq!(
         picks(&s, &[-7.0, 9.0], &[100.0, -100.0], 1, 0.01, 3.0),
@@ -69,8 +79,7 @@ fn extreme_magnitudes_and_a_single_token_vocabulary() {
         de.view(),
         da.view(),
         ColdShape { rows: 2, vocab: 2 },
-        0.5,
-        0.5,
+        ColdParams::new(0.5, 0.5).unwrap(),
     )
     .unwrap();
     assert_eq!((p[0].token, p[1].token), (0, 1));
@@ -110,7 +119,8 @@ fn bad_parameters_and_shapes_are_refused_before_launch() {
             best_scores: best.view_mut(),
             scores: None,
         };
-        ops::cold_score(&s, e.view(), e.view(), shape, alpha, beta, out, None)
+        let params = ColdParams::new(alpha, beta)?;
+        ops::cold_score(&s, e.view(), e.view(), shape, params, out, None)
     };
     let ok = ColdShape { rows: 2, vocab: 3 };
     for (alpha, beta, what) in [

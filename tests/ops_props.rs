@@ -19,9 +19,11 @@
 //!   reference's best; when the reference's best beats every other kept score by more than that, the
 //!   tokens must be equal.
 
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::contracts::Float;
+use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
-use ascend_cold::reference::{self, Float};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
+use ascend_cold::reference;
 use ascend_cold::tiling::{BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
 use ascend_cold::{Device, DeviceBuffer, DeviceRepr, Stream};
 use half::{bf16, f16};
@@ -303,7 +305,8 @@ fn check_cold<T: Elem + ops::LogitFloat>(
     tiling: Option<ColdScoreTiling>,
 ) {
     let ColdShape { rows, vocab } = shape;
-    let picks = reference::cold_score(e, a, shape, alpha, beta, None).unwrap();
+    let picks =
+        reference::cold_score(e, a, shape, ColdParams::new(alpha, beta).unwrap(), None).unwrap();
     for device in devices() {
         let stream = Stream::new(&device).unwrap();
         let (de, da) = (
@@ -323,8 +326,7 @@ fn check_cold<T: Elem + ops::LogitFloat>(
             de.view(),
             da.view(),
             shape,
-            alpha,
-            beta,
+            ColdParams::new(alpha, beta).unwrap(),
             out,
             tiling.as_ref(),
         )
@@ -440,8 +442,15 @@ fn random_cold<T: Elem + ops::LogitFloat>(
     let tiling = tiled.then(|| {
         let device = Device::emulator().unwrap();
         let profile = device.profile().unwrap();
-        let base = ColdScoreTiling::choose(rows, vocab, T::DT, alpha, beta, with_scores, &profile)
-            .unwrap();
+        let base = ColdScoreTiling::choose(
+            rows,
+            vocab,
+            T::DT,
+            ColdParams::new(alpha, beta).unwrap(),
+            with_scores,
+            &profile,
+        )
+        .unwrap();
         let t = ColdScoreTiling {
             block_num: rng.gen_range(1..=profile.vector_cores),
             tile_len: 64 * rng.gen_range(1..=32),
@@ -451,9 +460,15 @@ fn random_cold<T: Elem + ops::LogitFloat>(
             chunk_len: t.chunk_len.div_ceil(t.tile_len) * t.tile_len,
             ..t
         };
-        t.validate(rows, vocab, T::DT, alpha, &profile)
-            .ok()
-            .map(|_| t)
+        t.validate(
+            rows,
+            vocab,
+            T::DT,
+            ColdParams::new(alpha, beta).unwrap(),
+            &profile,
+        )
+        .ok()
+        .map(|_| t)
     });
     check_cold(&e, &a, shape, alpha, beta, with_scores, tiling.flatten());
 }

@@ -3,8 +3,9 @@
 
 mod common;
 
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::contracts::ColdShape;
 use ascend_cold::ops::{self, ColdOutputs, RowStrides};
-use ascend_cold::shapes::ColdShape;
 use ascend_cold::{reference, DeviceBuffer, Error, Stream};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -47,8 +48,7 @@ fn interleaved_rows_pick_what_the_blocked_layout_picks() {
                 amateur,
                 shape,
                 RowStrides::interleaved(vocab),
-                alpha,
-                beta,
+                ColdParams::new(alpha, beta).unwrap(),
                 out,
                 None,
             )
@@ -56,12 +56,23 @@ fn interleaved_rows_pick_what_the_blocked_layout_picks() {
 
             let e_dev = DeviceBuffer::from_host(&device, &e).unwrap();
             let a_dev = DeviceBuffer::from_host(&device, &a).unwrap();
-            let blocked =
-                ops::cold_score_host(&stream, e_dev.view(), a_dev.view(), shape, alpha, beta)
-                    .unwrap();
+            let blocked = ops::cold_score_host(
+                &stream,
+                e_dev.view(),
+                a_dev.view(),
+                shape,
+                ColdParams::new(alpha, beta).unwrap(),
+            )
+            .unwrap();
             let mut want_scores = vec![0.0f32; rows * vocab];
-            let oracle =
-                reference::cold_score(&e, &a, shape, alpha, beta, Some(&mut want_scores)).unwrap();
+            let oracle = reference::cold_score(
+                &e,
+                &a,
+                shape,
+                ColdParams::new(alpha, beta).unwrap(),
+                Some(&mut want_scores),
+            )
+            .unwrap();
 
             let got: Vec<i64> = tokens.to_vec().unwrap();
             let blocked_tokens: Vec<i64> = blocked.iter().map(|p| p.token).collect();
@@ -112,8 +123,7 @@ fn strides_that_overlap_rows_or_overrun_the_view_are_refused() {
             amateur,
             shape,
             strides,
-            0.1,
-            0.5,
+            ColdParams::new(0.1, 0.5).unwrap(),
             out,
             None,
         )

@@ -6,9 +6,10 @@
 
 mod common;
 
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
 use ascend_cold::runtime::emu;
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::{reference, Device, DeviceView, DeviceViewMut, Stream};
 use ascend_sys::{AclFunctions, ACL_MEMCPY_DEVICE_TO_HOST, ACL_MEMCPY_HOST_TO_DEVICE, ACL_SUCCESS};
 use half::f16;
@@ -229,15 +230,21 @@ fn every_op_runs_on_foreign_memory_and_a_foreign_stream() {
         fe.view::<f32>(&device, e.len()),
         fam.view::<f32>(&device, am.len()),
         shape,
-        0.1,
-        0.5,
+        ColdParams::new(0.1, 0.5).unwrap(),
         out,
         None,
     )
     .unwrap();
     stream.synchronize().unwrap();
     let mut want_scores = vec![0.0f32; shape.rows * shape.vocab];
-    let picks = reference::cold_score(&e, &am, shape, 0.1, 0.5, Some(&mut want_scores)).unwrap();
+    let picks = reference::cold_score(
+        &e,
+        &am,
+        shape,
+        ColdParams::new(0.1, 0.5).unwrap(),
+        Some(&mut want_scores),
+    )
+    .unwrap();
     let tokens: Vec<i64> = ftok.read(3);
     assert_eq!(tokens, picks.iter().map(|p| p.token).collect::<Vec<_>>());
     let scores: Vec<f32> = fscores.read(shape.rows * shape.vocab);

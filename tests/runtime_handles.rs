@@ -4,9 +4,10 @@
 
 mod common;
 
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::contracts::{ColdShape, ShrinkShape};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
 use ascend_cold::runtime::emu;
-use ascend_cold::shapes::{ColdShape, ShrinkShape};
 use ascend_cold::{DeviceBuffer, Stream};
 use half::f16;
 
@@ -63,7 +64,16 @@ fn a_hundred_thousand_launches_keep_handles_and_memory_flat() {
                 best_scores: best.view_mut(),
                 scores: None,
             };
-            ops::cold_score(stream, e.view(), a.view(), shape, 0.1, 0.5, out, None).unwrap();
+            ops::cold_score(
+                stream,
+                e.view(),
+                a.view(),
+                shape,
+                ColdParams::new(0.1, 0.5).unwrap(),
+                out,
+                None,
+            )
+            .unwrap();
             let idx = AdapterIndices::Host(&[0, -1]);
             ops::bgmv_shrink(
                 stream,
@@ -115,11 +125,16 @@ fn a_hundred_thousand_launches_keep_handles_and_memory_flat() {
         after.live_function_handles
     );
 
-    let expected: Vec<i64> =
-        ascend_cold::reference::cold_score(&logits, &logits, shape, 0.1, 0.5, None)
-            .unwrap()
-            .iter()
-            .map(|p| p.token)
-            .collect();
+    let expected: Vec<i64> = ascend_cold::reference::cold_score(
+        &logits,
+        &logits,
+        shape,
+        ColdParams::new(0.1, 0.5).unwrap(),
+        None,
+    )
+    .unwrap()
+    .iter()
+    .map(|p| p.token)
+    .collect();
     assert_eq!(tokens.to_vec().unwrap(), expected, "the ops computed");
 }

@@ -123,7 +123,7 @@ fn device_facts_come_from_the_device() {
                     "Ascend910B2",
                     24,
                     48,
-                    192 * 1024 - ascend_cold::tiling::UB_RESERVED_BYTES
+                    192 * 1024 - ascend_cold::profile::UB_RESERVED_BYTES
                 )
             );
         }

@@ -23,13 +23,14 @@
 
 mod common;
 
+use ascend_cold::contracts::ColdParams;
+use ascend_cold::contracts::{ColdPick, Float};
+use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
-use ascend_cold::reference::{self, ColdPick, Float};
+use ascend_cold::reference;
 use ascend_cold::runtime::emu;
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
-use ascend_cold::tiling::{
-    BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType, DeviceProfile,
-};
+use ascend_cold::tiling::{BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
+use ascend_cold::DeviceProfile;
 use ascend_cold::{Device, DeviceBuffer, DeviceRepr, Error, Stream};
 use half::{bf16, f16};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -40,6 +41,12 @@ use std::sync::{Mutex, MutexGuard};
 
 const SCALE: f32 = 0.5;
 const ALPHA: f32 = 0.1;
+const BETA: f32 = 0.5;
+
+/// The CoLD parameters of every case here.
+fn params() -> ColdParams {
+    ColdParams::new(ALPHA, BETA).unwrap()
+}
 
 static EMU0: Mutex<()> = Mutex::new(());
 
@@ -501,8 +508,7 @@ fn cold_tiling<T: ops::LogitFloat>(emu: &Emu0, c: &ColdCase<'_, T>) -> ColdScore
             c.rows,
             c.vocab,
             T::DTYPE,
-            ALPHA,
-            c.beta,
+            ColdParams::new(ALPHA, c.beta).unwrap(),
             c.scores,
             &emu.profile,
         )
@@ -538,8 +544,7 @@ fn cold_case<T: ops::LogitFloat>(emu: &Emu0, c: &ColdCase<'_, T>) -> (Vec<ColdPi
         c.e,
         c.a,
         shape,
-        ALPHA,
-        c.beta,
+        ColdParams::new(ALPHA, c.beta).unwrap(),
         c.scores.then_some(&mut want_scores[..]),
     )
     .unwrap();
@@ -566,8 +571,7 @@ fn cold_case<T: ops::LogitFloat>(emu: &Emu0, c: &ColdCase<'_, T>) -> (Vec<ColdPi
         de.view(),
         da.view(),
         shape,
-        ALPHA,
-        c.beta,
+        ColdParams::new(ALPHA, c.beta).unwrap(),
         out,
         c.tiling,
     )
@@ -648,7 +652,7 @@ fn cold_choose(
     vocab: usize,
     scores: bool,
 ) -> ascend_cold::Result<ColdScoreTiling> {
-    ColdScoreTiling::choose(rows, vocab, dt, ALPHA, 0.5, scores, p)
+    ColdScoreTiling::choose(rows, vocab, dt, params(), scores, p)
 }
 
 #[test]
@@ -1061,9 +1065,10 @@ fn cold_budget<T: ops::LogitFloat>(emu: &Emu0, scores: bool, seed: u64) -> u64 {
     let at = cold_from(&emu.profile, dt, scores, *at);
     assert_eq!(at.ub_bytes(dt), budget);
     let (rows, vocab) = (1, at.vocab as usize);
-    at.validate(rows, vocab, dt, ALPHA, &emu.profile).unwrap();
+    at.validate(rows, vocab, dt, params(), &emu.profile)
+        .unwrap();
     budget_is_inclusive(&emu.profile, budget, |p| {
-        at.validate(rows, vocab, dt, ALPHA, p)
+        at.validate(rows, vocab, dt, params(), p)
     });
     let mut rng = StdRng::seed_from_u64(seed);
     let e: Vec<T> = grid(&mut rng, vocab, 32);
@@ -1107,8 +1112,7 @@ fn cold_budget<T: ops::LogitFloat>(emu: &Emu0, scores: bool, seed: u64) -> u64 {
         de.view(),
         de.view(),
         ColdShape { rows, vocab },
-        ALPHA,
-        0.5,
+        params(),
         out,
         Some(&over),
     );

@@ -8,8 +8,8 @@
 
 use crate::arrays::{dtype_error, float_of, read, shape_of, write, Float};
 use crate::{devices, to_py};
+use ascend_cold::contracts::{ColdParams, ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs, LogitFloat, LoraFloat};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::{DeviceBuffer, Error, Result, Stream};
 use bytemuck::Pod;
 use half::{bf16, f16};
@@ -283,7 +283,7 @@ impl Expand<'_, '_> {
 }
 
 /// CoLD's choice per row of `[rows, vocab]` logits: int64 tokens (-1 for a row holding a non-finite
-/// logit) and, when `return_scores`, the f32 score rows (`-inf` where masked).
+/// logit, -2 for a row whose score overflows f32: `beta` too large for its logits) and, when `return_scores`, the f32 score rows (`-inf` where masked).
 #[pyfunction]
 #[pyo3(signature = (expert_logits, amateur_logits, alpha = 0.1, beta = 0.5, return_scores = false, *, device = "auto", dtype = None))]
 #[allow(clippy::too_many_arguments)] // the op's parameters, plus device and dtype
@@ -297,6 +297,7 @@ fn cold_score<'py>(
     device: &str,
     dtype: Option<&str>,
 ) -> PyResult<Picks<'py>> {
+    let params = ColdParams::new(alpha, beta).map_err(to_py)?;
     let names = ["cold_score expert_logits", "cold_score amateur_logits"];
     let f = common_float(
         &[expert_logits, amateur_logits],
@@ -316,8 +317,7 @@ fn cold_score<'py>(
             expert_logits,
             amateur_logits,
             shape,
-            alpha,
-            beta,
+            params,
             return_scores,
             device,
         ),
@@ -326,8 +326,7 @@ fn cold_score<'py>(
             expert_logits,
             amateur_logits,
             shape,
-            alpha,
-            beta,
+            params,
             return_scores,
             device,
         ),
@@ -336,8 +335,7 @@ fn cold_score<'py>(
             expert_logits,
             amateur_logits,
             shape,
-            alpha,
-            beta,
+            params,
             return_scores,
             device,
         ),
@@ -359,15 +357,14 @@ fn cold_run<N: Element + Pod, T: LogitFloat + Pod>(
     expert: &Arr<'_>,
     amateur: &Arr<'_>,
     shape: ColdShape,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
     return_scores: bool,
     device: &str,
 ) -> PyResult<(Vec<i64>, Option<Vec<f32>>)> {
     let e = read::<N>(expert, "cold_score expert_logits")?;
     let a = read::<N>(amateur, "cold_score amateur_logits")?;
     let (e, a) = (elems::<N, T>(e.as_slice())?, elems::<N, T>(a.as_slice())?);
-    py.detach(|| cold_on_device(e, a, shape, alpha, beta, return_scores, device))
+    py.detach(|| cold_on_device(e, a, shape, params, return_scores, device))
         .map_err(to_py)
 }
 
@@ -375,8 +372,7 @@ fn cold_on_device<T: LogitFloat>(
     e: &[T],
     a: &[T],
     shape: ColdShape,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
     return_scores: bool,
     device: &str,
 ) -> Result<(Vec<i64>, Option<Vec<f32>>)> {
@@ -397,7 +393,7 @@ fn cold_on_device<T: LogitFloat>(
         best_scores: best.view_mut(),
         scores: scores.as_mut().map(|s| s.view_mut()),
     };
-    ops::cold_score(&stream, ed.view(), ad.view(), shape, alpha, beta, out, None)?;
+    ops::cold_score(&stream, ed.view(), ad.view(), shape, params, out, None)?;
     stream.synchronize()?;
     Ok((tokens.to_vec()?, scores.map(|s| s.to_vec()).transpose()?))
 }

@@ -3,9 +3,9 @@
 use super::sampling::{argmax, Sampler, SamplingParams};
 use super::stop::{FinishReason, StopRules};
 use super::text::TextStream;
+use crate::contracts::{cold_token, ColdParams, ColdShape};
 use crate::model::{KvCache, LlamaModel, LoraDelta, Row};
 use crate::ops::{self, ColdOutputs, RowStrides};
-use crate::shapes::ColdShape;
 use crate::{DeviceBuffer, Error, Result, Stream};
 use std::time::{Duration, Instant};
 
@@ -250,7 +250,7 @@ impl<'m> Decoder<'m> {
                     format!("{} (no adapter)", request.adapter),
                 ));
             }
-            crate::reference::check_cold_params(alpha, beta)?;
+            ColdParams::new(alpha, beta)?;
         }
         let sampler = Sampler::new(request.sampling)?;
         let id = RequestId(self.next_id);
@@ -521,18 +521,18 @@ impl<'m> Decoder<'m> {
                 rows: group.len(),
                 vocab,
             };
-            let (picks, scores) = self.cold_score(block, pitch, shape, alpha, beta, key.2)?;
+            let params = ColdParams::new(alpha, beta)?;
+            let (picks, scores) = self.cold_score(block, pitch, shape, params, key.2)?;
             for (g, &i) in group.iter().enumerate() {
                 let a = &mut self.active[i];
-                if picks[g] < 0 {
-                    return Err(non_finite(a.id));
-                }
+                let what = format!("logits of request {}", a.id.0);
+                let pick = cold_token(picks[g], a.id.0, &what, params)?;
                 tokens[i] = match &scores {
                     Some(s) => a
                         .sampler
                         .choose(&s[g * vocab..(g + 1) * vocab])
                         .map_err(|_| non_finite(a.id))?,
-                    None => picks[g] as u32,
+                    None => pick,
                 };
             }
         }
@@ -547,8 +547,7 @@ impl<'m> Decoder<'m> {
         block: &[f32],
         pitch: usize,
         shape: ColdShape,
-        alpha: f32,
-        beta: f32,
+        params: ColdParams,
         with_scores: bool,
     ) -> Result<(Vec<i64>, Option<Vec<f32>>)> {
         let n = shape.rows * shape.vocab;
@@ -590,8 +589,7 @@ impl<'m> Decoder<'m> {
                 expert: stride,
                 amateur: stride,
             },
-            alpha,
-            beta,
+            params,
             out,
             None,
         )?;

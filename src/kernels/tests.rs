@@ -6,12 +6,19 @@ use half::{bf16, f16};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use super::{BlockCounters, EmuGmRegion, HostKernel};
+use crate::contracts::{ColdParams, ColdShape, Float};
+use crate::profile::DeviceProfile;
+use crate::reference;
 use crate::tiling::*;
 use std::mem::size_of_val;
 
 const UB: u32 = 192 * 1024 - 256 - 8 * 1024;
 const POISON_F32: u32 = 0x7fc0_dead; // a quiet NaN with a recognisable payload
 const POISON_U16: u16 = 0x7e5a; // a NaN as f16 and as bf16
+
+fn params(alpha: f32, beta: f32) -> ColdParams {
+    ColdParams::new(alpha, beta).unwrap()
+}
 
 /// Device memory for one test: 8-byte aligned buffers and the regions the emulator checks against.
 struct Gm {
@@ -518,56 +525,49 @@ fn cold_case_rows(
         set_value(&mut e, v + v / 2, f32::NAN, dtype);
         ev[v + v / 2] = f64::NAN;
     }
-    let mut a = a;
+    let (mut a, mut av) = (a, av);
     if n > 2 {
         set_value(&mut a, 2 * v + v - 1, f32::INFINITY, dtype);
+        av[2 * v + v - 1] = f64::INFINITY;
     }
-    let mut t = ColdScoreTiling::choose(
-        n,
-        v,
-        dtype,
-        alpha,
-        beta,
-        write_scores,
-        &DeviceProfile::ascend_910b(),
-    )
-    .unwrap();
+    let params = ColdParams::new(alpha, beta).unwrap();
+    let profile = DeviceProfile::ascend_910b();
+    let mut t = ColdScoreTiling::choose(n, v, dtype, params, write_scores, &profile).unwrap();
     if let Some(r) = resident {
         t.resident = r as u32;
     }
     let out = run_cold(&e, &a, t, dtype);
+    // The oracle on the same values (exact in f32), its picks and masked score rows.
+    let (e32, a32): (Vec<f32>, Vec<f32>) = (
+        ev.iter().map(|&x| x as f32).collect(),
+        av.iter().map(|&x| x as f32).collect(),
+    );
+    let mut want_scores = vec![0f32; n * v];
+    let shape = ColdShape { rows: n, vocab: v };
+    let picks = reference::cold_score(&e32, &a32, shape, params, Some(&mut want_scores)).unwrap();
     let ln_alpha = (alpha as f64).ln();
     let eps = 1e-5; // f32 rounding of the threshold and of (1+beta) e - beta a at |logits| <= 8
-    for row in 0..n {
+    for (row, pick) in picks.iter().enumerate() {
         if sample_rows && row >= 3 && row + 1 < n {
             continue;
         }
-        let er = &ev[row * v..(row + 1) * v];
-        let ar = &av[row * v..(row + 1) * v];
-        let bad = (n > 1 && row == 1) || (n > 2 && row == 2);
-        if bad {
-            assert_eq!(out.tokens[row], -1, "non-finite row {row}");
+        if pick.token < 0 {
+            assert_eq!(out.tokens[row], pick.token, "faulted row {row}");
             assert!(out.best[row].is_nan());
             assert_eq!(out.status[row], 0x8000_0000 | (2 << 24));
             continue;
         }
         assert_eq!(out.status[row], 0);
-        let m = er.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let thr = m + ln_alpha;
-        let score = |i: usize| {
-            if er[i] >= thr {
-                (1.0 + beta as f64) * er[i] - beta as f64 * ar[i]
-            } else {
-                f64::NEG_INFINITY
-            }
-        };
-        let best = (0..v).map(score).fold(f64::NEG_INFINITY, f64::max);
+        let er = &ev[row * v..(row + 1) * v];
+        let score = |i: usize| f64::from(want_scores[row * v + i]);
+        let thr = er.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + ln_alpha;
+        let best = f64::from(pick.best_score);
         let tok = out.tokens[row];
         assert!(tok >= 0 && (tok as usize) < v, "row {row} token {tok}");
         let tok = tok as usize;
         assert!(er[tok] >= thr - eps, "row {row}: token {tok} is masked");
         assert!(
-            (1.5 * er[tok] - 0.5 * ar[tok]) >= best - eps,
+            score(tok) >= best - eps,
             "row {row}: token {tok} is not the best"
         );
         assert!((out.best[row] as f64 - best).abs() <= eps * 4.0);
@@ -677,7 +677,8 @@ fn cold_score_rescans_a_range_whose_winner_the_final_threshold_masks() {
         // rows_hint 1: split over the vocabulary; 64: one launch (tiling chosen for 64 rows, run on 1).
         let p = DeviceProfile::ascend_910b();
         let mut t =
-            ColdScoreTiling::choose(rows_hint, v, DType::F32, 0.1, 0.5, write_scores, &p).unwrap();
+            ColdScoreTiling::choose(rows_hint, v, DType::F32, params(0.1, 0.5), write_scores, &p)
+                .unwrap();
         t.rows = 1;
         t.block_num = t.block_num.min(t.splits);
         t.ws_bytes = t.ws_bytes.min(t.splits * 32);
@@ -693,6 +694,51 @@ fn cold_score_rescans_a_range_whose_winner_the_final_threshold_masks() {
     }
 }
 
+/// A beta too large for finite logits (docs/SEMANTICS.md section 1, score overflow), in every mode
+/// (one launch or split, tokens only or the score row), against the oracle. Row 0: the only kept
+/// token scores inf - inf = NaN; row 1: a score overflows to +inf only under the one-pass scan's
+/// provisional threshold, on a token the row's final threshold masks (no fault: the answer is the
+/// finite winner); row 2: the only kept score overflows to -inf.
+#[test]
+fn cold_score_overflow_is_reported_in_every_mode() {
+    let (n, v) = (3usize, 20000usize);
+    let mut e = vec![0u8; n * v * 4];
+    let mut a = vec![0u8; n * v * 4];
+    let (mut ev, mut av) = (vec![-10.0f32; n * v], vec![0.0f32; n * v]);
+    let mut put = |i: usize, x: f32, y: f32| {
+        ev[i] = x;
+        av[i] = y;
+    };
+    put(5, 40.0, 40.0); // 40 (1 + 1e37) = inf, 40e37 = inf: NaN
+    put(v + 5, 20.0, -40.0); // 20 (1 + 1e37) = 2e38, -(-4e38) = +inf: kept only provisionally
+    put(v + v - 3, 30.0, 30.0); // the maximum: 3e38 - 3e38 = 0
+    put(2 * v + 7, -5.0, 40.0); // the maximum, -5e37 - 4e38 (inf) = -inf
+    for i in 0..n * v {
+        set_value(&mut e, i, ev[i], DType::F32);
+        set_value(&mut a, i, av[i], DType::F32);
+    }
+    let params = params(0.5, 1e37);
+    let shape = ColdShape { rows: n, vocab: v };
+    let picks = reference::cold_score(&ev, &av, shape, params, None).unwrap();
+    let tokens: Vec<i64> = picks.iter().map(|p| p.token).collect();
+    assert_eq!(tokens, [-2, (v - 3) as i64, -2]);
+    let p = DeviceProfile::ascend_910b();
+    for (rows_hint, write_scores) in [(n, false), (n, true), (64, false), (64, true)] {
+        let mut t =
+            ColdScoreTiling::choose(rows_hint, v, DType::F32, params, write_scores, &p).unwrap();
+        t.rows = n as u32;
+        t.block_num = t.block_num.min(n as u32 * t.splits);
+        t.ws_bytes = t.ws_bytes.min(n as u32 * t.splits * 32);
+        let out = run_cold(&e, &a, t, DType::F32);
+        let what = format!("splits {} scores {write_scores}", t.splits);
+        assert_eq!(out.tokens, tokens, "{what}");
+        assert_eq!(out.best[1], 0.0, "{what}");
+        assert!(out.best[0].is_nan() && out.best[2].is_nan(), "{what}");
+        let overflow = 0x8000_0000 | (3 << 24);
+        assert_eq!(out.status, [overflow, 0, overflow], "{what}");
+    }
+}
+
 /// Bug (ops_props, `seed = 4719008545157703419, rows = 29, vocab = 45409`, f32, tokens only): a split
 /// row returned a token the alpha-mask removes. `cold_score`'s resolve step sorted chunks as dirty
 /// (rescanned) or not, but a chunk whose own maximum is below the row's threshold (empty) kept the
@@ -700,7 +746,6 @@ fn cold_score_rescans_a_range_whose_winner_the_final_threshold_masks() {
 /// Reproduces the property test's case exactly (same generator, same default tiling: 2 chunks per row).
 #[test]
 fn cold_score_split_chunk_below_the_row_threshold_keeps_no_winner() {
-    use crate::reference::{self, Float};
     let (seed, rows, vocab) = (4719008545157703419u64, 29usize, 45409usize);
     // tests/ops_props.rs random_cold::<f32>, draw for draw.
     let mut rng = StdRng::seed_from_u64(seed);
@@ -719,19 +764,19 @@ fn cold_score_split_chunk_below_the_row_threshold_keeps_no_winner() {
     }
     let alpha = [1.0f32, 0.5, 0.1, 0.01, 1e-4][rng.gen_range(0..5)];
     let beta = [0.0f32, 0.5, 1.0, 3.0][rng.gen_range(0..4)];
+    let params = ColdParams::new(alpha, beta).unwrap();
     let t = ColdScoreTiling::choose(
         rows,
         vocab,
         DType::F32,
-        alpha,
-        beta,
+        params,
         false,
         &DeviceProfile::ascend_910b(),
     )
     .unwrap();
     assert!(t.splits > 1, "the case runs split (splits {})", t.splits);
-    let shape = crate::shapes::ColdShape { rows, vocab };
-    let picks = reference::cold_score(&e, &a, shape, alpha, beta, None).unwrap();
+    let shape = ColdShape { rows, vocab };
+    let picks = reference::cold_score(&e, &a, shape, params, None).unwrap();
     let out = run_cold(
         bytemuck::cast_slice(&e),
         bytemuck::cast_slice(&a),
@@ -778,8 +823,14 @@ fn cold_score_split_chunk_below_the_row_threshold_crafted() {
         a_row_stride: v as u32,
         reserved: 0,
     };
-    t.validate(1, v, DType::F32, 0.5, &DeviceProfile::ascend_910b())
-        .unwrap();
+    t.validate(
+        1,
+        v,
+        DType::F32,
+        params(0.5, 0.5),
+        &DeviceProfile::ascend_910b(),
+    )
+    .unwrap();
     let out = run_cold(&e, &a, t, DType::F32);
     assert_eq!(out.tokens[0], 0);
     assert_eq!(out.best[0], 1.5);
@@ -803,8 +854,7 @@ fn cold_score_ties_go_to_the_lowest_index() {
             n,
             v,
             DType::F32,
-            0.5,
-            1.0,
+            params(0.5, 1.0),
             false,
             &DeviceProfile::ascend_910b(),
         )
@@ -951,8 +1001,7 @@ fn rule_ub_address_alignment() {
         n,
         v,
         DType::F16,
-        0.5,
-        0.5,
+        params(0.5, 0.5),
         false,
         &DeviceProfile::ascend_910b(),
     )

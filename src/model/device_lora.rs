@@ -19,8 +19,8 @@ use super::adapter::StackedAdapters;
 use super::config::LlamaConfig;
 use super::lora::{check_delta_args, LoraDelta, LoraRows};
 use super::targets::LoraGroup;
+use crate::contracts::{ExpandShape, ShrinkShape};
 use crate::ops::{self, AdapterIndices, LoraFloat};
-use crate::shapes::{ExpandShape, ShrinkShape};
 use crate::tiling::MAX_EXPAND_RANK;
 use crate::{DeviceBuffer, Result, Stream};
 use std::sync::{Arc, Mutex};
@@ -255,7 +255,7 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
         let cols = weights.columns.clone();
         let computed = cols.len();
         let max_rank = weights.parts.iter().map(|p| p.rank).max().unwrap_or(0);
-        let indices = AdapterIndices::Host(rows.active_indices());
+        let indices = AdapterIndices::Checked(rows.active_checked());
 
         let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
         let Staging {

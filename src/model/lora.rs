@@ -19,6 +19,7 @@ use super::adapter::StackedAdapters;
 use super::config::LlamaConfig;
 use super::targets::LoraGroup;
 use super::vector::dot;
+use crate::contracts::CheckedIndices;
 use crate::{Error, Result};
 
 /// The adapter of each row of a batch, checked against the number of adapters once, where the batch
@@ -46,17 +47,7 @@ impl LoraRows {
     /// # Errors
     /// [`Error::BadIndex`] naming the first row whose index is `>= num_adapters`.
     pub fn new(indices: Vec<i64>, num_adapters: usize) -> Result<Self> {
-        if let Some((row, &index)) = indices
-            .iter()
-            .enumerate()
-            .find(|(_, &i)| i >= 0 && i as u64 >= num_adapters as u64)
-        {
-            return Err(Error::BadIndex {
-                row,
-                index,
-                num_adapters,
-            });
-        }
+        CheckedIndices::new(&indices, num_adapters)?;
         Ok(LoraRows::trusted(indices, num_adapters))
     }
 
@@ -106,6 +97,11 @@ impl LoraRows {
     /// The adapter of each row of [`Self::active_rows`] (all in `0..num_adapters`).
     pub fn active_indices(&self) -> &[i64] {
         &self.active_indices
+    }
+
+    /// [`Self::active_indices`] as the ops take them: already checked, so not scanned again.
+    pub fn active_checked(&self) -> CheckedIndices<'_> {
+        CheckedIndices::already_checked(&self.active_indices, self.num_adapters)
     }
 
     /// The bound the indices were checked against.

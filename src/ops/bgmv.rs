@@ -1,31 +1,28 @@
 //! `bgmv_shrink` and `bgmv_expand`: each row of a batch through its own LoRA adapter, or none.
 
-use super::{kernel, scratch, status_fault, AdapterIndices, LoraFloat};
+use super::{kernel, scratch, status_fault, AdapterIndices, LoraFloat, TrustedIndices};
+use crate::contracts::{ExpandShape, ShrinkShape};
 use crate::memory::{DeviceView, DeviceViewMut};
 use crate::module::KernelArg;
-use crate::reference::check_indices;
-use crate::shapes::{ExpandShape, ShrinkShape};
 use crate::tiling::{BgmvExpandTiling, BgmvShrinkTiling};
 use crate::{Error, Result, Stream};
 
 /// The kernels' status word for "adapter index >= number of adapters" (kernels/kernel_common.h).
 const STATUS_BAD_ADAPTER_INDEX: u32 = 0x8000_0000 | (1 << 24);
 
-/// Uploads host indices (after checking them) or takes the device's, and registers the check of the
-/// kernel's status words for the latter.
+/// Uploads checked host indices or takes the device's.
 fn indices_on_device<'s>(
     stream: &'s Stream,
-    indices: AdapterIndices<'s>,
-    num_loras: usize,
+    indices: TrustedIndices<'s>,
 ) -> Result<DeviceView<'s, i64>> {
     match indices {
-        AdapterIndices::Host(host) => {
-            check_indices(host, num_loras)?;
+        TrustedIndices::Host(checked) => {
+            let host = checked.as_slice();
             let bytes = scratch::upload(stream, "indices", bytemuck::cast_slice(host))?;
             // SAFETY: the same scratch memory, `host.len()` i64 values long.
             Ok(unsafe { DeviceView::from_raw(stream.device(), bytes.device_addr(), host.len()) })
         }
-        AdapterIndices::Device(view) => Ok(view),
+        TrustedIndices::Device(view) => Ok(view),
     }
 }
 
@@ -95,7 +92,7 @@ pub struct BgmvExpand<'a, T: LoraFloat> {
 /// choice (it is validated against the device first).
 ///
 /// ```
-/// use ascend_cold::{ops, shapes::ShrinkShape, Device, DeviceBuffer, Stream};
+/// use ascend_cold::{ops, contracts::ShrinkShape, Device, DeviceBuffer, Stream};
 /// use ascend_cold::half::f16;
 /// let device = Device::emulator()?;
 /// let stream = Stream::new(&device)?;
@@ -117,7 +114,8 @@ pub struct BgmvExpand<'a, T: LoraFloat> {
 /// ```
 ///
 /// # Errors
-/// Before launch: lengths that do not match `shape`, an index >= `num_loras` in host indices, a
+/// Before launch: lengths that do not match `shape`, an index >= `num_loras` in host indices
+/// ([`Error::BadIndex`](crate::Error::BadIndex), checked once at entry), a
 /// non-finite `scale`, a tiling the device cannot run, memory of another device. At the next
 /// synchronisation: a bad index in device-resident indices, naming the row.
 pub fn bgmv_shrink<T: LoraFloat>(
@@ -141,6 +139,7 @@ pub fn bgmv_shrink<T: LoraFloat>(
         y.len(),
     )?;
     let (batch, num_loras) = (shape.batch, shape.num_loras);
+    let indices = indices.trusted(num_loras)?;
     if !scale.is_finite() {
         return Err(Error::parameter("scale", "a finite number", scale));
     }
@@ -197,6 +196,7 @@ pub fn bgmv_expand<T: LoraFloat>(
         y.len(),
     )?;
     let (batch, num_loras) = (shape.batch, shape.num_loras);
+    let indices = indices.trusted(num_loras)?;
     if batch == 0 {
         return Ok(());
     }
@@ -246,11 +246,11 @@ impl BgmvLaunch<'_> {
         stream: &Stream,
         x: &dyn KernelArg,
         weights: &dyn KernelArg,
-        indices: AdapterIndices<'_>,
+        indices: TrustedIndices<'_>,
         y: &dyn KernelArg,
     ) -> Result<()> {
-        let host_checked = matches!(indices, AdapterIndices::Host(_));
-        let idx = indices_on_device(stream, indices, self.num_loras)?;
+        let host_checked = matches!(indices, TrustedIndices::Host(_));
+        let idx = indices_on_device(stream, indices)?;
         let status = status_view(stream, self.batch)?;
         let tiling = scratch::constant(stream, self.tiling)?;
         let args: [&dyn KernelArg; 6] = [x, weights, &idx, y, &status, &tiling];

@@ -2,54 +2,57 @@
 
 use super::bgmv::status_view;
 use super::{kernel, scratch, LogitFloat};
+use crate::contracts::{ColdParams, ColdPick, ColdShape};
 use crate::memory::{DeviceBuffer, DeviceView, DeviceViewMut};
 use crate::module::KernelArg;
-use crate::reference::check_cold_params;
-use crate::shapes::{ColdPick, ColdShape};
 use crate::tiling::ColdScoreTiling;
 use crate::{Error, Result, Stream};
 
-/// Where `cold_score` writes: per row the token (`-1` for a row holding a non-finite logit) and its
-/// score, and optionally the masked score rows (`-inf` where masked).
+/// Where `cold_score` writes: per row the token (or a fault code:
+/// [`COLD_NON_FINITE`](crate::contracts::COLD_NON_FINITE) for a row holding a non-finite logit,
+/// [`COLD_SCORE_OVERFLOW`](crate::contracts::COLD_SCORE_OVERFLOW) for a row whose winning score
+/// overflows f32) and its score, and optionally the masked score rows (`-inf` where masked).
+/// [`cold_token`](crate::contracts::cold_token) turns a row's token into a token or its error.
 pub struct ColdOutputs<'a> {
     /// `[rows]` i64.
     pub tokens: DeviceViewMut<'a, i64>,
-    /// `[rows]` f32 (NaN for a non-finite row).
+    /// `[rows]` f32 (NaN for a faulted row).
     pub best_scores: DeviceViewMut<'a, f32>,
-    /// `[rows, vocab]` f32, when wanted (for sampling or top-k on the scores). The row of a token
-    /// reported non-finite (`-1`) holds whatever the fused pass computed before the fault was known
-    /// (NaN where a non-finite logit entered); only its token is meaningful.
+    /// `[rows, vocab]` f32, when wanted (for sampling or top-k on the scores). The row of a faulted
+    /// token holds whatever the fused pass computed before the fault was known (NaN where a
+    /// non-finite logit entered); only its token is meaningful.
     pub scores: Option<DeviceViewMut<'a, f32>>,
 }
 
 /// CoLD per row (docs/SEMANTICS.md section 1): mask tokens with `e < max(e) + ln(alpha)`, score the rest
 /// `(1 + beta) e - beta a`, pick the highest score, lowest index on ties. `expert` and `amateur` are
-/// logits `[rows, vocab]` in f16, bf16 or f32. A row holding a NaN or infinity gets token `-1`: it is
+/// logits `[rows, vocab]` in f16, bf16 or f32. A row holding a NaN or infinity gets token `-1`, a row
+/// whose winning score overflows f32 (a `beta` too large for its logits) token `-2`: both are
 /// reported, never turned into a confident token. Queued on `stream`.
 ///
 /// ```
-/// use ascend_cold::{ops, shapes::ColdShape, Device, DeviceBuffer, Stream};
+/// use ascend_cold::contracts::{ColdParams, ColdShape};
+/// use ascend_cold::{ops, Device, DeviceBuffer, Stream};
 /// let device = Device::emulator()?;
 /// let stream = Stream::new(&device)?;
 /// // The expert slightly prefers token 0, the amateur loves it: CoLD picks token 1.
 /// let e = DeviceBuffer::from_host(&device, &[2.0f32, 1.9, -10.0])?;
 /// let a = DeviceBuffer::from_host(&device, &[3.0f32, 0.0, -50.0])?;
-/// let picks = ops::cold_score_host(&stream, e.view(), a.view(), ColdShape { rows: 1, vocab: 3 }, 0.1, 0.5)?;
+/// let params = ColdParams::new(0.1, 0.5)?;
+/// let picks = ops::cold_score_host(&stream, e.view(), a.view(), ColdShape { rows: 1, vocab: 3 }, params)?;
 /// assert_eq!(picks[0].token, 1);
 /// # Ok::<(), ascend_cold::Error>(())
 /// ```
 ///
 /// # Errors
-/// Before launch: lengths that do not match `shape`, an empty vocabulary, `alpha` outside (0, 1],
-/// `beta` negative or non-finite, a tiling the device cannot run, memory of another device.
-#[allow(clippy::too_many_arguments)] // logits, shape, the two parameters, outputs, tiling
+/// Before launch: lengths that do not match `shape`, an empty vocabulary, a tiling the device cannot
+/// run or made for other parameters, memory of another device.
 pub fn cold_score<T: LogitFloat>(
     stream: &Stream,
     expert: DeviceView<'_, T>,
     amateur: DeviceView<'_, T>,
     shape: ColdShape,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
     out: ColdOutputs<'_>,
     tiling: Option<&ColdScoreTiling>,
 ) -> Result<()> {
@@ -60,9 +63,7 @@ pub fn cold_score<T: LogitFloat>(
         out.scores.as_ref().map(|s| s.len()),
     )?;
     let dense = RowStrides::dense(shape.vocab);
-    cold_score_strided(
-        stream, expert, amateur, shape, dense, alpha, beta, out, tiling,
-    )
+    cold_score_strided(stream, expert, amateur, shape, dense, params, out, tiling)
 }
 
 /// Where the rows of the two logits operands lie: row `i` of the expert starts `i * expert`
@@ -102,7 +103,8 @@ impl RowStrides {
 ///
 /// ```
 /// use ascend_cold::ops::{self, ColdOutputs, RowStrides};
-/// use ascend_cold::{shapes::ColdShape, Device, DeviceBuffer, Stream};
+/// use ascend_cold::contracts::{ColdParams, ColdShape};
+/// use ascend_cold::{Device, DeviceBuffer, Stream};
 /// let device = Device::emulator()?;
 /// let stream = Stream::new(&device)?;
 /// // Two requests, each an expert row then an amateur row of one [4, 3] logits matrix.
@@ -115,27 +117,25 @@ impl RowStrides {
 /// let mut best = DeviceBuffer::<f32>::zeroed(&device, 2)?;
 /// let out = ColdOutputs { tokens: tokens.view_mut(), best_scores: best.view_mut(), scores: None };
 /// ops::cold_score_strided(&stream, logits.view(), logits.slice(3..)?, shape,
-///     RowStrides::interleaved(3), 0.1, 0.5, out, None)?;
+///     RowStrides::interleaved(3), ColdParams::new(0.1, 0.5)?, out, None)?;
 /// assert_eq!(tokens.to_vec()?, [1, 2]);
 /// # Ok::<(), ascend_cold::Error>(())
 /// ```
 ///
 /// # Errors
 /// As [`cold_score`], and a stride below the vocabulary or a view shorter than its rows span.
-#[allow(clippy::too_many_arguments)] // logits, shape, layout, the two parameters, outputs, tiling
+#[allow(clippy::too_many_arguments)] // logits, shape, layout, parameters, outputs, tiling
 pub fn cold_score_strided<T: LogitFloat>(
     stream: &Stream,
     expert: DeviceView<'_, T>,
     amateur: DeviceView<'_, T>,
     shape: ColdShape,
     strides: RowStrides,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
     out: ColdOutputs<'_>,
     tiling: Option<&ColdScoreTiling>,
 ) -> Result<()> {
     let ColdShape { rows, vocab } = shape;
-    check_cold_params(alpha, beta)?;
     if vocab == 0 {
         return Err(Error::shape("cold_score vocab", "at least one token", 0));
     }
@@ -171,19 +171,17 @@ pub fn cold_score_strided<T: LogitFloat>(
     let write_scores = out.scores.is_some();
     let chosen = match tiling {
         Some(t) => *t,
-        None => {
-            ColdScoreTiling::choose(rows, vocab, T::DTYPE, alpha, beta, write_scores, &profile)?
-        }
+        None => ColdScoreTiling::choose(rows, vocab, T::DTYPE, params, write_scores, &profile)?,
     };
     let tiling = ColdScoreTiling {
-        ln_alpha: alpha.ln(),
-        beta,
+        ln_alpha: params.ln_alpha(),
+        beta: params.beta(),
         write_scores: write_scores.into(),
         e_row_stride: stride_u32("cold_score expert row stride", strides.expert)?,
         a_row_stride: stride_u32("cold_score amateur row stride", strides.amateur)?,
         ..chosen
     };
-    tiling.validate(rows, vocab, T::DTYPE, alpha, &profile)?;
+    tiling.validate(rows, vocab, T::DTYPE, params, &profile)?;
     let status = status_view(stream, rows)?;
     let workspace = scratch::region(stream, "cold_workspace", tiling.workspace_bytes())?;
     let tiling_dev = scratch::constant(stream, bytemuck::bytes_of(&tiling))?;
@@ -239,8 +237,7 @@ pub fn cold_score_host<T: LogitFloat>(
     expert: DeviceView<'_, T>,
     amateur: DeviceView<'_, T>,
     shape: ColdShape,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
 ) -> Result<Vec<ColdPick>> {
     let device = stream.device();
     let mut tokens = DeviceBuffer::<i64>::zeroed(device, shape.rows)?;
@@ -250,7 +247,7 @@ pub fn cold_score_host<T: LogitFloat>(
         best_scores: best.view_mut(),
         scores: None,
     };
-    cold_score(stream, expert, amateur, shape, alpha, beta, out, None)?;
+    cold_score(stream, expert, amateur, shape, params, out, None)?;
     stream.synchronize()?;
     let (tokens, best) = (tokens.to_vec()?, best.to_vec()?);
     Ok(tokens

@@ -1,13 +1,17 @@
 //! Validated kernel launches: `bgmv_shrink`, `bgmv_expand` and `cold_score` on a [`Stream`].
 //!
 //! Contract: every op checks its inputs before anything is queued (shapes against lengths, dtypes by
-//! type, devices, adapter indices when they are host-visible, parameters, a caller's tiling against
-//! the device), then queues its launches and returns without waiting. What only the device can see is
+//! type, devices, adapter indices when they are host-visible, a caller's tiling against the device),
+//! then queues its launches and returns without waiting. Parameters arrive validated
+//! ([`ColdParams`](crate::contracts::ColdParams)); host indices are checked once at the op's entry, or
+//! not at all when they come as [`CheckedIndices`] for the op's adapters (docs/ARCHITECTURE.md,
+//! where a value is checked). What only the device can see is
 //! reported by the stream's next synchronisation: an adapter index >= the number of adapters in an
 //! index tensor that already lives on the device (the row is skipped and named), or a kernel fault.
 //! Non-finite logits are reported per row by `cold_score` (token -1).
 //!
-//! Semantics are [`crate::reference`]'s (docs/SEMANTICS.md sections 1 and 2, vLLM's LoRA ops).
+//! Semantics are those of docs/SEMANTICS.md sections 1 and 2 (vLLM's LoRA ops), which
+//! [`crate::reference`] computes on the host for the tests.
 //!
 //! Scratch: each stream keeps the small device buffers the ops need (tiling structs, status words,
 //! uploaded indices, the cold_score workspace) and reuses them; work on one stream runs in order, so a
@@ -20,11 +24,12 @@ mod scratch;
 pub use bgmv::{bgmv_expand, bgmv_shrink, BgmvExpand, BgmvShrink};
 pub use cold::{cold_score, cold_score_host, cold_score_strided, ColdOutputs, RowStrides};
 
+use crate::contracts::{CheckedIndices, Float};
 use crate::memory::{DeviceRepr, DeviceView};
 use crate::module::{Kernel, Module};
-use crate::reference::Float;
+use crate::profile::DeviceProfile;
 use crate::tiling::DType;
-use crate::{Device, DeviceProfile, Error, Result, Stream};
+use crate::{Device, Error, Result, Stream};
 use once_cell::sync::Lazy;
 use std::sync::{Arc, Mutex};
 
@@ -87,19 +92,39 @@ impl LogitFloat for f32 {
 /// The adapter index of each row (`-1`, or any negative value: no adapter).
 #[derive(Debug, Clone, Copy)]
 pub enum AdapterIndices<'a> {
-    /// Indices the host can read: checked before launch, then uploaded.
+    /// Indices the host can read: checked at the op's entry ([`CheckedIndices::new`]), then uploaded.
     Host(&'a [i64]),
+    /// Host indices already checked (once per step, by the caller) for at most the op's number of
+    /// adapters: uploaded without another scan.
+    Checked(CheckedIndices<'a>),
     /// Indices already on the device (a runtime's tensor): an index >= the number of adapters makes the
     /// kernel skip the row, and the stream's next synchronisation reports it.
     Device(DeviceView<'a, i64>),
 }
 
-impl AdapterIndices<'_> {
+/// Indices an op has accepted: checked on the host, or left to the kernel's device-side check.
+#[derive(Clone, Copy)]
+enum TrustedIndices<'a> {
+    Host(CheckedIndices<'a>),
+    Device(DeviceView<'a, i64>),
+}
+
+impl<'a> AdapterIndices<'a> {
     fn len(&self) -> usize {
         match self {
             AdapterIndices::Host(h) => h.len(),
+            AdapterIndices::Checked(c) => c.len(),
             AdapterIndices::Device(d) => d.len(),
         }
+    }
+
+    /// The one host-side check of an op's indices against its `num_adapters`.
+    fn trusted(self, num_adapters: usize) -> Result<TrustedIndices<'a>> {
+        Ok(match self {
+            AdapterIndices::Host(h) => TrustedIndices::Host(CheckedIndices::new(h, num_adapters)?),
+            AdapterIndices::Checked(c) => TrustedIndices::Host(c.for_adapters(num_adapters)?),
+            AdapterIndices::Device(d) => TrustedIndices::Device(d),
+        })
     }
 }
 

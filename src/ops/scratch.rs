@@ -2,40 +2,22 @@
 
 use crate::memory::{DeviceBuffer, DeviceView, DeviceViewMut};
 use crate::module::Kernel;
-use crate::{DeviceProfile, Result, Stream};
-use std::collections::HashMap;
+use crate::profile::DeviceProfile;
+use crate::scratch::OpsScratch as Scratch;
+use crate::{Result, Stream};
 use std::sync::Arc;
-
-/// What the ops keep per stream: named device buffers, the bytes last uploaded into each (so an
-/// unchanged tiling or index list is not uploaded again), and the kernels already looked up.
-#[derive(Default)]
-struct Scratch {
-    buffers: HashMap<&'static str, DeviceBuffer<u8>>,
-    /// Per uploaded region: the buffer's address and the bytes the stream has been told to put there.
-    uploaded: HashMap<&'static str, (u64, Vec<u8>)>,
-    kernels: HashMap<&'static str, Kernel>,
-    profile: Option<Arc<DeviceProfile>>,
-    /// Small read-only launch data (tiling structs) by content: each distinct value is uploaded once
-    /// and never written again, so launches that alternate between shapes (the four LoRA groups of
-    /// a layer, a CoLD group between them) upload nothing in steady state.
-    constants: HashMap<Vec<u8>, DeviceBuffer<u8>>,
-}
 
 /// Distinct constants a stream keeps before it drops them all (a decode uses a few per batch size).
 const MAX_CONSTANTS: usize = 256;
 
-/// Runs `f` on the stream's scratch, creating it on first use.
+/// Runs `f` on the stream's scratch.
 fn with_scratch<R>(stream: &Stream, f: impl FnOnce(&mut Scratch) -> R) -> R {
-    let mut slot = stream
+    let mut scratch = stream
         .inner
         .scratch
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let scratch = slot
-        .get_or_insert_with(|| Box::new(Scratch::default()))
-        .downcast_mut::<Scratch>()
-        .expect("only the ops put a Scratch in a stream's scratch slot");
-    f(scratch)
+    f(&mut scratch)
 }
 
 /// The kernel `name` and the device profile, if this stream looked them up before.

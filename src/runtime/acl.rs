@@ -5,7 +5,7 @@
 //! named by `ASCEND_ACL_LIB`) the emulator's host-compiled kernels. Everything else (load options,
 //! launch form, contracts) is the board's code path.
 
-use crate::module::KernelSource;
+use super::KernelSource;
 use crate::{Error, Result};
 use ascend_sys::{AclFunctions, AclLibrary, STANDIN_MARKER};
 
@@ -33,7 +33,7 @@ pub(super) fn load() -> Result<Loaded> {
     } else if crate::kernels::NPU_BINARY.is_some() {
         KernelSource::DeviceBinary
     } else {
-        KernelSource::Missing(crate::module::NO_DEVICE_BINARY)
+        KernelSource::Missing(super::NO_DEVICE_BINARY)
     };
     Ok(Loaded {
         fns: *library.functions(),

@@ -21,7 +21,6 @@ pub(crate) mod result;
 
 pub use codes::error_name;
 
-use crate::module::KernelSource;
 use ascend_sys::AclFunctions;
 use once_cell::sync::OnceCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,4 +144,24 @@ pub(crate) fn record_drop_error(error: crate::Error) {
         errors.remove(0);
     }
     errors.push(error);
+}
+
+/// Why a build has no device binary.
+pub(crate) const NO_DEVICE_BINARY: &str = "this build carries no device kernel binary: CANN \
+    (ASCEND_HOME_PATH and bisheng) was not present when it was built, or ASCEND_COLD_EMU_ONLY was set";
+
+/// Which kernels a device runs ([`Device::kernel_source`](crate::Device::kernel_source)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KernelSource {
+    /// The device binary build.rs compiled and linked for the 910B vector cores (dav-c220-vec) with the
+    /// CANN toolkit, on an NPU.
+    DeviceBinary,
+    /// The host-compiled kernels, run by the in-process emulator.
+    Emulator,
+    /// The host-compiled kernels, run by `standin-acl` behind the `libascendcl.so` provider (CI's
+    /// NPU path; not a board).
+    StandIn,
+    /// No kernels this runtime can run; the reason.
+    Missing(&'static str),
 }

@@ -6,14 +6,15 @@
 //! back bit-identical), and about one cold-score row in seven holds a NaN or infinity (token -1). The
 //! tolerances are derived in tests/ops_props.rs and implemented once in `common.rs`.
 
-use crate::common::{
-    self, compare_cold, compare_expand, compare_shrink, exec_cold, exec_expand, exec_shrink,
-    parse_shape, poison, random_indices, random_vec, read_tiling, DTypeArg, DeviceArg, Errors,
-    KernelName, KernelShape, Reps, SHAPE_HELP,
+use ascend_cold::contracts::{ColdParams, Float};
+use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
+use ascend_cold::harness::{
+    self as common, compare_cold, compare_expand, compare_shrink, exec_cold, exec_expand,
+    exec_shrink, parse_shape, poison, random_indices, random_vec, read_tiling, DTypeArg, DeviceArg,
+    Errors, KernelName, KernelShape, Reps, SHAPE_HELP,
 };
 use ascend_cold::ops::{LogitFloat, LoraFloat};
-use ascend_cold::reference::{self, Float};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
+use ascend_cold::reference;
 use ascend_cold::tiling::{BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
 use ascend_cold::{Device, Error, Result};
 use half::{bf16, f16};
@@ -258,7 +259,7 @@ pub fn trial(
     shape.check_memory(
         "--shape",
         dtype.size() as usize,
-        crate::common::host_memory_budget(),
+        ascend_cold::harness::host_memory_budget(),
     )?;
     let profile = device.profile()?;
     let label = |is_random: bool| match choice {
@@ -331,12 +332,13 @@ pub fn trial(
             let beta = knobs
                 .beta
                 .unwrap_or_else(|| [0.0f32, 0.5, 1.0, 3.0][rng.gen_range(0..4)]);
+            let params = ColdParams::new(alpha, beta)?;
             let mut scores = knobs.scores.unwrap_or_else(|| rng.gen_bool(0.5));
             let tiling = match choice {
                 TilingChoice::Cold(t) => Some(*t),
                 TilingChoice::Random => {
                     let all = ColdScoreTiling::candidates(
-                        s.rows, s.vocab, dtype, alpha, beta, scores, &profile,
+                        s.rows, s.vocab, dtype, params, scores, &profile,
                     )?;
                     Some(all[rng.gen_range(0..all.len())])
                 }
@@ -348,9 +350,9 @@ pub fn trial(
             }
             let t = tiling.as_ref();
             let errors = match dtype {
-                DType::F16 => cold_trial::<f16>(device, s, alpha, beta, scores, t, rng)?,
-                DType::Bf16 => cold_trial::<bf16>(device, s, alpha, beta, scores, t, rng)?,
-                DType::F32 => cold_trial::<f32>(device, s, alpha, beta, scores, t, rng)?,
+                DType::F16 => cold_trial::<f16>(device, s, params, scores, t, rng)?,
+                DType::Bf16 => cold_trial::<bf16>(device, s, params, scores, t, rng)?,
+                DType::F32 => cold_trial::<f32>(device, s, params, scores, t, rng)?,
             };
             Ok(Trial {
                 shape,
@@ -429,12 +431,10 @@ fn expand_trial<T: LoraFloat>(
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn cold_trial<T: LogitFloat>(
     device: &Device,
     shape: ColdShape,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
     scores: bool,
     tiling: Option<&ColdScoreTiling>,
     rng: &mut StdRng,
@@ -448,25 +448,14 @@ fn cold_trial<T: LogitFloat>(
             e[n * v + rng.gen_range(0..v)] = T::from_f64(bad);
         }
     }
-    let picks = reference::cold_score(&e, &a, shape, alpha, beta, None)?;
+    let picks = reference::cold_score(&e, &a, shape, params, None)?;
     let ref_tokens: Vec<i64> = picks.iter().map(|p| p.token).collect();
-    let (got, _) = exec_cold(
-        device,
-        &e,
-        &a,
-        shape,
-        alpha,
-        beta,
-        scores,
-        tiling,
-        Reps::ONCE,
-    )?;
+    let (got, _) = exec_cold(device, &e, &a, shape, params, scores, tiling, Reps::ONCE)?;
     Ok(compare_cold(
         &widen(&e),
         &widen(&a),
         shape,
-        alpha,
-        beta,
+        params,
         &ref_tokens,
         &got,
     ))

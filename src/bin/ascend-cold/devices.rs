@@ -2,8 +2,8 @@
 //! there is no NPU when there is none, what `--device auto` picks, and a kernel self-check per device.
 
 use crate::check::{self, Knobs, TilingChoice};
-use crate::common::{DeviceArg, KernelShape};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
+use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
+use ascend_cold::harness::{DeviceArg, KernelShape};
 use ascend_cold::tiling::DType;
 use ascend_cold::{Device, KernelSource, Provider, Result};
 use ascend_sys::AclLibrary;
@@ -44,7 +44,7 @@ pub fn run(args: &DevicesArgs) -> Result<u8> {
     match AclLibrary::open() {
         Err(e) => {
             println!("npu   none: AscendCL could not be loaded");
-            crate::common::print_load_error(&e, "      ");
+            ascend_cold::harness::print_load_error(&e, "      ");
         }
         Ok(lib) => {
             drop(lib);
@@ -89,7 +89,7 @@ pub fn run(args: &DevicesArgs) -> Result<u8> {
         println!("--device auto picks {auto}: {why}");
     }
     if let Some(arg) = args.device {
-        to_check = vec![crate::common::open_device(arg)?.0];
+        to_check = vec![ascend_cold::harness::open_device(arg)?.0];
     }
     if args.no_check {
         return Ok(0);

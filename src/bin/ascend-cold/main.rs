@@ -3,7 +3,6 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check;
-mod common;
 mod decode;
 mod devices;
 mod eval;

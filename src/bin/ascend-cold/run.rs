@@ -4,12 +4,14 @@
 //! tuples, dtypes as `<f2` / `float16`). `--repeat` / `--stats-json` time the kernel with device events
 //! and, on the emulator, record its GM traffic: what `scripts/perf-report` reads.
 
-use crate::common::{
-    self, exec_cold, exec_expand, exec_shrink, load_floats, load_indices, numpy_name, read_tiling,
-    shape_text, DTypeArg, DeviceArg, Floats, Loaded, Measured, Reps,
+use ascend_cold::contracts::{
+    cold_token, ColdParams, ColdShape, ExpandShape, ShrinkShape, COLD_SCORE_OVERFLOW,
+};
+use ascend_cold::harness::{
+    self as common, exec_cold, exec_expand, exec_shrink, load_floats, load_indices, numpy_name,
+    read_tiling, shape_text, DTypeArg, DeviceArg, Floats, Loaded, Measured, Reps,
 };
 use ascend_cold::npy::{NpyArray, NpyDtype};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::tiling::{BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
 use ascend_cold::{Device, Error, Result};
 use half::{bf16, f16};
@@ -31,7 +33,8 @@ enum RunKernel {
     /// the weights' dtype, H_full from --init or else K + H_out; adds into --init unless --no-add.
     BgmvExpand(ExpandRun),
     /// CoLD: logits [N,V] (float16, float32, or bfloat16 with --dtype bf16); out int64 tokens [N].
-    /// A row with a NaN or infinite logit gets token -1, is named on stderr, and the exit code is 3.
+    /// A row with a NaN or infinite logit gets token -1, a row whose score overflows (--beta too large
+    /// for its finite logits) token -2; each is named on stderr, and the exit code is 3.
     ColdScore(ColdRun),
 }
 
@@ -134,7 +137,8 @@ struct ColdRun {
     common: Common,
 }
 
-/// Runs the kernel; exit code 0, or 3 when a cold-score row held non-finite logits.
+/// Runs the kernel; exit code 0, or 3 when a cold-score row got no token (non-finite logits, or a
+/// score overflow: `--beta` too large for the row's logits).
 pub fn run(args: &RunArgs) -> Result<u8> {
     match &args.kernel {
         RunKernel::BgmvShrink(a) => shrink(a),
@@ -453,6 +457,7 @@ fn expand(r: &ExpandRun) -> Result<u8> {
 }
 
 fn cold(r: &ColdRun) -> Result<u8> {
+    let params = ColdParams::new(r.alpha, r.beta)?;
     let c = &r.common;
     let e = load(&r.expert, "--expert", 2, c)?;
     let a = load(&r.base, "--base", 2, c)?;
@@ -489,42 +494,17 @@ fn cold(r: &ColdRun) -> Result<u8> {
     // Which input holds the non-finite values, for the message.
     let non_finite = |f: &Floats, row: usize| f.any_non_finite(row * v..(row + 1) * v);
     let (device, _) = common::open_device(c.device)?;
-    let (alpha, beta) = (r.alpha, r.beta);
     let t = tiling.as_ref();
     let (res, m) = match (&e.data, &a.data) {
-        (Floats::F16(ev), Floats::F16(av)) => exec_cold::<f16>(
-            &device,
-            ev,
-            av,
-            shape,
-            alpha,
-            beta,
-            with_scores,
-            t,
-            reps(c)?,
-        )?,
-        (Floats::Bf16(ev), Floats::Bf16(av)) => exec_cold::<bf16>(
-            &device,
-            ev,
-            av,
-            shape,
-            alpha,
-            beta,
-            with_scores,
-            t,
-            reps(c)?,
-        )?,
-        (Floats::F32(ev), Floats::F32(av)) => exec_cold::<f32>(
-            &device,
-            ev,
-            av,
-            shape,
-            alpha,
-            beta,
-            with_scores,
-            t,
-            reps(c)?,
-        )?,
+        (Floats::F16(ev), Floats::F16(av)) => {
+            exec_cold::<f16>(&device, ev, av, shape, params, with_scores, t, reps(c)?)?
+        }
+        (Floats::Bf16(ev), Floats::Bf16(av)) => {
+            exec_cold::<bf16>(&device, ev, av, shape, params, with_scores, t, reps(c)?)?
+        }
+        (Floats::F32(ev), Floats::F32(av)) => {
+            exec_cold::<f32>(&device, ev, av, shape, params, with_scores, t, reps(c)?)?
+        }
         _ => unreachable!("dtypes checked above"),
     };
     NpyArray::from_values(NpyDtype::I64, vec![n], &res.tokens)?.write(&r.out)?;
@@ -540,9 +520,7 @@ fn cold(r: &ColdRun) -> Result<u8> {
     // The tiling the launch used (none for an empty batch, which launches nothing).
     let used = match tiling {
         Some(t) => Some(t),
-        None => {
-            ColdScoreTiling::choose(n, v, dtype, alpha, beta, with_scores, &device.profile()?).ok()
-        }
+        None => ColdScoreTiling::choose(n, v, dtype, params, with_scores, &device.profile()?).ok(),
     };
     stats_json(
         c,
@@ -553,6 +531,14 @@ fn cold(r: &ColdRun) -> Result<u8> {
     )?;
     let bad: Vec<usize> = (0..n).filter(|&row| res.tokens[row] < 0).collect();
     for &row in &bad {
+        let token = res.tokens[row];
+        if token == COLD_SCORE_OVERFLOW {
+            let what = "--expert and --base";
+            if let Err(e) = cold_token(token, row, what, params) {
+                eprintln!("ascend-cold: {e}; --beta: token {token} written for row {row}");
+            }
+            continue;
+        }
         let which = match (non_finite(&e.data, row), non_finite(&a.data, row)) {
             (true, true) => "--expert and --base",
             (true, false) => "--expert",
@@ -560,7 +546,7 @@ fn cold(r: &ColdRun) -> Result<u8> {
             (false, false) => "the inputs",
         };
         eprintln!(
-            "ascend-cold: row {row}: {which} holds a NaN or infinite logit; token -1 written"
+            "ascend-cold: row {row}: {which} holds a NaN or infinite logit; token {token} written"
         );
     }
     Ok(if bad.is_empty() { 0 } else { 3 })

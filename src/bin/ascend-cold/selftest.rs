@@ -13,15 +13,15 @@
 //! error (exit 1, `error: ...` with the reason on stderr).
 
 use crate::check::{self, Knobs, TilingChoice};
-use crate::common::{
-    self, exec_cold, exec_expand, exec_shrink, random_indices, random_vec, DeviceArg, KernelShape,
-    Measured, Reps,
-};
 use crate::decode::{LoraDtype, Session, WeightsArg};
+use ascend_cold::contracts::{ColdParams, ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::decode::{Decoder, Request, SamplingParams, StopRules, Strategy};
+use ascend_cold::harness::{
+    self as common, exec_cold, exec_expand, exec_shrink, random_indices, random_vec, DeviceArg,
+    KernelShape, Measured, Reps,
+};
 use ascend_cold::model::lora::check_delta_args;
 use ascend_cold::model::{LlamaConfig, LoraDelta, LoraGroup, LoraRows};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::tiling::DType;
 use ascend_cold::{Device, DeviceSpec, KernelSource, Module, Provider, Result, Stream};
 use ascend_sys::AclLibrary;
@@ -358,7 +358,17 @@ fn time_one(device: &Device, shape: KernelShape, reps: Reps, rng: &mut StdRng) -
         KernelShape::Cold(s) => {
             let e: Vec<f32> = random_vec(rng, s.rows * s.vocab, 8.0);
             let a: Vec<f32> = random_vec(rng, s.rows * s.vocab, 8.0);
-            exec_cold(device, &e, &a, s, 0.1, 0.5, false, None, reps)?.1
+            exec_cold(
+                device,
+                &e,
+                &a,
+                s,
+                ColdParams::new(0.1, 0.5)?,
+                false,
+                None,
+                reps,
+            )?
+            .1
         }
     })
 }

@@ -16,14 +16,15 @@
 //! (`--out`), which `run --tiling`, `check --tiling`, the benches and `serde_json` into the tiling
 //! struct accept.
 
-use crate::common::{
-    self, compare_cold, compare_expand, compare_shrink, exec_cold, exec_expand, exec_shrink,
-    parse_shape, random_vec, write_tiling, DTypeArg, DeviceArg, Errors, KernelName, KernelShape,
-    Measured, Reps, SHAPE_HELP,
+use ascend_cold::contracts::{ColdParams, Float};
+use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
+use ascend_cold::harness::{
+    self as common, compare_cold, compare_expand, compare_shrink, exec_cold, exec_expand,
+    exec_shrink, parse_shape, random_vec, write_tiling, DTypeArg, DeviceArg, Errors, KernelName,
+    KernelShape, Measured, Reps, SHAPE_HELP,
 };
 use ascend_cold::ops::{LogitFloat, LoraFloat};
-use ascend_cold::reference::{self, Float};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
+use ascend_cold::reference;
 use ascend_cold::tiling::{BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
 use ascend_cold::{Device, Error, Provider, Result};
 use half::{bf16, f16};
@@ -361,10 +362,11 @@ fn tune_rows(
             }
         }
         KernelShape::Cold(s) => {
-            let (alpha, beta, scores) = (args.alpha, args.beta, args.scores);
+            let params = ColdParams::new(args.alpha, args.beta)?;
+            let scores = args.scores;
             let cands =
-                ColdScoreTiling::candidates(s.rows, s.vocab, dtype, alpha, beta, scores, &profile)?;
-            let p = (alpha, beta, scores);
+                ColdScoreTiling::candidates(s.rows, s.vocab, dtype, params, scores, &profile)?;
+            let p = (params, scores);
             let outs = match dtype {
                 DType::F16 => cold_runs::<f16>(device, s, p, &cands, reps, &mut rng)?,
                 DType::Bf16 => cold_runs::<bf16>(device, s, p, &cands, reps, &mut rng)?,
@@ -445,21 +447,21 @@ fn expand_runs<T: LoraFloat>(
 fn cold_runs<T: LogitFloat>(
     device: &Device,
     s: ColdShape,
-    (alpha, beta, scores): (f32, f32, bool),
+    (params, scores): (ColdParams, bool),
     cands: &[ColdScoreTiling],
     reps: Reps,
     rng: &mut StdRng,
 ) -> Result<Vec<(Errors, Measured)>> {
     let e: Vec<T> = random_vec(rng, s.rows * s.vocab, 8.0);
     let a: Vec<T> = random_vec(rng, s.rows * s.vocab, 8.0);
-    let picks = reference::cold_score(&e, &a, s, alpha, beta, None)?;
+    let picks = reference::cold_score(&e, &a, s, params, None)?;
     let ref_tokens: Vec<i64> = picks.iter().map(|p| p.token).collect();
     let (ef, af) = (widen(&e), widen(&a));
     cands
         .iter()
         .map(|t| {
-            let (got, m) = exec_cold(device, &e, &a, s, alpha, beta, scores, Some(t), reps)?;
-            Ok((compare_cold(&ef, &af, s, alpha, beta, &ref_tokens, &got), m))
+            let (got, m) = exec_cold(device, &e, &a, s, params, scores, Some(t), reps)?;
+            Ok((compare_cold(&ef, &af, s, params, &ref_tokens, &got), m))
         })
         .collect()
 }

@@ -212,7 +212,7 @@ fn attribute(
     name: &'static str,
     device: i64,
     value: *mut i64,
-    pick: impl FnOnce(&EmuProfile) -> Option<i64>,
+    pick: impl FnOnce(&DeviceProfile) -> Option<i64>,
 ) -> aclError {
     entry(name, || {
         if value.is_null() {
@@ -247,7 +247,7 @@ pub(super) unsafe extern "C" fn aclrtGetDeviceInfo(
         |p| match attr {
             ascend_sys::ACL_DEV_ATTR_AICORE_CORE_NUM => Some(p.ai_cores.into()),
             ascend_sys::ACL_DEV_ATTR_VECTOR_CORE_NUM => Some(p.vector_cores.into()),
-            ascend_sys::ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE => Some(p.ub_bytes.into()),
+            ascend_sys::ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE => Some(p.reported_ub_bytes().into()),
             _ => None,
         },
     )

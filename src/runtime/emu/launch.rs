@@ -402,12 +402,8 @@ fn launch(
     let emu = emu();
     let kernel = function.kernel;
     let device = stream.device;
-    // Kernels get the UB less what the framework reserves, as on the chip (tiling::UB_RESERVED_BYTES).
-    let ub_bytes = emu
-        .config
-        .profile
-        .ub_bytes
-        .saturating_sub(crate::tiling::UB_RESERVED_BYTES);
+    // The kernel's share of the UB, as on the chip (profile::DeviceProfile::ub_bytes).
+    let ub_bytes = emu.config.profile.ub_bytes;
     let threads = emu.config.kernel_threads;
     stream.submit(Box::new(move || {
         let table = lock(&emu.mem);

@@ -12,7 +12,7 @@
 //! - `event.rs`: record, synchronise, elapsed time from a host clock, stream waits.
 //! - `launch.rs`: binary load from the emulator manifest, function lookup, kernel launch over every block.
 //!
-//! This module's public items ([`EmuConfig`], [`EmuProfile`], [`configure`], [`stats`],
+//! This module's public items ([`EmuConfig`], [`parse_profile`], [`configure`], [`stats`],
 //! [`last_launches`]) are emulator-only inspection and configuration: code that runs the same on a board
 //! must not depend on them.
 
@@ -22,6 +22,7 @@ mod launch;
 mod memory;
 mod stream;
 
+use crate::profile::{DeviceProfile, UB_RESERVED_BYTES};
 use crate::runtime::codes::*;
 use ascend_sys::{aclError, AclFunctions};
 use once_cell::sync::{Lazy, OnceCell};
@@ -92,64 +93,47 @@ pub fn table() -> &'static AclFunctions {
     &TABLE
 }
 
-/// What the emulated device reports about itself (the facts tiling reads).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmuProfile {
-    /// `aclrtGetSocName`.
-    pub soc_name: String,
-    /// `ACL_DEV_ATTR_AICORE_CORE_NUM` / `ACL_DEVICE_INFO_AI_CORE_NUM` (cube cores).
-    pub ai_cores: u32,
-    /// `ACL_DEV_ATTR_VECTOR_CORE_NUM` / `ACL_DEVICE_INFO_VECTOR_CORE_NUM`.
-    pub vector_cores: u32,
-    /// `ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE`: Unified Buffer bytes per vector core, also the capacity the
-    /// kernel emulation enforces.
-    pub ub_bytes: u32,
-}
-
-impl EmuProfile {
-    /// The default: an Atlas A2 (910B) with 24 AI cores and 48 vector cores (the `[SoCInfo]` of the CANN
-    /// platform config quoted in Ascend/torchair `docs/context/limit_core_num.md`) and a 192 KiB Unified
-    /// Buffer per vector core (docs/BOARD.md, chip facts).
-    pub fn ascend910b() -> Self {
-        EmuProfile {
-            soc_name: "Ascend910B2".into(),
-            ai_cores: 24,
-            vector_cores: 48,
-            ub_bytes: 192 * 1024,
+/// Parses an emulated device profile, `NAME[,aic=N][,aiv=N][,ub=BYTES]` (the format of
+/// `ASCEND_COLD_EMU_PROFILE`), starting from [`DeviceProfile::ascend_910b`] (e.g.
+/// `Ascend910B4,aic=20,aiv=40`). `ub` is the Unified Buffer per vector core as the device reports it
+/// (`ACL_DEV_ATTR_UBUF_PER_VECTOR_CORE`); the profile keeps the kernel's share of it
+/// ([`DeviceProfile::usable_ub_bytes`]), which must not be empty.
+///
+/// # Errors
+/// [`crate::Error::BadParameter`] naming `ASCEND_COLD_EMU_PROFILE`, with the format.
+pub fn parse_profile(spec: &str) -> crate::Result<DeviceProfile> {
+    let mut parts = spec.split(',').map(str::trim);
+    let mut profile = DeviceProfile::ascend_910b();
+    match parts.next() {
+        Some(name) if !name.is_empty() => profile.soc_name = name.to_string(),
+        _ => {}
+    }
+    for part in parts {
+        let bad = || {
+            crate::Error::parameter(
+                "ASCEND_COLD_EMU_PROFILE",
+                format!(
+                    "NAME[,aic=N][,aiv=N][,ub=BYTES] with positive integers, ub above the \
+                     {UB_RESERVED_BYTES} bytes the framework reserves"
+                ),
+                spec,
+            )
+        };
+        let (key, value) = part.split_once('=').ok_or_else(bad)?;
+        let value: u32 = value.trim().parse().map_err(|_| bad())?;
+        if value == 0 {
+            return Err(bad());
+        }
+        match key.trim() {
+            "aic" => profile.ai_cores = value,
+            "aiv" => profile.vector_cores = value,
+            "ub" if value > UB_RESERVED_BYTES => {
+                profile.ub_bytes = DeviceProfile::usable_ub_bytes(value)
+            }
+            _ => return Err(bad()),
         }
     }
-
-    /// Parses `NAME[,aic=N][,aiv=N][,ub=BYTES]`, starting from the 910B defaults
-    /// (e.g. `Ascend910B4,aic=20,aiv=40`).
-    pub fn parse(spec: &str) -> crate::Result<Self> {
-        let mut parts = spec.split(',').map(str::trim);
-        let mut profile = EmuProfile::ascend910b();
-        match parts.next() {
-            Some(name) if !name.is_empty() => profile.soc_name = name.to_string(),
-            _ => {}
-        }
-        for part in parts {
-            let bad = || {
-                crate::Error::parameter(
-                    "ASCEND_COLD_EMU_PROFILE",
-                    "NAME[,aic=N][,aiv=N][,ub=BYTES] with positive integers",
-                    spec,
-                )
-            };
-            let (key, value) = part.split_once('=').ok_or_else(bad)?;
-            let value: u32 = value.trim().parse().map_err(|_| bad())?;
-            if value == 0 {
-                return Err(bad());
-            }
-            match key.trim() {
-                "aic" => profile.ai_cores = value,
-                "aiv" => profile.vector_cores = value,
-                "ub" => profile.ub_bytes = value,
-                _ => return Err(bad()),
-            }
-        }
-        Ok(profile)
-    }
+    Ok(profile)
 }
 
 /// Emulator configuration, fixed at first use (see [`configure`]).
@@ -160,8 +144,9 @@ pub struct EmuConfig {
     /// Emulated HBM capacity per device: allocations beyond it fail with `ACL_ERROR_RT_MEMORY_ALLOCATION`
     /// without touching host memory. Default 64 GiB (a 910B's HBM).
     pub hbm_bytes: u64,
-    /// The device profile every emulated device reports.
-    pub profile: EmuProfile,
+    /// The device profile every emulated device reports (its `ub_bytes` is also the Unified Buffer
+    /// capacity the kernel emulation enforces).
+    pub profile: DeviceProfile,
     /// Host threads a kernel launch spreads its blocks over.
     pub kernel_threads: usize,
 }
@@ -171,7 +156,7 @@ impl Default for EmuConfig {
         EmuConfig {
             devices: 2,
             hbm_bytes: 64 << 30,
-            profile: EmuProfile::ascend910b(),
+            profile: DeviceProfile::ascend_910b(),
             kernel_threads: std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .min(4),
@@ -180,12 +165,12 @@ impl Default for EmuConfig {
 }
 
 impl EmuConfig {
-    /// The default, overridden by `ASCEND_COLD_EMU_PROFILE` (see [`EmuProfile::parse`]) and
+    /// The default, overridden by `ASCEND_COLD_EMU_PROFILE` (see [`parse_profile`]) and
     /// `ASCEND_COLD_EMU_DEVICES`.
     pub fn from_env() -> crate::Result<Self> {
         let mut config = EmuConfig::default();
         if let Ok(spec) = std::env::var("ASCEND_COLD_EMU_PROFILE") {
-            config.profile = EmuProfile::parse(&spec)?;
+            config.profile = parse_profile(&spec)?;
         }
         if let Ok(n) = std::env::var("ASCEND_COLD_EMU_DEVICES") {
             config.devices = n.trim().parse().ok().filter(|&n| n > 0).ok_or_else(|| {

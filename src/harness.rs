@@ -1,24 +1,25 @@
-//! What the kernel tools (`devices`, `run`, `check`, `tune`) share: device selection, host tensors and
-//! `.npy` files, tilings as JSON, the kernels run on a device with timing and the emulator's counters,
-//! and the tolerances a kernel is held to against the f64 reference.
+//! The kernel harness (cargo feature `harness`, on by default: the `ascend-cold` binary needs it).
 //!
-//! This file depends only on the library and external crates, so the CLI tests include it (`#[path]`)
-//! and hold `run`'s outputs to the same tolerances as `check`.
+//! What the kernel tools (`devices`, `run`, `check`, `tune`), the CLI tests and the kernel benches
+//! share: device selection, host tensors and `.npy` files, tilings as JSON (read and validated),
+//! the kernels run on a device with timing and the emulator's counters, random inputs, and the one
+//! tolerance model a kernel is held to against the oracle ([`crate::reference`]): [`Errors`],
+//! [`ulp_at`], `compare_*` (derived in tests/ops_props.rs).
 
-use ascend_cold::npy::{NpyArray, NpyDtype};
-use ascend_cold::ops::{self, AdapterIndices, ColdOutputs, LogitFloat, LoraFloat};
-use ascend_cold::reference::Float;
-use ascend_cold::runtime::emu::{self, BlockCounters, LaunchRecord};
-use ascend_cold::shapes::{ColdShape, ExpandShape, ShrinkShape};
-use ascend_cold::tiling::{BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
-use ascend_cold::{Device, DeviceBuffer, DeviceRepr, Error, Event, Provider, Result, Stream};
+use crate::contracts::{ColdParams, ColdShape, ExpandShape, Float, ShrinkShape};
+use crate::npy::{NpyArray, NpyDtype};
+use crate::ops::{self, AdapterIndices, ColdOutputs, LogitFloat, LoraFloat};
+use crate::reference::cold_score_of;
+use crate::runtime::emu::{self, BlockCounters, LaunchRecord};
+use crate::tiling::{BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
+use crate::{Device, DeviceBuffer, DeviceRepr, Error, Event, Provider, Result, Stream};
 use half::{bf16, f16};
 use std::path::Path;
 
 // ---- devices ------------------------------------------------------------------------------------------
 
-/// `--device`: the library's [`DeviceSpec`] (`auto`, `emu[:N]`, `npu[:N]`).
-pub use ascend_cold::DeviceSpec as DeviceArg;
+/// `--device`: the library's [`DeviceSpec`](crate::DeviceSpec) (`auto`, `emu[:N]`, `npu[:N]`).
+pub use crate::DeviceSpec as DeviceArg;
 
 /// Opens the device `arg` names, with a sentence saying which it is and why.
 pub fn open_device(arg: DeviceArg) -> Result<(Device, String)> {
@@ -234,13 +235,29 @@ pub fn load_indices(path: &Path, batch: usize) -> Result<Vec<i64>> {
 
 // ---- tilings as JSON ----------------------------------------------------------------------------------
 
-/// Reads a tiling of the kernel `kernel` from a JSON file (as `tune --out` writes it).
+/// Reads a tiling of the kernel `kernel` from a JSON file (as `tune --out` writes it): see
+/// [`parse_tiling`].
 pub fn read_tiling<T: serde::de::DeserializeOwned>(path: &Path, kernel: &str) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
+    parse_tiling(path, kernel, &bytes)
+}
+
+/// Parses the bytes of a tiling file (`path` names it in errors): a flat JSON object of the
+/// tiling's fields, unknown fields rejected. This only deserialises: the op that takes the tiling
+/// validates it against its shape, parameters and device before anything is launched
+/// (`*Tiling::validate`).
+///
+/// # Errors
+/// [`Error::InvalidFile`] naming the file and the kernel, with serde's reason.
+pub fn parse_tiling<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    kernel: &str,
+    bytes: &[u8],
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::InvalidFile {
         path: path.to_path_buf(),
         field: format!("{kernel} tiling"),
         detail: format!(
@@ -251,7 +268,11 @@ pub fn read_tiling<T: serde::de::DeserializeOwned>(path: &Path, kernel: &str) ->
 
 /// Writes a tiling as pretty JSON.
 pub fn write_tiling<T: serde::Serialize>(path: &Path, tiling: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(tiling).expect("tilings serialise");
+    let text = serde_json::to_string_pretty(tiling).map_err(|e| Error::InvalidFile {
+        path: path.to_path_buf(),
+        field: "tiling".into(),
+        detail: format!("cannot be written as JSON: {e}"),
+    })?;
     std::fs::write(path, text + "\n").map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -476,8 +497,7 @@ pub fn exec_cold<T: LogitFloat>(
     e: &[T],
     a: &[T],
     shape: ColdShape,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
     with_scores: bool,
     tiling: Option<&ColdScoreTiling>,
     reps: Reps,
@@ -501,16 +521,7 @@ pub fn exec_cold<T: LogitFloat>(
                 best_scores: best.view_mut(),
                 scores: with_scores.then(|| scores.view_mut()),
             };
-            ops::cold_score(
-                &stream,
-                de.view(),
-                da.view(),
-                shape,
-                alpha,
-                beta,
-                out,
-                tiling,
-            )
+            ops::cold_score(&stream, de.view(), da.view(), shape, params, out, tiling)
         }
     })?;
     let scores = if with_scores {
@@ -716,27 +727,30 @@ pub fn compare_expand(
 /// ((1 + b) e - b a) in f32, so tol_s = 4 u ((1 + b)|e| + b|a|) per score and tol_t = 2 u (|max| +
 /// |ln alpha|) on the threshold. The kernel's token must be kept and score within 2 tol_s of the best;
 /// when the reference's best wins by more than that margin, the tokens must be equal. A non-finite row
-/// must give token -1 and best NaN. Errors are those of the best score (and of every score, if given).
-#[allow(clippy::too_many_arguments)]
+/// must give the reference's fault token (-1 non-finite, -2 score overflow) and best NaN. Errors are
+/// those of the best score (and of every score, if given).
 pub fn compare_cold(
     e: &[f64],
     a: &[f64],
     shape: ColdShape,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
     ref_tokens: &[i64],
     got: &ColdResult,
 ) -> Errors {
     let (rows, v) = (shape.rows, shape.vocab);
-    let b = f64::from(beta);
-    let ln_a = f64::from(alpha.ln());
+    let b = f64::from(params.beta());
+    let ln_a = f64::from(params.ln_alpha());
     let mut errs = Errors::default();
     for n in 0..rows {
         let (re, ra) = (&e[n * v..(n + 1) * v], &a[n * v..(n + 1) * v]);
         let t = got.tokens[n];
         if ref_tokens[n] < 0 {
-            if t != -1 || !got.best[n].is_nan() {
-                errs.fail(format!("row {n} holds a non-finite logit: expected token -1 and best NaN, got token {t}, best {}", got.best[n]));
+            let fault = ref_tokens[n];
+            if t != fault || !got.best[n].is_nan() {
+                errs.fail(format!(
+                    "row {n} is faulted: expected token {fault} and best NaN, got token {t}, best {}",
+                    got.best[n]
+                ));
             }
             // The kernel's score row of such a row is unspecified (ops::cold_score promises token -1
             // and best NaN; the reference writes NaN): not compared, as in tests/ops_props.rs.
@@ -745,7 +759,7 @@ pub fn compare_cold(
         let max = re.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let threshold = max + ln_a;
         let tol_t = 2.0 * U * (max.abs() + ln_a.abs()) + 1e-300;
-        let score = |i: usize| (1.0 + b) * re[i] - b * ra[i];
+        let score = |i: usize| cold_score_of(re[i], ra[i], b);
         let tol_s = |i: usize| 4.0 * U * ((1.0 + b) * re[i].abs() + b * ra[i].abs()) + 1e-300;
         if !(0..v as i64).contains(&t) {
             errs.fail(format!("row {n}: token {t} is not in 0..{v}"));

@@ -1,0 +1,365 @@
+//! The contracts under the ops: the validated parameter and shape types of the three kernels, each
+//! checked once where a value enters and trusted inside.
+//!
+//! - [`ShrinkShape`], [`ExpandShape`], [`ColdShape`]: operand extents, and the one check of operand
+//!   lengths against them (`check_lens`);
+//! - [`ColdParams`]: CoLD's `alpha` and `beta`, validated by [`ColdParams::new`] (the only place their
+//!   domain is checked, with one message per parameter);
+//! - [`CheckedIndices`]: host adapter indices validated against a number of adapters by
+//!   [`CheckedIndices::new`] (the only host-side index check, [`Error::BadIndex`]);
+//! - [`ColdPick`]: `cold_score`'s per-row result, and [`cold_token`], the one reading of its
+//!   fault codes ([`COLD_NON_FINITE`], [`COLD_SCORE_OVERFLOW`]);
+//! - [`Float`]: the element types the kernels read and write, widened to f64 by the oracle.
+//!
+//! This module imports only the error type: the tiling, the ops, the oracle (`reference`) and the
+//! harness build on it (docs/ARCHITECTURE.md, layers).
+
+use crate::{Error, Result};
+use half::{bf16, f16};
+
+/// A floating-point element the kernels read or write.
+pub trait Float: Copy + Send + Sync + 'static {
+    /// Widens to f64 exactly.
+    fn to_f64(self) -> f64;
+    /// Rounds from f64 to this type (round to nearest even).
+    fn from_f64(value: f64) -> Self;
+}
+
+impl Float for f32 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn from_f64(value: f64) -> Self {
+        value as f32
+    }
+}
+
+impl Float for f16 {
+    fn to_f64(self) -> f64 {
+        f16::to_f64(self)
+    }
+    fn from_f64(value: f64) -> Self {
+        f16::from_f64(value)
+    }
+}
+
+impl Float for bf16 {
+    fn to_f64(self) -> f64 {
+        bf16::to_f64(self)
+    }
+    fn from_f64(value: f64) -> Self {
+        bf16::from_f64(value)
+    }
+}
+
+/// `bgmv_shrink`: `x [batch, hidden_in]`, `A [num_loras, rank, hidden_in]`, `indices [batch]`,
+/// `y [batch, rank]` (f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShrinkShape {
+    /// Rows.
+    pub batch: usize,
+    /// Input width.
+    pub hidden_in: usize,
+    /// LoRA rank (rows of each adapter's A).
+    pub rank: usize,
+    /// Adapters stacked in A.
+    pub num_loras: usize,
+}
+
+/// `bgmv_expand`: `x [batch, rank]` (f32), `Bw [num_loras, hidden_out, rank]`, `indices [batch]`,
+/// `y [batch, hidden_full]`, written at columns `slice_offset..slice_offset + hidden_out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpandShape {
+    /// Rows.
+    pub batch: usize,
+    /// LoRA rank.
+    pub rank: usize,
+    /// Output width of this slice.
+    pub hidden_out: usize,
+    /// Full width of a row of `y`.
+    pub hidden_full: usize,
+    /// First column of `y` this slice writes.
+    pub slice_offset: usize,
+    /// Adapters stacked in Bw.
+    pub num_loras: usize,
+}
+
+/// `cold_score`: expert and amateur logits `[rows, vocab]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdShape {
+    /// Rows (requests).
+    pub rows: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+}
+
+/// Checks that `len` equals the product of `dims` (the operand's extents, each named in the error).
+fn expect_len(
+    op: &str,
+    what: &str,
+    len: usize,
+    dims: &[usize],
+    shape: &dyn std::fmt::Debug,
+) -> Result<()> {
+    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    match expected {
+        Some(expected) if expected == len => Ok(()),
+        Some(expected) => Err(Error::shape(
+            format!("{op} {what}"),
+            format!("{expected} elements for {shape:?}"),
+            format!("{len} elements"),
+        )),
+        None => Err(Error::shape(
+            format!("{op} {what}"),
+            format!("a shape whose element count fits in usize ({shape:?} overflows)"),
+            format!("{len} elements"),
+        )),
+    }
+}
+
+/// Refuses an extent of zero that would make an operand empty without saying so ("expected 0
+/// elements"): a zero rank or width is a caller's mistake, not an empty batch.
+fn expect_nonzero(op: &str, dims: &[(&str, usize)]) -> Result<()> {
+    match dims.iter().find(|(_, d)| *d == 0) {
+        Some((name, _)) => Err(Error::shape(format!("{op} {name}"), "at least 1", 0)),
+        None => Ok(()),
+    }
+}
+
+impl ShrinkShape {
+    /// Checks operand lengths (`x`, `weights`, `indices`, `y`) against the shape; `op` names the
+    /// caller in the error.
+    pub fn check_lens(
+        &self,
+        op: &str,
+        x: usize,
+        weights: usize,
+        indices: usize,
+        y: usize,
+    ) -> Result<()> {
+        expect_nonzero(op, &[("hidden_in", self.hidden_in), ("rank", self.rank)])?;
+        expect_len(op, "x", x, &[self.batch, self.hidden_in], self)?;
+        let w = [self.num_loras, self.rank, self.hidden_in];
+        expect_len(op, "weights", weights, &w, self)?;
+        expect_len(op, "indices", indices, &[self.batch], self)?;
+        expect_len(op, "y", y, &[self.batch, self.rank], self)
+    }
+}
+
+impl ExpandShape {
+    /// Checks that the slice fits in a row of `y` and the operand lengths (`x`, `weights`, `indices`,
+    /// `y`) against the shape; `op` names the caller in the error.
+    pub fn check_lens(
+        &self,
+        op: &str,
+        x: usize,
+        weights: usize,
+        indices: usize,
+        y: usize,
+    ) -> Result<()> {
+        if self
+            .slice_offset
+            .checked_add(self.hidden_out)
+            .is_none_or(|end| end > self.hidden_full)
+        {
+            return Err(Error::parameter(
+                "slice_offset",
+                format!(
+                    "slice_offset + hidden_out <= hidden_full ({})",
+                    self.hidden_full
+                ),
+                format!("{} + {}", self.slice_offset, self.hidden_out),
+            ));
+        }
+        expect_nonzero(op, &[("rank", self.rank), ("hidden_out", self.hidden_out)])?;
+        expect_len(op, "x", x, &[self.batch, self.rank], self)?;
+        let w = [self.num_loras, self.hidden_out, self.rank];
+        expect_len(op, "weights", weights, &w, self)?;
+        expect_len(op, "indices", indices, &[self.batch], self)?;
+        expect_len(op, "y", y, &[self.batch, self.hidden_full], self)
+    }
+}
+
+impl ColdShape {
+    /// Checks the vocabulary is not empty and the logits' lengths; `scores` when a score row is wanted.
+    pub fn check_lens(
+        &self,
+        op: &str,
+        expert: usize,
+        amateur: usize,
+        scores: Option<usize>,
+    ) -> Result<()> {
+        if self.vocab == 0 {
+            return Err(Error::shape(format!("{op} vocab"), "at least one token", 0));
+        }
+        let logits = [self.rows, self.vocab];
+        expect_len(op, "expert", expert, &logits, self)?;
+        expect_len(op, "amateur", amateur, &logits, self)?;
+        match scores {
+            Some(s) => expect_len(op, "scores", s, &logits, self),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `cold_score`'s token for a row holding a NaN or infinite logit (docs/SEMANTICS.md section 1).
+pub const COLD_NON_FINITE: i64 = -1;
+/// `cold_score`'s token for a row of finite logits whose winning score is not finite in f32: `beta`
+/// is too large for these logits (docs/SEMANTICS.md section 1, score overflow).
+pub const COLD_SCORE_OVERFLOW: i64 = -2;
+
+/// The CoLD choice for one row: what `ops::cold_score_host` and `reference::cold_score` return, and
+/// what `ops::cold_score` writes to its `tokens` and `best_scores` outputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColdPick {
+    /// The chosen token, or a fault code: [`COLD_NON_FINITE`], [`COLD_SCORE_OVERFLOW`].
+    pub token: i64,
+    /// The winning score (NaN for a faulted row).
+    pub best_score: f32,
+}
+
+/// The token `cold_score` gave row `row`, or the row's fault as an error: [`Error::NonFinite`] for a non-finite
+/// logit, [`Error::BadParameter`] naming `beta` for a score overflow. `what` names the logits
+/// (e.g. "logits of request 3") in the non-finite error.
+///
+/// # Errors
+/// As above, and [`Error::KernelFault`] for any other negative token (a kernel that broke its
+/// contract).
+pub fn cold_token(token: i64, row: usize, what: &str, params: ColdParams) -> Result<u32> {
+    match token {
+        COLD_NON_FINITE => Err(Error::NonFinite {
+            what: what.to_string(),
+            rows: vec![row],
+        }),
+        COLD_SCORE_OVERFLOW => Err(Error::parameter(
+            "beta",
+            format!(
+                "a value small enough that the CoLD score (1 + beta) e - beta a of row {row} \
+                     stays finite in f32 for its finite logits ({what})"
+            ),
+            params.beta(),
+        )),
+        t => u32::try_from(t).map_err(|_| Error::KernelFault {
+            kernel: "cold_score".into(),
+            detail: format!("row {row}: token {t} is neither a token nor a fault code"),
+        }),
+    }
+}
+
+/// CoLD's parameters, validated: `alpha` in (0, 1] (the expert's mask, `e >= max(e) + ln(alpha)`),
+/// `beta` finite and >= 0 (the amateur's penalty). [`ColdParams::new`] is the one check; the ops,
+/// the tiling and the oracle take the validated value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColdParams {
+    alpha: f32,
+    beta: f32,
+}
+
+impl ColdParams {
+    /// Checks and wraps `alpha` and `beta`.
+    ///
+    /// # Errors
+    /// [`Error::BadParameter`] naming `alpha` (outside (0, 1]) or `beta` (negative, NaN or infinite).
+    pub fn new(alpha: f32, beta: f32) -> Result<Self> {
+        if !(alpha > 0.0 && alpha <= 1.0) {
+            return Err(Error::parameter("alpha", "a value in (0, 1]", alpha));
+        }
+        if !(beta.is_finite() && beta >= 0.0) {
+            return Err(Error::parameter("beta", "a finite value >= 0", beta));
+        }
+        Ok(ColdParams { alpha, beta })
+    }
+
+    /// The mask parameter, in (0, 1].
+    pub fn alpha(self) -> f32 {
+        self.alpha
+    }
+
+    /// The penalty, finite and >= 0.
+    pub fn beta(self) -> f32 {
+        self.beta
+    }
+
+    /// `ln(alpha)` in f32, as the kernel's tiling carries it: finite and <= 0.
+    pub fn ln_alpha(self) -> f32 {
+        self.alpha.ln()
+    }
+}
+
+/// Host adapter indices checked against a number of adapters: every index is negative ("no
+/// adapter") or below `num_adapters`. [`CheckedIndices::new`] is the one host-side check; an op
+/// given checked indices for at most its number of adapters does not scan them again.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedIndices<'a> {
+    indices: &'a [i64],
+    num_adapters: usize,
+}
+
+impl<'a> CheckedIndices<'a> {
+    /// Checks every index is `< num_adapters` or negative.
+    ///
+    /// # Errors
+    /// [`Error::BadIndex`] naming the first offending row.
+    pub fn new(indices: &'a [i64], num_adapters: usize) -> Result<Self> {
+        match indices
+            .iter()
+            .position(|&i| i >= 0 && i as u64 >= num_adapters as u64)
+        {
+            Some(row) => Err(Error::BadIndex {
+                row,
+                index: indices[row],
+                num_adapters,
+            }),
+            None => Ok(CheckedIndices {
+                indices,
+                num_adapters,
+            }),
+        }
+    }
+
+    /// Indices the crate has already checked against `num_adapters` (a subset of a checked list,
+    /// such as the rows of a batch that have an adapter): no scan.
+    pub(crate) fn already_checked(indices: &'a [i64], num_adapters: usize) -> Self {
+        debug_assert!(CheckedIndices::new(indices, num_adapters).is_ok());
+        CheckedIndices {
+            indices,
+            num_adapters,
+        }
+    }
+
+    /// The indices.
+    pub fn as_slice(self) -> &'a [i64] {
+        self.indices
+    }
+
+    /// The number of adapters they were checked against (valid for any set at least this large).
+    pub fn num_adapters(self) -> usize {
+        self.num_adapters
+    }
+
+    /// Rows.
+    pub fn len(self) -> usize {
+        self.indices.len()
+    }
+
+    /// No rows.
+    pub fn is_empty(self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// These indices for a set of `num_adapters` adapters: the same value when they were checked
+    /// against at most that many (no rescan), else checked again.
+    ///
+    /// # Errors
+    /// [`Error::BadIndex`] as [`CheckedIndices::new`].
+    pub fn for_adapters(self, num_adapters: usize) -> Result<Self> {
+        if self.num_adapters <= num_adapters {
+            Ok(CheckedIndices {
+                num_adapters,
+                ..self
+            })
+        } else {
+            CheckedIndices::new(self.indices, num_adapters)
+        }
+    }
+}
