@@ -8,6 +8,7 @@
 
 pub mod chat;
 mod engine;
+pub mod requests;
 pub mod sampling;
 pub mod stop;
 mod text;
@@ -17,5 +18,6 @@ pub use engine::{
     greedy_token, AdmissionLimits, Decoder, Output, Request, RequestId, StepToken, Strategy,
     Timings,
 };
+pub use requests::{read_request_lines, RequestDefaults, RequestLine, StrategyName};
 pub use sampling::SamplingParams;
 pub use stop::{FinishReason, StopRules};
