@@ -120,11 +120,25 @@ impl RequestLine {
     /// # Errors
     /// A [`LineError`] naming the member at fault.
     pub fn parse(text: &str) -> std::result::Result<Self, LineError> {
+        // serde would also read a struct from an array of its fields in order.
+        let start = text.trim_start().chars().next();
+        if start != Some('{') {
+            return Err(LineError {
+                field: "line".into(),
+                detail: format!(
+                    "a JSON object ({{...}}), found {}",
+                    start.map_or("nothing".to_string(), |c| format!("{c:?} first"))
+                ),
+            });
+        }
         let mut json = serde_json::Deserializer::from_str(text);
         let line: RequestLine = serde_path_to_error::deserialize(&mut json).map_err(|e| {
-            let field = e.path().to_string();
+            // The path to the fault; "." is the line itself, and a trailing "?" an unknown member
+            // (which the detail names).
+            let path = e.path().to_string();
+            let field = path.trim_end_matches('?').trim_end_matches('.');
             LineError {
-                field: if field == "." { "line".into() } else { field },
+                field: if field.is_empty() { "line" } else { field }.to_string(),
                 detail: e.into_inner().to_string(),
             }
         })?;
