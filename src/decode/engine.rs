@@ -250,6 +250,34 @@ impl<'m> Decoder<'m> {
     /// Runs at most `limits` at once, queueing the rest (docs/DECODING.md, "Admission"). Set before
     /// the first [`Self::submit`]: each request is checked against the limits when submitted.
     ///
+    /// ```
+    /// use ascend_cold::decode::{AdmissionLimits, Decoder, Request, Strategy, SamplingParams, StopRules};
+    /// use ascend_cold::model::{llama::random_model_files, LlamaModel, WeightDtype, LlamaConfig, RopeScaling};
+    /// use ascend_cold::{Device, Stream};
+    /// let config = LlamaConfig {
+    ///     vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+    ///     num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-5,
+    ///     rope_theta: 10000.0, rope_scaling: RopeScaling::None, max_position_embeddings: 128,
+    ///     tie_word_embeddings: true, bos_token_id: Some(0), eos_token_ids: vec![1],
+    /// };
+    /// let model = LlamaModel::new(&random_model_files(&config, 7), WeightDtype::F32)?;
+    /// let stream = Stream::new(&Device::emulator()?)?;
+    /// let limits = AdmissionLimits { max_rows: 2, max_kv_bytes: 1 << 20 };
+    /// let mut decoder = Decoder::new(&model, None, stream).with_limits(limits)?;
+    /// let stop = StopRules { ignore_eos: true, ..StopRules::for_model(model.config(), 4) };
+    /// for t in 0..5 {
+    ///     decoder.submit(Request {
+    ///         prompt: vec![0, t], adapter: -1, strategy: Strategy::Greedy,
+    ///         sampling: SamplingParams::default(), stop: stop.clone(),
+    ///     })?;
+    /// }
+    /// assert_eq!((decoder.live_rows(), decoder.queued()), (2, 3));
+    /// while !decoder.is_idle() {
+    ///     assert!(decoder.step()?.len() <= 2);
+    /// }
+    /// # Ok::<(), ascend_cold::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `max_rows` 0 (nothing could ever run), or requests submitted already.
     pub fn with_limits(mut self, limits: AdmissionLimits) -> Result<Self> {
@@ -441,8 +469,14 @@ impl<'m> Decoder<'m> {
     /// Moves queued requests into the batch, in submission order, while they fit the limits.
     fn admit(&mut self) {
         while let Some(next) = self.queue.front() {
-            let fits = self.live_rows + next.rows <= self.limits.max_rows
-                && self.live_kv_bytes + next.kv_bytes <= self.limits.max_kv_bytes;
+            let fits = self
+                .live_rows
+                .checked_add(next.rows)
+                .is_some_and(|rows| rows <= self.limits.max_rows)
+                && self
+                    .live_kv_bytes
+                    .checked_add(next.kv_bytes)
+                    .is_some_and(|bytes| bytes <= self.limits.max_kv_bytes);
             if !fits {
                 break;
             }
