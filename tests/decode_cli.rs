@@ -255,5 +255,30 @@ fn a_request_above_the_kv_limit_is_refused_with_its_line_need_and_the_limit() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("max_rows"), "{err}");
+    assert!(err.contains("--max-batch-rows"), "{err}");
+}
+
+#[test]
+fn a_bad_request_line_is_reported_with_its_number_and_member_before_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("requests.jsonl");
+    std::fs::write(
+        &path,
+        "{\"prompt_ids\": [1, 2]}\n\n{\"prompt_ids\": [1, -2]}\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("no-model-here");
+    let out = Command::new(bin())
+        .args(["decode", "--device", "emu", "--model"])
+        .arg(&missing)
+        .arg("--requests")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("requests.jsonl") && err.contains("line 3: prompt_ids[1]"),
+        "{err}"
+    );
 }

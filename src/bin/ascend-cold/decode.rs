@@ -280,6 +280,13 @@ impl DecodeArgs {
                 self.max_kv_mib,
             )
         })?;
+        if self.max_batch_rows == 0 {
+            return Err(Error::parameter(
+                "--max-batch-rows",
+                "at least 1 (a CoLD request needs 2)",
+                0,
+            ));
+        }
         Ok(AdmissionLimits {
             max_rows: self.max_batch_rows,
             max_kv_bytes,
@@ -315,13 +322,7 @@ struct Origin {
 /// written, the rest dropped).
 pub fn run(args: &DecodeArgs) -> Result<u8> {
     let limits = args.limits()?;
-    let session = Session::open(
-        &args.model,
-        &args.adapters,
-        args.device,
-        args.weights,
-        args.lora_dtype,
-    )?;
+    // The requests file is read before the model loads, so a bad line costs no load.
     let lines: Vec<(Option<usize>, RequestLine)> =
         match (&args.requests, &args.prompt, &args.prompt_ids) {
             (Some(path), _, _) => {
@@ -356,6 +357,13 @@ pub fn run(args: &DecodeArgs) -> Result<u8> {
                 ))
             }
         };
+    let session = Session::open(
+        &args.model,
+        &args.adapters,
+        args.device,
+        args.weights,
+        args.lora_dtype,
+    )?;
     let defaults = args.request_defaults();
     let mut decoder = session.decoder().with_limits(limits)?;
     let mut origins: HashMap<RequestId, Origin> = HashMap::with_capacity(lines.len());
