@@ -282,3 +282,35 @@ fn a_bad_request_line_is_reported_with_its_number_and_member_before_the_model_lo
         "{err}"
     );
 }
+
+/// `--help` prints the KV budget derived from the machine: a quarter of what the process may use,
+/// which under `ulimit -v 400000` (KiB) is at most 400,000 x 1,024 / 4 bytes = 97 MiB (exactly that
+/// when MemAvailable is larger, as on any machine that builds this project).
+#[test]
+fn the_default_kv_budget_is_a_quarter_of_the_address_space_limit_when_that_is_lower() {
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -v 400000 && exec \"$0\" decode --help", bin()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let after = &help[help.find("--max-kv-mib <").unwrap()..];
+    let default: usize = after[after.find("[default: ").unwrap() + 10..]
+        .split(']')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let limit_mib = 400_000 * 1024 / 4 >> 20;
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .unwrap();
+    if available > 400_000 {
+        assert_eq!(default, limit_mib, "{help}");
+    } else {
+        assert!(default <= limit_mib, "{help}");
+    }
+}

@@ -243,6 +243,7 @@ fn address_space_limit() -> Option<usize> {
     line.split_whitespace().next()?.parse().ok()
 }
 
+/// `--max-kv-mib`'s default: [`AdmissionLimits::for_memory`] of [`usable_memory`], in MiB.
 fn default_max_kv_mib() -> usize {
     AdmissionLimits::for_memory(usable_memory()).max_kv_bytes >> 20
 }
