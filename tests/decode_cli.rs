@@ -301,7 +301,7 @@ fn the_default_kv_budget_is_a_quarter_of_the_address_space_limit_when_that_is_lo
         .unwrap()
         .parse()
         .unwrap();
-    let limit_mib = 400_000 * 1024 / 4 >> 20;
+    let limit_mib = (400_000 * 1024 / 4) >> 20;
     let available = std::fs::read_to_string("/proc/meminfo")
         .unwrap()
         .lines()
