@@ -7,7 +7,9 @@
 
 use ascend_cold::contracts::ColdParams;
 use ascend_cold::contracts::ColdShape;
-use ascend_cold::decode::{Decoder, FinishReason, Request, SamplingParams, StopRules, Strategy};
+use ascend_cold::decode::{
+    AdmissionLimits, Decoder, FinishReason, Request, RequestId, SamplingParams, StopRules, Strategy,
+};
 use ascend_cold::model::hf::load_hf;
 use ascend_cold::model::{
     Adapter, DeviceLora, KvCache, LlamaModel, LoraDelta, Row, StackedAdapters, WeightDtype,
@@ -376,4 +378,209 @@ fn bad_requests_are_refused_before_anything_runs() {
         assert!(err.contains(what), "{what}: {err}");
     }
     assert!(d.is_idle());
+}
+
+/// KV bytes a request may come to hold, from the config alone: per row and position, keys and values
+/// of every layer, `num_key_value_heads * head_dim` f32 each; positions = prompt + new tokens, at
+/// most the context.
+fn kv_need(config: &ascend_cold::model::LlamaConfig, r: &Request) -> usize {
+    let rows = if matches!(r.strategy, Strategy::Cold { .. }) {
+        2
+    } else {
+        1
+    };
+    let positions = (r.prompt.len() + r.stop.max_new_tokens).min(config.max_position_embeddings);
+    config.num_hidden_layers
+        * 2
+        * config.num_key_value_heads
+        * config.head_dim
+        * 4
+        * positions
+        * rows
+}
+
+/// Fresh random requests: prompts of random tokens and lengths, every adapter and the base model,
+/// greedy and CoLD, 1 to 8 new tokens.
+fn random_requests(s: &Setup, lora: &dyn LoraDelta, n: usize, seed: u64) -> Vec<Request> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let vocab = s.model.config().vocab_size as u32;
+    let adapters = lora.num_adapters() as i64;
+    (0..n)
+        .map(|_| {
+            let len = rng.gen_range(1..=2 * s.prompt.len());
+            let prompt: Vec<u32> = (0..len).map(|_| rng.gen_range(0..vocab)).collect();
+            let cold = rng.gen_bool(0.4);
+            let adapter = if cold {
+                rng.gen_range(0..adapters)
+            } else {
+                rng.gen_range(-1..adapters)
+            };
+            let strategy = if cold {
+                Strategy::COLD_DEFAULT
+            } else {
+                Strategy::Greedy
+            };
+            request(&prompt, adapter, strategy, rng.gen_range(1..=8))
+        })
+        .collect()
+}
+
+/// What a bounded decode did: each request's tokens, and per step the rows and KV bytes (counted
+/// independently, from the step's tokens) of the requests it ran.
+struct Observed {
+    tokens: Vec<Vec<u32>>,
+    rows: Vec<usize>,
+    kv: Vec<usize>,
+    first_step: Vec<usize>,
+}
+
+fn decode_bounded(
+    s: &Setup,
+    lora: &dyn LoraDelta,
+    stream: &Stream,
+    requests: &[Request],
+    limits: AdmissionLimits,
+) -> Observed {
+    let mut d = Decoder::new(&s.model, Some(lora), stream.clone())
+        .with_limits(limits)
+        .unwrap();
+    let ids: Vec<RequestId> = requests
+        .iter()
+        .map(|r| d.submit(r.clone()).unwrap())
+        .collect();
+    let index = |id: RequestId| ids.iter().position(|&i| i == id).unwrap();
+    let mut seen = Observed {
+        tokens: vec![vec![]; requests.len()],
+        rows: vec![],
+        kv: vec![],
+        first_step: vec![usize::MAX; requests.len()],
+    };
+    while !d.is_idle() {
+        let announced = d.live_rows();
+        let step = d.step().unwrap();
+        let (mut rows, mut kv) = (0, 0);
+        for t in &step {
+            let i = index(t.id);
+            let r = &requests[i];
+            rows += if matches!(r.strategy, Strategy::Cold { .. }) {
+                2
+            } else {
+                1
+            };
+            kv += kv_need(s.model.config(), r);
+            seen.tokens[i].push(t.token);
+            seen.first_step[i] = seen.first_step[i].min(seen.rows.len());
+        }
+        assert_eq!(rows, announced, "live_rows() before the step");
+        seen.rows.push(rows);
+        seen.kv.push(kv);
+    }
+    seen
+}
+
+#[test]
+fn bounded_admission_keeps_rows_and_kv_per_step_within_the_limits_and_every_requests_tokens() {
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    let s = fixture("tiny-gqa-tied");
+    let lora = DeviceLora::<bf16>::new(&s.stacked, &stream).unwrap();
+    let requests = random_requests(&s, &lora, 40, 0x5eed_ad31);
+    let alone: Vec<Vec<u32>> = requests
+        .iter()
+        .map(|r| decode_alone(&s, &lora, &stream, r.clone()))
+        .collect();
+    let largest = requests
+        .iter()
+        .map(|r| kv_need(s.model.config(), r))
+        .max()
+        .unwrap();
+    let total: usize = requests.iter().map(|r| kv_need(s.model.config(), r)).sum();
+    for limits in [
+        AdmissionLimits {
+            max_rows: 5,
+            max_kv_bytes: usize::MAX,
+        },
+        AdmissionLimits {
+            max_rows: usize::MAX,
+            max_kv_bytes: largest + largest / 2,
+        },
+        AdmissionLimits {
+            max_rows: 2,
+            max_kv_bytes: largest,
+        },
+    ] {
+        let seen = decode_bounded(&s, &lora, &stream, &requests, limits);
+        for (i, want) in alone.iter().enumerate() {
+            assert_eq!(&seen.tokens[i], want, "request {i} under {limits:?}");
+        }
+        assert!(
+            seen.rows.iter().all(|&r| r <= limits.max_rows),
+            "{limits:?}: {:?}",
+            seen.rows
+        );
+        assert!(
+            seen.kv.iter().all(|&b| b <= limits.max_kv_bytes),
+            "{limits:?}: {:?}",
+            seen.kv
+        );
+        // Admission fills the room it has: some step runs within one request of the limit (not one
+        // request at a time), and requests start in submission order.
+        if limits.max_rows < requests.len() {
+            assert!(
+                seen.rows.iter().any(|&r| r + 1 >= limits.max_rows),
+                "{limits:?}"
+            );
+        }
+        if limits.max_kv_bytes < total {
+            assert!(
+                seen.kv.iter().any(|&b| b + largest > limits.max_kv_bytes),
+                "{limits:?}"
+            );
+        }
+        assert!(
+            seen.first_step.windows(2).all(|w| w[0] <= w[1]),
+            "not first in first out: {:?}",
+            seen.first_step
+        );
+    }
+}
+
+#[test]
+fn a_request_that_could_never_fit_is_refused_at_submit_with_its_need_and_the_limit() {
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    let s = fixture("tiny-gqa-tied");
+    let lora = DeviceLora::<bf16>::new(&s.stacked, &stream).unwrap();
+    let greedy = request(&s.prompt, 0, Strategy::Greedy, 6);
+    let need = kv_need(s.model.config(), &greedy);
+    let bounded = |max_rows, max_kv_bytes| {
+        Decoder::new(&s.model, Some(&lora), stream.clone()).with_limits(AdmissionLimits {
+            max_rows,
+            max_kv_bytes,
+        })
+    };
+    let err = bounded(4, need - 1)
+        .unwrap()
+        .submit(greedy.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("{need} bytes")) && err.contains(&format!("{} bytes", need - 1)),
+        "{err}"
+    );
+    let mut exact = bounded(4, need).unwrap();
+    let id = exact.submit(greedy.clone()).unwrap();
+    exact.run().unwrap();
+    assert_eq!(
+        exact.output(id).unwrap().tokens,
+        decode_alone(&s, &lora, &stream, greedy)
+    );
+    let cold = request(&s.prompt, 0, Strategy::COLD_DEFAULT, 6);
+    let err = bounded(1, usize::MAX)
+        .unwrap()
+        .submit(cold)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_rows") && err.contains('2'), "{err}");
+    let err = bounded(0, usize::MAX).err().unwrap().to_string();
+    assert!(err.contains("max_rows"), "{err}");
 }

@@ -1,6 +1,6 @@
 //! The decoder as a library user meets it: stop rules built from the model's own EOS ids, prompts
-//! encoded through the library, text deltas per step, and the requests that cannot mean anything
-//! (`max_new_tokens` 0, CoLD without an adapter) refused with the reason, in the library and the CLI.
+//! encoded through the library, text deltas per step, `max_new_tokens` 0 generating nothing, and
+//! CoLD without an adapter refused with the reason, in the library and the CLI.
 //!
 //! References are independent of the code under test: the fixtures' own files (config.json,
 //! generation_config.json, GGUF metadata read key by key), transformers' token ids in reference.json,
@@ -207,22 +207,25 @@ fn rules_for_the_model_end_each_request_at_its_first_eos() {
 }
 
 #[test]
-fn max_new_tokens_zero_is_refused_and_one_gives_exactly_one_token() {
+fn max_new_tokens_zero_generates_nothing_and_one_gives_exactly_one_token() {
     let f = Fixture::load("tiny-gqa-tied");
     let mut d = Decoder::new(&f.model, None, stream());
     let rules = |n| StopRules {
         ignore_eos: true,
         ..StopRules::for_model(&f.files.config, n)
     };
-    let err = d
+    let zero = d
         .submit(request(&f.prompt(), -1, Strategy::Greedy, rules(0)))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("max_new_tokens") && err.contains("at least 1") && err.contains("got 0"),
-        "{err}"
-    );
-    assert!(d.is_idle(), "a refused request does not run");
+        .unwrap();
+    assert!(d.is_idle(), "a request for no tokens does not run");
+    let out = d.output(zero).unwrap();
+    assert!(out.tokens.is_empty() && out.text.is_empty());
+    assert_eq!(out.finish, Some(FinishReason::Length));
+    assert!(d.step().unwrap().is_empty(), "no forward for it");
+    // Still checked like any request: a bad adapter is refused even when nothing is asked.
+    assert!(d
+        .submit(request(&f.prompt(), 3, Strategy::Greedy, rules(0)))
+        .is_err());
     let id = d
         .submit(request(&f.prompt(), -1, Strategy::Greedy, rules(1)))
         .unwrap();
@@ -446,14 +449,10 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn cli_refuses_max_new_tokens_zero_and_cold_without_an_adapter_with_the_reason() {
+fn cli_refuses_cold_without_an_adapter_with_the_reason() {
     let model = fixture_dir("tiny-gqa-tied").join("model");
     let model = model.to_str().unwrap();
     for (extra, words) in [
-        (
-            &["--prompt-ids", "0,54,261", "--max-new-tokens", "0"][..],
-            &["max_new_tokens", "at least 1", "got 0"][..],
-        ),
         (
             &["--prompt-ids", "0,54,261", "--strategy", "cold"][..],
             &["CoLD", "expert adapter"][..],
@@ -470,6 +469,32 @@ fn cli_refuses_max_new_tokens_zero_and_cold_without_an_adapter_with_the_reason()
             assert!(err.contains(w), "{args:?}: {w:?} not in {err}");
         }
     }
+}
+
+#[test]
+fn cli_max_new_tokens_zero_writes_an_empty_result() {
+    let model = fixture_dir("tiny-gqa-tied").join("model");
+    let args = [
+        "decode",
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "emu",
+        "--prompt-ids",
+        "0,54,261",
+        "--max-new-tokens",
+        "0",
+        "--json",
+    ];
+    let out = cli(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "one result line");
+    assert_eq!(lines[0]["tokens"], serde_json::json!([]));
+    assert_eq!(lines[0]["finish"], "length");
 }
 
 #[test]

@@ -18,14 +18,16 @@ def adapters_of(fixture):
 
 
 def cli_decode(cli, fixture, requests, *extra):
-    """One `decode --json --requests` run: a dict per request line."""
+    """One `decode --json --requests` run: a dict per request line, in the file's order (the CLI writes
+    each as it finishes, with its "index")."""
     lines = "\n".join(json.dumps(r) for r in requests)
     args = [str(cli), "decode", "--model", str(FIXTURES / fixture / "model"), "--device", "emu",
             "--json", "--requests", "/dev/stdin", *extra]
     for name, path in adapters_of(fixture):
         args += ["--adapter", f"{name}={path}"]
     out = subprocess.run(args, input=lines, capture_output=True, text=True, check=True).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+    return sorted((json.loads(line) for line in out.splitlines() if line.strip()),
+                  key=lambda o: o["index"])
 
 
 @pytest.mark.parametrize("fixture", sorted(FIXTURE_ADAPTERS))

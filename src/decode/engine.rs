@@ -7,6 +7,7 @@ use crate::contracts::{cold_token, ColdParams, ColdShape};
 use crate::model::{KvCache, LlamaModel, LoraDelta, Row};
 use crate::ops::{self, ColdOutputs, RowStrides};
 use crate::{DeviceBuffer, Error, Result, Stream};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How a request picks its next token.
@@ -109,9 +110,62 @@ pub struct StepToken {
     pub finish: Option<FinishReason>,
 }
 
+/// What a decoder runs at once: the rest of the submitted requests wait in a queue, first in first
+/// out, and join the batch as running ones finish (docs/DECODING.md, "Admission").
+///
+/// A request is counted at its largest: [`Decoder::rows_of`] rows (2 under CoLD: expert and amateur)
+/// and [`Decoder::kv_bytes_of`] bytes of KV cache (every row's keys and values for its prompt and all
+/// of its new tokens), so the running requests never outgrow the limits whatever they generate. A
+/// cache grows by doubling (`Vec`), so the memory it holds may be up to twice the positions it
+/// holds: the default budget leaves room for that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionLimits {
+    /// Most batch rows per step (at least 1; a CoLD request needs 2).
+    pub max_rows: usize,
+    /// Most KV-cache bytes the running requests may need together.
+    pub max_kv_bytes: usize,
+}
+
+impl AdmissionLimits {
+    /// Rows per step unless told otherwise: enough for the batched forward to amortise reading the
+    /// weights over many rows, few enough that a step's activations and logits stay small
+    /// (256 rows of a 49,152-token vocabulary are 48 MiB of logits).
+    pub const DEFAULT_MAX_ROWS: usize = 256;
+
+    /// No limit: every submitted request runs in the next step (the decoder's behaviour before
+    /// admission control; for callers that bound their own submissions).
+    pub const UNBOUNDED: AdmissionLimits = AdmissionLimits {
+        max_rows: usize::MAX,
+        max_kv_bytes: usize::MAX,
+    };
+
+    /// [`Self::DEFAULT_MAX_ROWS`] rows, and a quarter of `available_bytes` (the memory the process may
+    /// use, e.g. Linux's `MemAvailable`) for KV caches: a cache may hold up to twice what it is
+    /// counted at, and the model, the activations and the outputs need the rest.
+    pub fn for_memory(available_bytes: usize) -> Self {
+        AdmissionLimits {
+            max_rows: Self::DEFAULT_MAX_ROWS,
+            max_kv_bytes: available_bytes / 4,
+        }
+    }
+}
+
+/// A submitted request waiting for room in the batch: nothing is allocated for it beyond the request
+/// itself (its caches are created when it is admitted).
+struct Queued {
+    id: RequestId,
+    request: Request,
+    sampler: Sampler,
+    rows: usize,
+    kv_bytes: usize,
+}
+
 struct Active {
     id: RequestId,
     request: Request,
+    /// What this request counts against the [`AdmissionLimits`].
+    rows: usize,
+    kv_bytes: usize,
     expert: KvCache,
     amateur: Option<KvCache>,
     /// Tokens to feed at the next step: the prompt, then the last generated token.
@@ -132,7 +186,9 @@ struct ColdBuffers {
     scores: DeviceBuffer<f32>,
 }
 
-/// Runs requests together, one batched forward per step.
+/// Runs requests together, one batched forward per step, within [`AdmissionLimits`] (unbounded
+/// unless set with [`Decoder::with_limits`]): requests beyond them are queued and admitted in
+/// submission order as running ones finish.
 ///
 /// ```
 /// use ascend_cold::decode::{Decoder, Request, Strategy, SamplingParams, StopRules};
@@ -161,8 +217,13 @@ pub struct Decoder<'m> {
     lora: Option<&'m dyn LoraDelta>,
     tokenizer: Option<&'m tokenizers::Tokenizer>,
     stream: Stream,
+    limits: AdmissionLimits,
+    queue: VecDeque<Queued>,
     active: Vec<Active>,
-    done: Vec<(RequestId, Output)>,
+    /// Rows and KV bytes of `active`, as counted by [`AdmissionLimits`].
+    live_rows: usize,
+    live_kv_bytes: usize,
+    done: HashMap<RequestId, Output>,
     next_id: usize,
     cold: Option<ColdBuffers>,
 }
@@ -175,11 +236,105 @@ impl<'m> Decoder<'m> {
             lora,
             tokenizer: None,
             stream,
+            limits: AdmissionLimits::UNBOUNDED,
+            queue: VecDeque::new(),
             active: vec![],
-            done: vec![],
+            live_rows: 0,
+            live_kv_bytes: 0,
+            done: HashMap::new(),
             next_id: 0,
             cold: None,
         }
+    }
+
+    /// Runs at most `limits` at once, queueing the rest (docs/DECODING.md, "Admission"). Set before
+    /// the first [`Self::submit`]: each request is checked against the limits when submitted.
+    ///
+    /// ```
+    /// use ascend_cold::decode::{AdmissionLimits, Decoder, Request, Strategy, SamplingParams, StopRules};
+    /// use ascend_cold::model::{llama::random_model_files, LlamaModel, WeightDtype, LlamaConfig, RopeScaling};
+    /// use ascend_cold::{Device, Stream};
+    /// let config = LlamaConfig {
+    ///     vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+    ///     num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-5,
+    ///     rope_theta: 10000.0, rope_scaling: RopeScaling::None, max_position_embeddings: 128,
+    ///     tie_word_embeddings: true, bos_token_id: Some(0), eos_token_ids: vec![1],
+    /// };
+    /// let model = LlamaModel::new(&random_model_files(&config, 7), WeightDtype::F32)?;
+    /// let stream = Stream::new(&Device::emulator()?)?;
+    /// let limits = AdmissionLimits { max_rows: 2, max_kv_bytes: 1 << 20 };
+    /// let mut decoder = Decoder::new(&model, None, stream).with_limits(limits)?;
+    /// let stop = StopRules { ignore_eos: true, ..StopRules::for_model(model.config(), 4) };
+    /// for t in 0..5 {
+    ///     decoder.submit(Request {
+    ///         prompt: vec![0, t], adapter: -1, strategy: Strategy::Greedy,
+    ///         sampling: SamplingParams::default(), stop: stop.clone(),
+    ///     })?;
+    /// }
+    /// assert_eq!((decoder.live_rows(), decoder.queued()), (2, 3));
+    /// while !decoder.is_idle() {
+    ///     assert!(decoder.step()?.len() <= 2);
+    /// }
+    /// # Ok::<(), ascend_cold::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `max_rows` 0 (nothing could ever run), or requests submitted already.
+    pub fn with_limits(mut self, limits: AdmissionLimits) -> Result<Self> {
+        if self.next_id != 0 {
+            return Err(Error::parameter(
+                "limits",
+                "set before the first request is submitted",
+                format!("after {} requests", self.next_id),
+            ));
+        }
+        if limits.max_rows == 0 {
+            return Err(Error::parameter(
+                "max_rows",
+                "at least 1 (a CoLD request needs 2)",
+                0,
+            ));
+        }
+        self.limits = limits;
+        Ok(self)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> AdmissionLimits {
+        self.limits
+    }
+
+    /// Bytes of KV cache one position of one row holds: keys and values (2) of every layer,
+    /// `num_key_value_heads * head_dim` f32 each. `None` if that overflows `usize`.
+    pub fn kv_bytes_per_token(&self) -> Option<usize> {
+        let c = self.model.config();
+        c.num_hidden_layers
+            .checked_mul(2)?
+            .checked_mul(c.num_key_value_heads)?
+            .checked_mul(c.head_dim)?
+            .checked_mul(std::mem::size_of::<f32>())
+    }
+
+    /// Batch rows `request` takes while it runs: 2 under CoLD (expert and amateur), else 1.
+    pub fn rows_of(request: &Request) -> usize {
+        match request.strategy {
+            Strategy::Greedy => 1,
+            Strategy::Cold { .. } => 2,
+        }
+    }
+
+    /// The most KV-cache bytes `request` can come to hold: its rows, each with its prompt and all of
+    /// its new tokens (no more than the model's context), times [`Self::kv_bytes_per_token`].
+    /// `None` if that overflows `usize`.
+    pub fn kv_bytes_of(&self, request: &Request) -> Option<usize> {
+        let positions = request
+            .prompt
+            .len()
+            .saturating_add(request.stop.max_new_tokens)
+            .min(self.model.config().max_position_embeddings);
+        self.kv_bytes_per_token()?
+            .checked_mul(positions)?
+            .checked_mul(Self::rows_of(request))
     }
 
     /// Decodes generated text with `tokenizer` (for outputs, text deltas and stop strings); without
@@ -193,9 +348,10 @@ impl<'m> Decoder<'m> {
     ///
     /// # Errors
     /// An empty prompt, a token id outside the vocabulary, an adapter index the decoder does not have,
-    /// a prompt that cannot fit the model's context with at least one new token, `max_new_tokens` 0
-    /// (refused, not run: it asks for nothing), CoLD without an adapter (its amateur is the base
-    /// model, so the expert must be an adapter), or bad CoLD / sampling parameters.
+    /// a prompt that cannot fit the model's context with at least one new token, CoLD without an
+    /// adapter (its amateur is the base model, so the expert must be an adapter), or bad CoLD /
+    /// sampling parameters. A valid request with `max_new_tokens` 0 asks for nothing: it is finished
+    /// at once ([`Self::output`]: no tokens, [`FinishReason::Length`]) and never runs a forward.
     pub fn submit(&mut self, request: Request) -> Result<RequestId> {
         let config = self.model.config();
         if request.prompt.is_empty() {
@@ -227,13 +383,6 @@ impl<'m> Decoder<'m> {
                 request.prompt.len(),
             ));
         }
-        if request.stop.max_new_tokens == 0 {
-            return Err(Error::parameter(
-                "max_new_tokens",
-                "at least 1 (0 would generate nothing)",
-                0,
-            ));
-        }
         if let Strategy::Cold { alpha, beta } = request.strategy {
             if request.adapter < 0 {
                 let have = match adapters {
@@ -253,42 +402,162 @@ impl<'m> Decoder<'m> {
             ColdParams::new(alpha, beta)?;
         }
         let sampler = Sampler::new(request.sampling)?;
-        let id = RequestId(self.next_id);
-        self.next_id += 1;
-        let cold = matches!(request.strategy, Strategy::Cold { .. });
-        self.active.push(Active {
-            id,
-            expert: self.model.new_cache(),
-            amateur: cold.then(|| self.model.new_cache()),
-            feed: request.prompt.clone(),
-            sampler,
-            text: TextStream::default(),
-            output: Output {
+        if request.stop.max_new_tokens == 0 {
+            // Asks for nothing: finished at once, with no forward and no token.
+            let id = self.next_request_id();
+            let output = Output {
                 tokens: vec![],
                 text: String::new(),
                 prompt_tokens: request.prompt.len(),
-                finish: None,
+                finish: Some(FinishReason::Length),
                 timings: Timings::default(),
-            },
+            };
+            self.done.insert(id, output);
+            return Ok(id);
+        }
+        let rows = Self::rows_of(&request);
+        if rows > self.limits.max_rows {
+            return Err(Error::parameter(
+                "max_rows",
+                format!(
+                    "at least {rows} (the rows this request needs: {})",
+                    if rows == 2 {
+                        "CoLD's expert and amateur"
+                    } else {
+                        "one"
+                    }
+                ),
+                self.limits.max_rows,
+            ));
+        }
+        let kv_bytes = self.kv_bytes_of(&request).ok_or_else(|| {
+            Error::parameter(
+                "request",
+                "a KV-cache need that fits in usize",
+                format!(
+                    "{} prompt tokens + {} new tokens",
+                    request.prompt.len(),
+                    request.stop.max_new_tokens
+                ),
+            )
+        })?;
+        if kv_bytes > self.limits.max_kv_bytes {
+            return Err(Error::parameter(
+                "max_kv_bytes",
+                format!(
+                    "at least {kv_bytes} bytes ({:.1} MiB), the KV cache this request needs \
+                     ({rows} row(s) x {} positions: prompt {} + max_new_tokens {}, at most the \
+                     context): it could never be admitted",
+                    kv_bytes as f64 / (1u64 << 20) as f64,
+                    kv_bytes / rows / self.kv_bytes_per_token().unwrap_or(1).max(1),
+                    request.prompt.len(),
+                    request.stop.max_new_tokens,
+                ),
+                format!(
+                    "{} bytes ({:.1} MiB)",
+                    self.limits.max_kv_bytes,
+                    self.limits.max_kv_bytes as f64 / (1u64 << 20) as f64
+                ),
+            ));
+        }
+        let id = self.next_request_id();
+        self.queue.push_back(Queued {
+            id,
             request,
-            started: Instant::now(),
-            first_token_at: None,
+            sampler,
+            rows,
+            kv_bytes,
         });
+        self.admit();
         Ok(id)
     }
 
-    /// Whether no request is running.
-    pub fn is_idle(&self) -> bool {
-        self.active.is_empty()
+    fn next_request_id(&mut self) -> RequestId {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        id
     }
 
-    /// A request's output so far (or final).
+    /// Moves queued requests into the batch, in submission order, while they fit the limits.
+    fn admit(&mut self) {
+        while let Some(next) = self.queue.front() {
+            let fits = self
+                .live_rows
+                .checked_add(next.rows)
+                .is_some_and(|rows| rows <= self.limits.max_rows)
+                && self
+                    .live_kv_bytes
+                    .checked_add(next.kv_bytes)
+                    .is_some_and(|bytes| bytes <= self.limits.max_kv_bytes);
+            if !fits {
+                break;
+            }
+            let Some(q) = self.queue.pop_front() else {
+                break;
+            };
+            self.live_rows += q.rows;
+            self.live_kv_bytes += q.kv_bytes;
+            let cold = matches!(q.request.strategy, Strategy::Cold { .. });
+            self.active.push(Active {
+                id: q.id,
+                rows: q.rows,
+                kv_bytes: q.kv_bytes,
+                expert: self.model.new_cache(),
+                amateur: cold.then(|| self.model.new_cache()),
+                feed: q.request.prompt.clone(),
+                sampler: q.sampler,
+                text: TextStream::default(),
+                output: Output {
+                    tokens: vec![],
+                    text: String::new(),
+                    prompt_tokens: q.request.prompt.len(),
+                    finish: None,
+                    timings: Timings::default(),
+                },
+                request: q.request,
+                started: Instant::now(),
+                first_token_at: None,
+            });
+        }
+    }
+
+    /// Batch rows of the running requests: the rows the next [`Self::step`] computes (at most
+    /// [`AdmissionLimits::max_rows`]).
+    pub fn live_rows(&self) -> usize {
+        self.live_rows
+    }
+
+    /// KV-cache bytes the running requests are counted at (at most
+    /// [`AdmissionLimits::max_kv_bytes`]).
+    pub fn live_kv_bytes(&self) -> usize {
+        self.live_kv_bytes
+    }
+
+    /// Requests submitted but not yet admitted.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no request is running or queued.
+    pub fn is_idle(&self) -> bool {
+        self.active.is_empty() && self.queue.is_empty()
+    }
+
+    /// A running or finished request's output so far (or final); `None` while it is queued, or
+    /// once taken with [`Self::take_output`].
     pub fn output(&self, id: RequestId) -> Option<&Output> {
         self.active
             .iter()
             .find(|a| a.id == id)
             .map(|a| &a.output)
-            .or_else(|| self.done.iter().find(|(i, _)| *i == id).map(|(_, o)| o))
+            .or_else(|| self.done.get(&id))
+    }
+
+    /// Removes a finished request's output from the decoder and returns it (`None` if it has not
+    /// finished or was taken already): a caller that writes outputs as they finish keeps the
+    /// decoder's memory to the running requests.
+    pub fn take_output(&mut self, id: RequestId) -> Option<Output> {
+        self.done.remove(&id)
     }
 
     /// Steps until every request has finished.
@@ -303,7 +572,8 @@ impl<'m> Decoder<'m> {
     }
 
     /// One batched forward over every running request (two rows for a CoLD request: expert, then
-    /// amateur), then one token per request, with the text it releases.
+    /// amateur), then one token per request, with the text it releases; then queued requests are
+    /// admitted into the room the finished ones left.
     ///
     /// # Errors
     /// Model or device errors; a request whose logits are not finite (named in the error).
@@ -345,7 +615,12 @@ impl<'m> Decoder<'m> {
             .into_iter()
             .partition(|a| a.output.finish.is_some());
         self.active = active;
-        self.done.extend(done.into_iter().map(|a| (a.id, a.output)));
+        for a in done {
+            self.live_rows -= a.rows;
+            self.live_kv_bytes -= a.kv_bytes;
+            self.done.insert(a.id, a.output);
+        }
+        self.admit();
         Ok(events)
     }
 

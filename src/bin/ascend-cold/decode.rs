@@ -1,15 +1,19 @@
 //! `ascend-cold decode`: greedy, CoLD or sampled generation from a model and PEFT adapters, one prompt
-//! or a JSONL file of requests run together in one batch.
+//! or a JSONL file of requests run together, within admission limits (docs/DECODING.md), each
+//! request's result written as soon as it finishes.
 
 use crate::inspect::parse_named_dir;
+use crate::interrupt;
 use ascend_cold::decode::{
-    encode_prompt, Decoder, Output, Request, SamplingParams, StopRules, Strategy,
+    encode_prompt, read_request_lines, AdmissionLimits, Decoder, Output, RequestDefaults,
+    RequestId, RequestLine, SamplingParams, StrategyName,
 };
 use ascend_cold::model::{
     load_model, Adapter, DeviceLora, LlamaModel, LoraDelta, ModelFiles, StackedAdapters,
     WeightDtype,
 };
 use ascend_cold::{Error, Result, Stream};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -58,9 +62,18 @@ pub struct DecodeArgs {
     pub prompt_ids: Option<Vec<u32>>,
     /// A JSONL file, one request per line: {"prompt" | "prompt_ids", "adapter", "strategy", "alpha",
     /// "beta", "temperature", "top_k", "top_p", "seed", "max_new_tokens", "ignore_eos", "stop", "chat"};
-    /// missing fields take the command line's values.
+    /// missing fields take the command line's values. Requests beyond --max-batch-rows and
+    /// --max-kv-mib wait and start, in file order, as others finish.
     #[arg(long)]
     pub requests: Option<PathBuf>,
+    /// Most batch rows per step (a CoLD request is 2 rows: expert and amateur).
+    #[arg(long, default_value_t = AdmissionLimits::DEFAULT_MAX_ROWS)]
+    pub max_batch_rows: usize,
+    /// Most KV-cache memory of the running requests, in MiB, each counted at prompt + max-new-tokens
+    /// positions. Default: a quarter of the memory this process may use (MemAvailable, no more than
+    /// the `ulimit -v` address-space limit), as measured now.
+    #[arg(long, default_value_t = default_max_kv_mib())]
+    pub max_kv_mib: usize,
     /// The adapter of the request (a NAME given with --adapter); none = the base model.
     #[arg(long)]
     pub adapter_name: Option<String>,
@@ -98,7 +111,8 @@ pub struct DecodeArgs {
     /// Wrap the prompt in the model's chat template as a user message.
     #[arg(long)]
     pub chat: bool,
-    /// Print one JSON object per request instead of streaming text.
+    /// Print one JSON object per request, each as soon as that request finishes (so in order of
+    /// completion; "index" is the request's position, "line" its line in --requests).
     #[arg(long)]
     pub json: bool,
     /// auto, emu[:N] or npu[:N].
@@ -212,75 +226,80 @@ impl Session {
     }
 }
 
-/// One request line of `--requests` (every field optional; the command line fills the rest).
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RequestLine {
-    prompt: Option<String>,
-    prompt_ids: Option<Vec<u32>>,
-    adapter: Option<String>,
-    strategy: Option<String>,
-    alpha: Option<f32>,
-    beta: Option<f32>,
-    temperature: Option<f32>,
-    top_k: Option<usize>,
-    top_p: Option<f32>,
-    seed: Option<u64>,
-    max_new_tokens: Option<usize>,
-    ignore_eos: Option<bool>,
-    stop: Option<Vec<String>>,
-    chat: Option<bool>,
+/// Memory this process may use, in bytes: `MemAvailable` (twice the per-trial host budget, which is
+/// half of it), no more than the address-space limit (`ulimit -v`) when one is set.
+fn usable_memory() -> usize {
+    let available = ascend_cold::harness::host_memory_budget().saturating_mul(2);
+    address_space_limit().map_or(available, |limit| available.min(limit))
 }
 
-fn build_request(session: &Session, args: &DecodeArgs, line: RequestLine) -> Result<Request> {
-    let prompt = match (line.prompt, line.prompt_ids) {
-        (Some(text), None) => session.encode(&text, line.chat.unwrap_or(args.chat))?,
-        (None, Some(ids)) => ids,
-        _ => {
-            return Err(Error::parameter(
-                "request",
-                "exactly one of prompt or prompt_ids",
-                "both or neither",
-            ))
+/// The soft `RLIMIT_AS` in bytes, from `/proc/self/limits` ("Max address space  SOFT  HARD  bytes");
+/// `None` when unlimited or unreadable.
+fn address_space_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max address space"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// `--max-kv-mib`'s default: [`AdmissionLimits::for_memory`] of [`usable_memory`], in MiB.
+fn default_max_kv_mib() -> usize {
+    AdmissionLimits::for_memory(usable_memory()).max_kv_bytes >> 20
+}
+
+impl DecodeArgs {
+    /// The values of the fields a request line leaves out.
+    fn request_defaults(&self) -> RequestDefaults {
+        RequestDefaults {
+            adapter: self.adapter_name.clone(),
+            strategy: match self.strategy {
+                StrategyArg::Greedy => StrategyName::Greedy,
+                StrategyArg::Cold => StrategyName::Cold,
+            },
+            alpha: self.alpha,
+            beta: self.beta,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                seed: self.seed,
+            },
+            max_new_tokens: self.max_new_tokens,
+            ignore_eos: self.ignore_eos,
+            stop: self.stop.clone(),
+            chat: self.chat,
         }
-    };
-    let strategy = match line.strategy.as_deref().unwrap_or(match args.strategy {
-        StrategyArg::Greedy => "greedy",
-        StrategyArg::Cold => "cold",
-    }) {
-        "greedy" => Strategy::Greedy,
-        "cold" => Strategy::Cold {
-            alpha: line.alpha.unwrap_or(args.alpha),
-            beta: line.beta.unwrap_or(args.beta),
-        },
-        other => return Err(Error::parameter("strategy", "greedy or cold", other)),
-    };
-    let adapter =
-        session.adapter_index(line.adapter.as_deref().or(args.adapter_name.as_deref()))?;
-    Ok(Request {
-        prompt,
-        adapter,
-        strategy,
-        sampling: SamplingParams {
-            temperature: line.temperature.unwrap_or(args.temperature),
-            top_k: line.top_k.unwrap_or(args.top_k),
-            top_p: line.top_p.unwrap_or(args.top_p),
-            seed: line.seed.unwrap_or(args.seed),
-        },
-        stop: StopRules {
-            ignore_eos: line.ignore_eos.unwrap_or(args.ignore_eos),
-            stop_strings: line.stop.unwrap_or_else(|| args.stop.clone()),
-            ..StopRules::for_model(
-                &session.files.config,
-                line.max_new_tokens.unwrap_or(args.max_new_tokens),
+    }
+
+    /// `--max-batch-rows` and `--max-kv-mib` as limits.
+    fn limits(&self) -> Result<AdmissionLimits> {
+        let max_kv_bytes = self.max_kv_mib.checked_mul(1 << 20).ok_or_else(|| {
+            Error::parameter(
+                "--max-kv-mib",
+                format!("at most {} MiB", usize::MAX >> 20),
+                self.max_kv_mib,
             )
-        },
-    })
+        })?;
+        if self.max_batch_rows == 0 {
+            return Err(Error::parameter(
+                "--max-batch-rows",
+                "at least 1 (a CoLD request needs 2)",
+                0,
+            ));
+        }
+        Ok(AdmissionLimits {
+            max_rows: self.max_batch_rows,
+            max_kv_bytes,
+        })
+    }
 }
 
 /// The `--json` object of one request.
-pub fn output_json(out: &Output) -> serde_json::Value {
+fn output_json(out: &Output, origin: Origin) -> serde_json::Value {
     serde_json::json!({
+        "index": origin.index,
+        "line": origin.line,
         "tokens": out.tokens,
         "text": out.text,
         "prompt_tokens": out.prompt_tokens,
@@ -293,8 +312,52 @@ pub fn output_json(out: &Output) -> serde_json::Value {
     })
 }
 
-/// Runs the command; exit code 0.
+/// Where a request came from: its position among the requests, and its line in --requests.
+#[derive(Clone, Copy)]
+struct Origin {
+    index: usize,
+    line: Option<usize>,
+}
+
+/// Runs the command; exit code 0, or [`interrupt::EXIT_CODE`] after Ctrl-C (finished requests
+/// written, the rest dropped).
 pub fn run(args: &DecodeArgs) -> Result<u8> {
+    let limits = args.limits()?;
+    // The requests file is read before the model loads, so a bad line costs no load.
+    let lines: Vec<(Option<usize>, RequestLine)> =
+        match (&args.requests, &args.prompt, &args.prompt_ids) {
+            (Some(path), _, _) => {
+                let file = std::fs::File::open(path).map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                read_request_lines(std::io::BufReader::new(file), path)?
+                    .into_iter()
+                    .map(|(number, line)| (Some(number), line))
+                    .collect()
+            }
+            (None, Some(p), _) => vec![(
+                None,
+                RequestLine {
+                    prompt: Some(p.clone()),
+                    ..Default::default()
+                },
+            )],
+            (None, None, Some(ids)) => vec![(
+                None,
+                RequestLine {
+                    prompt_ids: Some(ids.clone()),
+                    ..Default::default()
+                },
+            )],
+            (None, None, None) => {
+                return Err(Error::parameter(
+                    "prompt",
+                    "--prompt, --prompt-ids or --requests",
+                    "none",
+                ))
+            }
+        };
     let session = Session::open(
         &args.model,
         &args.adapters,
@@ -302,84 +365,113 @@ pub fn run(args: &DecodeArgs) -> Result<u8> {
         args.weights,
         args.lora_dtype,
     )?;
-    let lines: Vec<RequestLine> = match (&args.requests, &args.prompt, &args.prompt_ids) {
-        (Some(path), _, _) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-            text.lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-                .map(|(i, l)| {
-                    serde_json::from_str(l).map_err(|e| Error::InvalidFile {
-                        path: path.clone(),
-                        field: format!("line {}", i + 1),
-                        detail: e.to_string(),
-                    })
+    let defaults = args.request_defaults();
+    let mut decoder = session.decoder().with_limits(limits)?;
+    let mut origins: HashMap<RequestId, Origin> = HashMap::with_capacity(lines.len());
+    for (index, (line_number, line)) in lines.into_iter().enumerate() {
+        let submitted = line
+            .into_request(
+                &defaults,
+                &session.files.config,
+                |text, chat| session.encode(text, chat),
+                |name| session.adapter_index(name),
+            )
+            .and_then(|request| decoder.submit(request));
+        let id = match (submitted, &args.requests, line_number) {
+            (Ok(id), _, _) => id,
+            (Err(e), Some(path), Some(number)) => {
+                return Err(Error::InvalidFile {
+                    path: path.clone(),
+                    field: format!("line {number}"),
+                    detail: e.to_string(),
                 })
-                .collect::<Result<_>>()?
-        }
-        (None, Some(p), _) => vec![RequestLine {
-            prompt: Some(p.clone()),
-            ..Default::default()
-        }],
-        (None, None, Some(ids)) => vec![RequestLine {
-            prompt_ids: Some(ids.clone()),
-            ..Default::default()
-        }],
-        (None, None, None) => {
-            return Err(Error::parameter(
-                "prompt",
-                "--prompt, --prompt-ids or --requests",
-                "none",
-            ))
-        }
-    };
-    let mut decoder = session.decoder();
-    let ids = lines
-        .into_iter()
-        .map(|line| decoder.submit(build_request(&session, args, line)?))
-        .collect::<Result<Vec<_>>>()?;
-    let stream_text = !args.json && ids.len() == 1;
-    let started = Instant::now();
-    let mut generated = 0usize;
-    while !decoder.is_idle() {
-        let step = decoder.step()?;
-        generated += step.len();
-        if stream_text {
-            for t in step.iter().filter(|t| !t.text_delta.is_empty()) {
-                print!("{}", t.text_delta);
-                std::io::stdout().flush().ok();
             }
-        }
+            (Err(e), _, _) => return Err(e),
+        };
+        origins.insert(
+            id,
+            Origin {
+                index,
+                line: line_number,
+            },
+        );
     }
-    let secs = started.elapsed().as_secs_f64();
-    let outputs: Vec<&Output> = ids.iter().filter_map(|id| decoder.output(*id)).collect();
-    if args.json {
-        if let [one] = outputs.as_slice() {
-            println!("{}", output_json(one));
-        } else {
-            for out in &outputs {
-                println!("{}", output_json(out));
-            }
-        }
-    } else if stream_text {
-        println!();
-    } else {
-        for (i, out) in outputs.iter().enumerate() {
-            println!(
-                "--- request {i} ({:?}, {} tokens)\n{}",
+    let total = origins.len();
+    let limits = decoder.limits();
+    let stream_text = !args.json && total == 1;
+    let mut stdout = std::io::stdout().lock();
+    let written = |e: std::io::Error| Error::Io {
+        path: "<stdout>".into(),
+        source: e,
+    };
+    let mut write_output = |out: &Output, origin: Origin| -> Result<()> {
+        if args.json {
+            writeln!(stdout, "{}", output_json(out, origin)).map_err(written)?;
+        } else if !stream_text {
+            writeln!(
+                stdout,
+                "--- request {} ({:?}, {} tokens)\n{}",
+                origin.index,
                 out.finish.map(|f| f.as_str()),
                 out.tokens.len(),
                 out.text
-            );
+            )
+            .map_err(written)?;
+        }
+        stdout.flush().map_err(written)
+    };
+    // Requests that asked for no tokens finished when submitted.
+    let mut finished = 0usize;
+    for (&id, &origin) in &origins {
+        if let Some(out) = decoder.take_output(id) {
+            write_output(&out, origin)?;
+            finished += 1;
         }
     }
     eprintln!(
-        "{generated} tokens in {secs:.2} s: {:.2} tokens/s over {} requests",
+        "admission: at most {} rows and {} MiB of KV cache per step; {} of {total} requests start now",
+        limits.max_rows,
+        limits.max_kv_bytes >> 20,
+        total - decoder.queued(),
+    );
+    interrupt::install()?;
+    let started = Instant::now();
+    let mut generated = 0usize;
+    while !decoder.is_idle() {
+        if interrupt::interrupted() {
+            eprintln!(
+                "interrupted: {finished} of {total} requests finished and written; {} running or \
+                 queued were dropped",
+                total - finished
+            );
+            return Ok(interrupt::EXIT_CODE);
+        }
+        let step = decoder.step()?;
+        generated += step.len();
+        for t in &step {
+            if stream_text && !t.text_delta.is_empty() {
+                let mut out = std::io::stdout().lock();
+                write!(out, "{}", t.text_delta).map_err(written)?;
+                out.flush().map_err(written)?;
+            }
+            if t.finish.is_none() {
+                continue;
+            }
+            // Both are there for every request this run submitted, which are all there are.
+            let (Some(out), Some(&origin)) = (decoder.take_output(t.id), origins.get(&t.id)) else {
+                continue;
+            };
+            finished += 1;
+            write_output(&out, origin)?;
+        }
+    }
+    if stream_text {
+        writeln!(std::io::stdout()).map_err(written)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{generated} tokens in {secs:.2} s: {:.2} tokens/s over {total} requests",
         generated as f64 / secs.max(1e-9),
-        ids.len()
     );
     Ok(0)
 }

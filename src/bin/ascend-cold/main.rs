@@ -7,6 +7,7 @@ mod decode;
 mod devices;
 mod eval;
 mod inspect;
+mod interrupt;
 mod run;
 mod selftest;
 mod stats;
