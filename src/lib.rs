@@ -13,6 +13,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::missing_safety_doc)]
 
+pub mod answer;
 pub mod decode;
 mod device;
 pub mod error;
@@ -23,10 +24,12 @@ pub mod model;
 mod module;
 pub mod npy;
 pub mod ops;
+pub mod outfile;
 pub mod reference;
 pub mod runtime;
 pub mod shapes;
 mod stream;
+pub mod task;
 pub mod tiling;
 
 pub use ascend_sys;

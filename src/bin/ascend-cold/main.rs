@@ -8,6 +8,7 @@ mod decode;
 mod devices;
 mod eval;
 mod inspect;
+mod interrupt;
 mod run;
 mod selftest;
 mod stats;
