@@ -249,13 +249,10 @@ pub fn read_tiling<T: serde::de::DeserializeOwned>(path: &Path, kernel: &str) ->
     })
 }
 
-/// Writes a tiling as pretty JSON.
+/// Writes a tiling as pretty JSON, whole or not at all.
 pub fn write_tiling<T: serde::Serialize>(path: &Path, tiling: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(tiling).expect("tilings serialise");
-    std::fs::write(path, text + "\n").map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    ascend_cold::outfile::write_atomic(path, (text + "\n").as_bytes())
 }
 
 // ---- running a kernel: outputs, device-side time, the emulator's counters -----------------------------
