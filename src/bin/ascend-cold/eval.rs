@@ -578,7 +578,8 @@ struct DecodingRow {
     flexible: Accuracy,
     mean_tokens: f64,
     mean_latency_s: f64,
-    tokens_per_s: f64,
+    /// `None` when no time was recorded (records written by another program).
+    tokens_per_s: Option<f64>,
 }
 
 #[derive(serde::Serialize)]
@@ -640,7 +641,7 @@ impl Summary {
                     flexible: Accuracy::new(r.iter().filter(|g| g.correct_flexible).count(), n),
                     mean_tokens: tokens as f64 / n as f64,
                     mean_latency_s: latency / n as f64,
-                    tokens_per_s: tokens as f64 / latency.max(f64::MIN_POSITIVE),
+                    tokens_per_s: (latency > 0.0).then(|| tokens as f64 / latency),
                 }
             })
             .collect();
@@ -700,13 +701,13 @@ impl Summary {
         );
         for d in &self.decodings {
             println!(
-                "{:<24} {:>22} {:>22} {:>9.1} {:>10.2} {:>9.1}",
+                "{:<24} {:>22} {:>22} {:>9.1} {:>10.2} {:>9}",
                 d.config,
                 d.strict.cell(),
                 d.flexible.cell(),
                 d.mean_tokens,
                 d.mean_latency_s,
-                d.tokens_per_s
+                d.tokens_per_s.map_or("-".into(), |t| format!("{t:.1}"))
             );
         }
         let strict: Vec<&Paired> = self
