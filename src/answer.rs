@@ -10,8 +10,8 @@
 //! followed by anything but exactly three digits ends the number, so `3, 4` is 3), and an optional
 //! fraction (`4.50`; a `.` not followed by a digit is punctuation, so `12.` is 12). What follows it
 //! (units, `%`, punctuation) is ignored, except `/` and a digit: `1/2` is a fraction, which is not
-//! read as 1 (there is then no number at that place). A digit glued to a letter (`SmolLM2`) does
-//! not start a number. Numbers compare as normalised decimal text ([`Number`]), so `1,200.00`
+//! read as 1 (there is then no number at that place). A digit glued to a letter or a point
+//! (`SmolLM2`, `.5`) does not start a number. Numbers compare as normalised decimal text ([`Number`]), so `1,200.00`
 //! equals `1200` exactly, whatever the magnitude.
 
 use std::fmt;
@@ -108,7 +108,8 @@ fn skip_blanks(bytes: &[u8], mut p: usize) -> usize {
     p
 }
 
-/// A number starts at `i`: a digit or `-` and a digit, not glued to a preceding letter or digit.
+/// A number starts at `i`: a digit or `-` and a digit, not glued to a preceding letter, digit or
+/// point (`SmolLM2` holds no number, and `.5` is not 5).
 fn starts_number(bytes: &[u8], i: usize) -> bool {
     let digit_at = |k: usize| bytes.get(k).is_some_and(u8::is_ascii_digit);
     let first = if bytes.get(i) == Some(&b'-') {
@@ -116,7 +117,7 @@ fn starts_number(bytes: &[u8], i: usize) -> bool {
     } else {
         i
     };
-    digit_at(first) && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric())
+    digit_at(first) && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.'))
 }
 
 /// Lexes the number starting at `start` (an optional `-`, then a digit). Returns the number (or
@@ -233,6 +234,8 @@ mod tests {
         assert_eq!((a.strict, a.flexible), (n("1200"), n("1200")));
         // Glued to a letter: not a number; "10-3" is 10 and 3, not -3.
         assert_eq!(last_number("I am SmolLM2"), None);
+        assert_eq!(last_number("3 or .5"), n("3"));
+        assert_eq!(last_number("3,4,5"), n("5"));
         assert_eq!(last_number("10-3"), n("3"));
         assert_eq!(last_number("a loss of -3"), n("-3"));
         assert_eq!(last_number("3 apples, half is 1/2"), None);

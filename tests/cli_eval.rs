@@ -369,6 +369,21 @@ fn resuming_with_other_decodings_is_refused() {
     );
 }
 
+#[test]
+fn a_decoding_given_twice_or_a_missing_file_to_regrade_is_refused() {
+    let s = Setup::get();
+    let out = s.path("twice.jsonl");
+    let o = s.eval(&["--out", out.to_str().unwrap(), "--alpha", "0.1,0.1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("CoLD a=0.1 b=0.5 twice"), "{e}");
+    let missing = s.path("never-written.jsonl");
+    let o = s.eval(&["--out", missing.to_str().unwrap(), "--regrade"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("never-written.jsonl"), "{}", stderr(&o));
+    assert!(!missing.exists());
+}
+
 /// Wilson's 95% interval, written out independently of stats.rs (Wilson 1927).
 fn wilson(k: f64, n: f64) -> (f64, f64) {
     let z = 1.959_963_984_540_054_f64;

@@ -168,6 +168,15 @@ pub fn run(args: &EvalArgs) -> Result<u8> {
         ],
     )?;
     let mut out = match &args.out {
+        Some(path) if args.regrade && !path.exists() => {
+            return Err(Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no records to re-grade (--regrade reads the file an eval --out wrote)",
+                ),
+            })
+        }
         Some(path) => Some(Records::open(path, args.resume || args.regrade)?),
         None => None,
     };
@@ -176,7 +185,13 @@ pub fn run(args: &EvalArgs) -> Result<u8> {
         out.load(&problems, &configs, !args.regrade, &mut results)?;
     }
     if args.regrade {
-        let out = out.as_ref().expect("clap requires --out with --regrade");
+        let Some(out) = out.as_ref() else {
+            return Err(Error::parameter(
+                "--regrade",
+                "--out FILE to re-grade",
+                "none",
+            ));
+        };
         let missing = results.iter().flatten().filter(|r| r.is_none()).count();
         if missing > 0 {
             return Err(Error::parameter(
@@ -248,6 +263,16 @@ fn configs(args: &EvalArgs) -> Result<Vec<Config>> {
                 }
             }
             other => return Err(Error::parameter("modes", "base, adapter or cold", other)),
+        }
+    }
+    // Records are keyed by the label, so each decoding may appear once.
+    for (k, c) in configs.iter().enumerate() {
+        if configs[..k].iter().any(|earlier| earlier.label == c.label) {
+            return Err(Error::parameter(
+                "modes",
+                "each decoding once (check --modes, --alpha and --beta for repeats)",
+                format!("{} twice", c.label),
+            ));
         }
     }
     Ok(configs)
