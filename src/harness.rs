@@ -266,17 +266,14 @@ pub fn parse_tiling<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Writes a tiling as pretty JSON.
+/// Writes a tiling as pretty JSON, whole or not at all.
 pub fn write_tiling<T: serde::Serialize>(path: &Path, tiling: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(tiling).map_err(|e| Error::InvalidFile {
         path: path.to_path_buf(),
         field: "tiling".into(),
         detail: format!("cannot be written as JSON: {e}"),
     })?;
-    std::fs::write(path, text + "\n").map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::outfile::write_atomic(path, (text + "\n").as_bytes())
 }
 
 // ---- running a kernel: outputs, device-side time, the emulator's counters -----------------------------

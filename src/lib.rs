@@ -13,6 +13,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::missing_safety_doc)]
 
+pub mod answer;
 pub mod contracts;
 pub mod decode;
 mod device;
@@ -26,11 +27,13 @@ pub mod model;
 mod module;
 pub mod npy;
 pub mod ops;
+pub mod outfile;
 pub mod profile;
 pub mod reference;
 pub mod runtime;
 mod scratch;
 mod stream;
+pub mod task;
 pub mod tiling;
 
 pub use ascend_sys;

@@ -271,12 +271,9 @@ impl NpyArray {
         out
     }
 
-    /// Writes a `.npy` file.
+    /// Writes a `.npy` file, whole or not at all ([`crate::outfile::write_atomic`]).
     pub fn write(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_bytes()).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::outfile::write_atomic(path, &self.to_bytes())
     }
 }
 

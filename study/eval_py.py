@@ -3,6 +3,10 @@
 CoLD), one problem at a time with a KV cache. A sanity check of the adapter and a reference
 for the Rust `eval` command, not the study's final numbers.
 
+Generation is PyTorch's; grading is not: the replies are written as `ascend-cold eval` records
+(docs/EVAL.md) and graded by `ascend-cold eval --regrade`, which prints the table. There is one
+answer parser, the CLI's (build it first: cargo build --release --bin ascend-cold).
+
 CoLD follows docs/design section 2 exactly, on raw logits:
     keep(i)  = e[i] >= max(e) + ln(alpha)
     score(i) = (1 + beta) * e[i] - beta * a[i] if keep(i) else -inf ; next = argmax (lowest index on ties)
@@ -16,12 +20,35 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import common  # noqa: E402
+
+LABELS = {"base": "greedy (base)", "adapter": "greedy (adapter)"}
+
+
+def label(mode, alpha, beta):
+    """The decoding's name as `ascend-cold eval` writes it (CoLD: Rust's shortest float text)."""
+    return LABELS.get(mode) or f"CoLD a={alpha:g} b={beta:g}"
+
+
+def record(row, config, text, tokens, max_new):
+    """One eval record, ungraded (`--regrade` fills in the grades)."""
+    return {"id": row["id"], "config": config, "answer": row["answer"], "correct_strict": False,
+            "correct_flexible": False, "tokens": tokens,
+            "finish": "length" if tokens >= max_new else "eos", "latency_s": 0.0, "text": text}
+
+
+def grade(cli, data, n, out, modes, alpha, beta):
+    """Grades the records in `out` with `ascend-cold eval --regrade` and prints its table."""
+    cmd = [cli, "eval", "--task", data, "--limit", str(n), "--out", out, "--regrade",
+           "--modes", ",".join(modes), "--alpha", f"{alpha:g}", "--beta", f"{beta:g}"]
+    subprocess.run(cmd, check=True)
 
 
 def cold_pick(e, a, alpha, beta):
@@ -103,7 +130,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=20, help="prompts per batch for greedy modes")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gguf-dir", default=None)
-    ap.add_argument("--out", default=None, help="write per-problem outputs as JSONL here")
+    ap.add_argument("--out", default=None, help="write the eval records here (default: a temporary file)")
+    ap.add_argument("--cli", default="target/release/ascend-cold", help="the ascend-cold binary that grades")
     ap.add_argument("--show", type=int, default=2, help="print the first K generations per mode")
     args = ap.parse_args()
 
@@ -116,39 +144,31 @@ def main():
     pm = pm.float()  # adapters may be stored in f16; compute in f32 like the base
     pm.eval()
 
-    rows = common.load_jsonl(args.data or os.path.join(HERE, "data", f"{args.split}.jsonl"), args.n)
+    data = args.data or os.path.join(HERE, "data", f"{args.split}.jsonl")
+    rows = common.load_jsonl(data, args.n)
     modes = args.modes.split(",")
-    results = {m: [] for m in modes}
-    fout = open(args.out, "w") if args.out else None
+    records = []
     for m in modes:
         t0 = time.time()
-        ntok = 0
         if m in ("base", "adapter"):
             gens = generate_batched(pm, tok, [r["prompt"] for r in rows], m, args.max_new, args.batch_size)
         else:
             gens = [generate(pm, tok, r["prompt"], m, args.max_new, args.alpha, args.beta) for r in rows]
         for k, r in enumerate(rows):
             text, n = gens[k]
-            ntok += n
-            s, fl = common.parse_strict(text), common.parse_flexible(text)
-            results[m].append((s == r["answer"], fl == r["answer"], n))
-            if fout:
-                fout.write(json.dumps({"id": r["id"], "mode": m, "answer": r["answer"], "strict": s,
-                                       "flexible": fl, "tokens": n, "text": text}) + "\n")
+            records.append(record(r, label(m, args.alpha, args.beta), text, n, args.max_new))
             if k < args.show:
-                print(f"--- {m} {r['id']} (answer {r['answer']}, parsed {s}/{fl}):\n{text}\n")
+                print(f"--- {m} {r['id']} (answer {r['answer']}):\n{text}\n")
         el = time.time() - t0
-        res = results[m]
-        print(f"[{m}] strict {sum(x[0] for x in res)}/{len(res)}  flexible {sum(x[1] for x in res)}/{len(res)}  "
-              f"mean tokens {sum(x[2] for x in res) / len(res):.1f}  {el:.0f}s ({ntok / max(el, 1e-9):.1f} tok/s)",
-              flush=True)
-    if fout:
-        fout.close()
-    print("\nsummary (" + args.split + f", n={len(rows)}" + (f", cold alpha={args.alpha} beta={args.beta}" if "cold" in modes else "") + ")")
-    for m in modes:
-        res = results[m]
-        print(f"  {m:8s} strict {100 * sum(x[0] for x in res) / len(res):5.1f}%  "
-              f"flexible {100 * sum(x[1] for x in res) / len(res):5.1f}%  mean tokens {sum(x[2] for x in res) / len(res):.1f}")
+        ntok = sum(n for _, n in gens)
+        print(f"[{m}] {len(rows)} problems, mean tokens {ntok / len(rows):.1f}  {el:.0f}s "
+              f"({ntok / max(el, 1e-9):.1f} tok/s)", flush=True)
+    out = args.out or os.path.join(tempfile.mkdtemp(prefix="eval_py-"), "records.jsonl")
+    with open(out, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+    print(f"\nsummary ({args.split}, n={len(rows)}; graded by {args.cli} eval --regrade, records in {out})")
+    grade(args.cli, data, len(rows), out, modes, args.alpha, args.beta)
 
 
 if __name__ == "__main__":

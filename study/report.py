@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Turn `ascend-cold eval --out` files into the study's tables and its plot (standard library only).
+"""Turn `ascend-cold eval` outputs into the study's tables and its plot (standard library only).
 
-Inputs are the JSONL files `eval` writes (one line per problem and decoding: id, config,
-correct_strict, correct_flexible, tokens, ...). Outputs:
+Inputs are what `eval` writes (docs/EVAL.md): the records (`--out`, one line per problem and
+decoding, graded by eval's answer parser) and the summary (`--summary`: accuracies with 95%
+Wilson intervals and the paired exact McNemar tests, computed by eval's stats.rs). This script
+computes no statistic and parses no answer: it reads those numbers and lays them out. By default
+the summary of `X.jsonl` is `X.summary.json`. Outputs:
 
   * the dev sweep as a markdown table (accuracy per alpha x beta), and the setting it selects:
     highest strict accuracy on dev, ties broken by flexible accuracy, then by smaller beta
     (the milder contrast), then by smaller alpha;
   * the test table (accuracy with 95% Wilson intervals, mean length) and the paired exact
     McNemar tests, if a test file is given;
+  * per template, the problems each decoding got right (counted from the records' grades);
   * an SVG plot of dev accuracy against beta, one line per alpha, with the greedy decodings as
     horizontal references (beta = 0 is greedy with the adapter, exactly: the expert's argmax
     always survives the alpha mask).
@@ -39,29 +43,24 @@ def load(path):
     return out
 
 
-def accuracy(rows, key):
-    return sum(r[key] for r in rows.values()) / len(rows)
+def load_summary(path):
+    """{config: row} from an eval --summary file, and the paired tests."""
+    with open(path, encoding="utf-8") as f:
+        summary = json.load(f)
+    return {d["config"]: d for d in summary["decodings"]}, summary["paired"]
 
 
-def wilson95(k, n):
-    """95% Wilson score interval, as src/bin/ascend-cold/stats.rs computes it."""
-    z = 1.959963984540054
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
+def summary_path(records_path):
+    stem = records_path[:-len(".jsonl")] if records_path.endswith(".jsonl") else records_path
+    return stem + ".summary.json"
 
 
-def mcnemar_exact(b, c):
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
+def rate(rows, name, metric="strict"):
+    return rows[name][metric]["rate"]
 
 
 def format_p(p):
+    """As eval prints it (stats.rs format_p): three decimals, or scientific below 0.001."""
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
@@ -75,19 +74,19 @@ def cold_settings(results):
     return found
 
 
-def select(results):
+def select(rows):
     """The dev-selected CoLD setting (see the module doc for the rule)."""
-    settings = cold_settings(results)
+    settings = cold_settings(rows)
 
     def key(ab):
-        rows = results[settings[ab]]
-        return (-accuracy(rows, "correct_strict"), -accuracy(rows, "correct_flexible"), ab[1], ab[0])
+        name = settings[ab]
+        return (-rate(rows, name), -rate(rows, name, "flexible"), ab[1], ab[0])
 
     return min(settings, key=key)
 
 
-def sweep_table(results):
-    settings = cold_settings(results)
+def sweep_table(rows):
+    settings = cold_settings(rows)
     alphas = sorted({a for a, _ in settings})
     betas = sorted({b for _, b in settings})
     lines = ["| alpha \\ beta | " + " | ".join(f"{b:g}" for b in betas) + " |",
@@ -95,47 +94,34 @@ def sweep_table(results):
     for a in alphas:
         cells = []
         for b in betas:
-            rows = results.get(settings.get((a, b)), {})
-            cells.append(f"{100 * accuracy(rows, 'correct_strict'):.0f} / "
-                         f"{100 * accuracy(rows, 'correct_flexible'):.0f}" if rows else "-")
+            name = settings.get((a, b))
+            cells.append(f"{100 * rate(rows, name):.0f} / {100 * rate(rows, name, 'flexible'):.0f}"
+                         if name else "-")
         lines.append(f"| {a:g} | " + " | ".join(cells) + " |")
     for name in (BASE, ADAPTER):
-        if name in results:
-            rows = results[name]
-            lines.append(f"\n{name}: strict {100 * accuracy(rows, 'correct_strict'):.0f}%, "
-                         f"flexible {100 * accuracy(rows, 'correct_flexible'):.0f}% "
-                         f"({len(rows)} problems)")
+        if name in rows:
+            lines.append(f"\n{name}: strict {100 * rate(rows, name):.0f}%, "
+                         f"flexible {100 * rate(rows, name, 'flexible'):.0f}% "
+                         f"({rows[name]['strict']['of']} problems)")
     return "\n".join(lines)
 
 
-def test_table(results):
+def test_table(rows, paired):
     lines = ["| decoding | strict % (95% CI) | flexible % (95% CI) | mean tokens |",
              "|---|---|---|---|"]
-    order = [n for n in (BASE, ADAPTER) if n in results] + sorted(cold_settings(results).values())
+    order = [n for n in (BASE, ADAPTER) if n in rows] + sorted(cold_settings(rows).values())
     for name in order:
-        rows = results[name]
-        n = len(rows)
         cells = []
-        for key in ("correct_strict", "correct_flexible"):
-            k = sum(r[key] for r in rows.values())
-            lo, hi = wilson95(k, n)
-            cells.append(f"{100 * k / n:.1f} ({100 * lo:.1f}-{100 * hi:.1f})")
-        mean_len = sum(r["tokens"] for r in rows.values()) / n
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {mean_len:.1f} |")
+        for metric in ("strict", "flexible"):
+            acc = rows[name][metric]
+            lo, hi = acc["wilson95"]
+            cells.append(f"{100 * acc['rate']:.1f} ({100 * lo:.1f}-{100 * hi:.1f})")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {rows[name]['mean_tokens']:.1f} |")
     lines.append("")
-    pairs = []
-    if BASE in results and ADAPTER in results:
-        pairs.append((ADAPTER, BASE))
-    if ADAPTER in results:
-        pairs += [(c, ADAPTER) for c in sorted(cold_settings(results).values())]
-    for x, y in pairs:
-        for key, label in (("correct_strict", "strict"), ("correct_flexible", "flexible")):
-            ids = results[x].keys() & results[y].keys()
-            b = sum(results[x][i][key] and not results[y][i][key] for i in ids)
-            c = sum(results[y][i][key] and not results[x][i][key] for i in ids)
-            lines.append(f"- {x} vs {y} ({label}): {100 * (b - c) / len(ids):+.1f} points; "
-                         f"{b} problems right only with the first, {c} only with the second; "
-                         f"exact McNemar p = {format_p(mcnemar_exact(b, c))}")
+    for p in paired:
+        lines.append(f"- {p['first']} vs {p['second']} ({p['metric']}): {p['points']:+.1f} points; "
+                     f"{p['only_first']} problems right only with the first, {p['only_second']} only "
+                     f"with the second; exact McNemar p = {format_p(p['mcnemar_p'])}")
     return "\n".join(lines)
 
 
@@ -160,9 +146,9 @@ def template_table(results, task_path):
     return "\n".join(lines)
 
 
-def svg_plot(results, path, title):
+def svg_plot(rows, path, title):
     """Dev strict accuracy vs beta, one polyline per alpha; dashed references for the greedy runs."""
-    settings = cold_settings(results)
+    settings = cold_settings(rows)
     alphas = sorted({a for a, _ in settings})
     betas = sorted({b for _, b in settings} | {0.0})
     w, h, left, right, top, bottom = 640, 400, 60, 170, 40, 50
@@ -172,13 +158,13 @@ def svg_plot(results, path, title):
     for a in alphas:
         pts = []
         for b in betas:
-            if b == 0.0 and ADAPTER in results:
-                pts.append((0.0, accuracy(results[ADAPTER], "correct_strict")))
+            if b == 0.0 and ADAPTER in rows:
+                pts.append((0.0, rate(rows, ADAPTER)))
             elif (a, b) in settings:
-                pts.append((b, accuracy(results[settings[(a, b)]], "correct_strict")))
+                pts.append((b, rate(rows, settings[(a, b)])))
         series[a] = pts
     values = [v for pts in series.values() for _, v in pts]
-    values += [accuracy(results[n], "correct_strict") for n in (BASE, ADAPTER) if n in results]
+    values += [rate(rows, n) for n in (BASE, ADAPTER) if n in rows]
     top_value = max(values) + 0.05 if values else 1.0
     tick = 0.1 if top_value <= 0.6 else 0.2
     ymax = min(1.0, math.ceil(top_value / tick - 1e-9) * tick)
@@ -209,8 +195,8 @@ def svg_plot(results, path, title):
         out.append(f'<text x="{left - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{100 * v:.0f}%</text>')
     legend_y = top + 10
     for name, dash in ((BASE, "6,4"), (ADAPTER, "2,3")):
-        if name in results:
-            v = accuracy(results[name], "correct_strict")
+        if name in rows:
+            v = rate(rows, name)
             out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" '
                        f'stroke="black" stroke-dasharray="{dash}"/>')
             out.append(f'<line x1="{left + pw + 15}" y1="{legend_y}" x2="{left + pw + 40}" y2="{legend_y}" '
@@ -235,28 +221,31 @@ def svg_plot(results, path, title):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dev", required=True, help="eval --out file of the dev sweep")
+    ap.add_argument("--dev-summary", help="its eval --summary file (default: DEV with .summary.json)")
     ap.add_argument("--test", help="eval --out file of the test run")
+    ap.add_argument("--test-summary", help="its eval --summary file (default: TEST with .summary.json)")
     ap.add_argument("--svg", help="write the accuracy-vs-beta plot here")
     ap.add_argument("--data", default="study/data", help="folder of the task files (for templates)")
     args = ap.parse_args()
 
     dev = load(args.dev)
+    dev_rows, _ = load_summary(args.dev_summary or summary_path(args.dev))
     print("## Dev sweep (strict / flexible accuracy, %)\n")
-    print(sweep_table(dev))
-    alpha, beta = select(dev)
+    print(sweep_table(dev_rows))
+    alpha, beta = select(dev_rows)
     print(f"\nselected on dev: alpha {alpha:g}, beta {beta:g}")
     print("\nper template (strict, right / problems):\n")
     print(template_table(dev, f"{args.data}/dev.jsonl"))
     if args.svg:
-        n = len(next(iter(dev.values())))
-        svg_plot(dev, args.svg, f"CoLD on gsm-mini dev ({n} problems): strict accuracy vs beta")
+        n = dev_rows[next(iter(dev_rows))]["strict"]["of"]
+        svg_plot(dev_rows, args.svg, f"CoLD on gsm-mini dev ({n} problems): strict accuracy vs beta")
         print(f"wrote {args.svg}")
     if args.test:
         print("\n## Test\n")
-        test = load(args.test)
-        print(test_table(test))
+        test_rows, test_paired = load_summary(args.test_summary or summary_path(args.test))
+        print(test_table(test_rows, test_paired))
         print("\nper template (strict, right / problems):\n")
-        print(template_table(test, f"{args.data}/test.jsonl"))
+        print(template_table(load(args.test), f"{args.data}/test.jsonl"))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ use ascend_cold::harness::{
 };
 use ascend_cold::npy::{NpyArray, NpyDtype};
 use ascend_cold::tiling::{BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
-use ascend_cold::{Device, Error, Result};
+use ascend_cold::{outfile, Device, Error, Result};
 use half::{bf16, f16};
 use std::path::{Path, PathBuf};
 
@@ -140,10 +140,56 @@ struct ColdRun {
 /// Runs the kernel; exit code 0, or 3 when a cold-score row got no token (non-finite logits, or a
 /// score overflow: `--beta` too large for the row's logits).
 pub fn run(args: &RunArgs) -> Result<u8> {
+    let (outputs, inputs) = args.kernel.paths();
+    outfile::refuse_overlap(&outputs, &inputs)?;
     match &args.kernel {
         RunKernel::BgmvShrink(a) => shrink(a),
         RunKernel::BgmvExpand(a) => expand(a),
         RunKernel::ColdScore(a) => cold(a),
+    }
+}
+
+type Flags<'a> = Vec<(&'static str, Option<&'a Path>)>;
+
+impl RunKernel {
+    /// The run's output files and its input files, by flag (none may be another).
+    fn paths(&self) -> (Flags<'_>, Flags<'_>) {
+        let (c, mut outputs, mut inputs) = match self {
+            RunKernel::BgmvShrink(r) => (
+                &r.common,
+                vec![("--out", Some(r.out.as_path()))],
+                vec![
+                    ("--x", Some(r.x.as_path())),
+                    ("--weights", Some(r.weights.as_path())),
+                    ("--indices", Some(r.indices.as_path())),
+                    ("--init", r.init.as_deref()),
+                ],
+            ),
+            RunKernel::BgmvExpand(r) => (
+                &r.common,
+                vec![("--out", Some(r.out.as_path()))],
+                vec![
+                    ("--x", Some(r.x.as_path())),
+                    ("--weights", Some(r.weights.as_path())),
+                    ("--indices", Some(r.indices.as_path())),
+                    ("--init", r.init.as_deref()),
+                ],
+            ),
+            RunKernel::ColdScore(r) => (
+                &r.common,
+                vec![
+                    ("--out", Some(r.out.as_path())),
+                    ("--scores-out", r.scores_out.as_deref()),
+                ],
+                vec![
+                    ("--expert", Some(r.expert.as_path())),
+                    ("--base", Some(r.base.as_path())),
+                ],
+            ),
+        };
+        outputs.push(("--stats-json", c.stats_json.as_deref()));
+        inputs.push(("--tiling", c.tiling.as_deref()));
+        (outputs, inputs)
     }
 }
 
@@ -217,12 +263,10 @@ fn stats_json(
     for (k, x) in more.as_object().expect("an object") {
         v[k] = x.clone();
     }
-    std::fs::write(path, serde_json::to_string_pretty(&v).expect("json") + "\n").map_err(|source| {
-        Error::Io {
-            path: path.clone(),
-            source,
-        }
-    })
+    outfile::write_atomic(
+        path,
+        (serde_json::to_string_pretty(&v).expect("json") + "\n").as_bytes(),
+    )
 }
 
 fn shrink(r: &ShrinkRun) -> Result<u8> {

@@ -26,7 +26,7 @@ use ascend_cold::harness::{
 use ascend_cold::ops::{LogitFloat, LoraFloat};
 use ascend_cold::reference;
 use ascend_cold::tiling::{BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
-use ascend_cold::{Device, Error, Provider, Result};
+use ascend_cold::{outfile, Device, Error, Provider, Result};
 use half::{bf16, f16};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -137,6 +137,13 @@ struct Row {
 
 /// Runs `tune`; exit code 0.
 pub fn run(args: &TuneArgs) -> Result<u8> {
+    outfile::refuse_overlap(
+        &[
+            ("--out", args.out.as_deref()),
+            ("--json", args.json.as_deref()),
+        ],
+        &[],
+    )?;
     let shape = parse_shape(args.kernel, &args.shape)?;
     let dtype = DType::from(args.dtype);
     let (device, why) = common::open_device(args.device)?;
@@ -256,11 +263,9 @@ pub fn run(args: &TuneArgs) -> Result<u8> {
             "best": {"cost": b.cost, "tiling": b.tiling},
             "candidates": rows.iter().map(|r| serde_json::json!({"cost": r.cost, "ok": r.ok, "tiling": r.tiling})).collect::<Vec<_>>(),
         });
-        std::fs::write(p, serde_json::to_string_pretty(&v).expect("json") + "\n").map_err(
-            |source| Error::Io {
-                path: p.clone(),
-                source,
-            },
+        outfile::write_atomic(
+            p,
+            (serde_json::to_string_pretty(&v).expect("json") + "\n").as_bytes(),
         )?;
     }
     Ok(0)
