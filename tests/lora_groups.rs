@@ -33,16 +33,22 @@ fn exact(v: f32) -> f64 {
 }
 
 /// `y + delta` in float64 from the dtype-rounded x, A and B, and the tolerance above, per value of `y`.
-fn oracle(
+/// How the device sees a value: rounded to its dtype (`round`), whose unit roundoff is `u`.
+#[derive(Clone, Copy)]
+struct Precision {
     round: fn(f32) -> f64,
+    u: f64,
+}
+
+fn oracle(
+    precision: Precision,
     stacked: &StackedAdapters,
-    layer: usize,
-    group: LoraGroup,
+    (layer, group): (usize, LoraGroup),
     x: &[f32],
     rows: &[i64],
     y: &[f32],
-    u: f64,
 ) -> (Vec<f64>, Vec<f64>) {
+    let Precision { round, u } = precision;
     let config = stacked.config();
     let (inf, width) = group.dims(config);
     let mut want: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
@@ -100,7 +106,11 @@ fn check_dtype<T: LoraFloat>(
             let y0 = values(rows.len() * width, s + 50, 2.0);
             let mut y = y0.clone();
             lora.add_delta(layer, group, &x, &checked, &mut y).unwrap();
-            let (want, tol) = oracle(round::<T>, stacked, layer, group, &x, rows, &y0, u);
+            let precision = Precision {
+                round: round::<T>,
+                u,
+            };
+            let (want, tol) = oracle(precision, stacked, (layer, group), &x, rows, &y0);
             for k in 0..y.len() {
                 let err = (f64::from(y[k]) - want[k]).abs();
                 prop_assert!(
@@ -178,7 +188,11 @@ fn host_lora_matches_the_per_target_oracle() {
         let y0 = values(rows.len() * width, 8, 2.0);
         let mut y = y0.clone();
         lora.add_delta(1, group, &x, &checked, &mut y).unwrap();
-        let (want, tol) = oracle(exact, &stacked, 1, group, &x, &rows, &y0, EPS);
+        let precision = Precision {
+            round: exact,
+            u: EPS,
+        };
+        let (want, tol) = oracle(precision, &stacked, (1, group), &x, &rows, &y0);
         for k in 0..y.len() {
             let err = (f64::from(y[k]) - want[k]).abs();
             assert!(
