@@ -245,13 +245,11 @@ fn check_cold<T: Elem + ops::LogitFloat>(
     e: &[T],
     a: &[T],
     shape: ColdShape,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
     with_scores: bool,
     tiling: Option<ColdScoreTiling>,
 ) {
     let ColdShape { rows, vocab } = shape;
-    let params = ColdParams::new(alpha, beta).unwrap();
     let picks = reference::cold_score(e, a, shape, params, None).unwrap();
     let ref_tokens: Vec<i64> = picks.iter().map(|p| p.token).collect();
     for device in devices() {
@@ -315,18 +313,12 @@ fn random_cold<T: Elem + ops::LogitFloat>(
     }
     let alpha = [1.0f32, 0.5, 0.1, 0.01, 1e-4][rng.gen_range(0..5)];
     let beta = [0.0f32, 0.5, 1.0, 3.0][rng.gen_range(0..4)];
+    let params = ColdParams::new(alpha, beta).unwrap();
     let tiling = tiled.then(|| {
         let device = Device::emulator().unwrap();
         let profile = device.profile().unwrap();
-        let base = ColdScoreTiling::choose(
-            rows,
-            vocab,
-            T::DT,
-            ColdParams::new(alpha, beta).unwrap(),
-            with_scores,
-            &profile,
-        )
-        .unwrap();
+        let base =
+            ColdScoreTiling::choose(rows, vocab, T::DT, params, with_scores, &profile).unwrap();
         let t = ColdScoreTiling {
             block_num: rng.gen_range(1..=profile.vector_cores),
             tile_len: 64 * rng.gen_range(1..=32),
@@ -336,17 +328,11 @@ fn random_cold<T: Elem + ops::LogitFloat>(
             chunk_len: t.chunk_len.div_ceil(t.tile_len) * t.tile_len,
             ..t
         };
-        t.validate(
-            rows,
-            vocab,
-            T::DT,
-            ColdParams::new(alpha, beta).unwrap(),
-            &profile,
-        )
-        .ok()
-        .map(|_| t)
+        t.validate(rows, vocab, T::DT, params, &profile)
+            .ok()
+            .map(|_| t)
     });
-    check_cold(&e, &a, shape, alpha, beta, with_scores, tiling.flatten());
+    check_cold(&e, &a, shape, params, with_scores, tiling.flatten());
 }
 
 proptest! {
