@@ -225,18 +225,20 @@ fn cold_score(c: &mut Criterion) {
             let profile = device.profile().unwrap();
             let mut variants: Vec<(String, Option<ColdScoreTiling>)> =
                 vec![("default".into(), None)];
-            for t in extra.iter().filter(|t| {
+            // A tuned tiling carries the parameters it was tuned with; the op launches it with
+            // these (it writes them into the tiling), so it is checked with them.
+            let params = ColdParams::new(alpha, beta).unwrap();
+            let relaunched = |t: &ColdScoreTiling| ColdScoreTiling {
+                ln_alpha: params.ln_alpha(),
+                beta: params.beta(),
+                ..*t
+            };
+            for t in extra.iter().map(relaunched).filter(|t| {
                 t.resident == 0
-                    && t.validate(
-                        rows,
-                        vocab,
-                        DType::F32,
-                        ColdParams::new(alpha, beta).unwrap(),
-                        &profile,
-                    )
-                    .is_ok()
+                    && t.validate(rows, vocab, DType::F32, params, &profile)
+                        .is_ok()
             }) {
-                variants.push(("tuned".into(), Some(*t)));
+                variants.push(("tuned".into(), Some(t)));
             }
             for (label, tiling) in variants {
                 let id = BenchmarkId::new(
@@ -256,7 +258,7 @@ fn cold_score(c: &mut Criterion) {
                                 de.view(),
                                 da.view(),
                                 s,
-                                ColdParams::new(alpha, beta).unwrap(),
+                                params,
                                 out,
                                 tiling.as_ref(),
                             )

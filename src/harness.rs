@@ -805,6 +805,11 @@ pub fn compare_cold(
 
 // ---- random inputs ------------------------------------------------------------------------------------
 
+/// The values of `v` as f64 (exact): what the `compare_*` functions take.
+pub fn widen<T: Float>(v: &[T]) -> Vec<f64> {
+    v.iter().map(|x| x.to_f64()).collect()
+}
+
 /// `n` values uniform in (-amp, amp), rounded to `T`.
 pub fn random_vec<T: Float>(rng: &mut impl rand::Rng, n: usize, amp: f64) -> Vec<T> {
     (0..n)

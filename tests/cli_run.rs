@@ -3,7 +3,9 @@
 //! for every kernel and dtype; init / no-add / slice-offset semantics; exit code 3; numpy-worded errors.
 
 use ascend_cold::contracts::{ColdParams, ColdShape, ExpandShape, Float, ShrinkShape};
-use ascend_cold::harness::{compare_cold, compare_expand, compare_shrink, random_vec, ColdResult};
+use ascend_cold::harness::{
+    compare_cold, compare_expand, compare_shrink, random_vec, widen, ColdResult,
+};
 use ascend_cold::npy::{NpyArray, NpyDtype};
 use ascend_cold::reference;
 use ascend_cold::tiling::{BgmvShrinkTiling, DType};
@@ -81,10 +83,6 @@ fn as_void(bytes: Vec<u8>) -> Vec<u8> {
 
 fn read(path: &Path) -> NpyArray {
     NpyArray::read(path).unwrap()
-}
-
-fn widen<T: Float>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|x| x.to_f64()).collect()
 }
 
 fn shrink_case<T: Float + bytemuck::Pod>(dtype: DType, void: bool, with_init: bool) {

@@ -208,7 +208,7 @@ fn check<T: Logit>(
         };
         let kept = |i: usize| ev(i) >= thr + tol_t;
         let masked = |i: usize| ev(i) < thr - tol_t;
-        let score = |i: usize| (1.0 + b) * ev(i) - b * av(i);
+        let score = |i: usize| reference::cold_score_of(ev(i), av(i), b);
         let tol_s = |i: usize| {
             U * (3.0 * (1.0 + b) * ev(i).abs() + 2.0 * b * av(i).abs()) * (1.0 + 2.0 * U)
         };

@@ -1,8 +1,10 @@
 //! Edge cases of the ops that random inputs rarely hit, through the public API on the emulator.
 
-use ascend_cold::contracts::ColdParams;
-use ascend_cold::contracts::{ColdShape, ShrinkShape};
+use ascend_cold::contracts::{
+    cold_token, ColdParams, ColdShape, ShrinkShape, COLD_NON_FINITE, COLD_SCORE_OVERFLOW,
+};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
+use ascend_cold::reference;
 use ascend_cold::{Device, DeviceBuffer, Error, Stream};
 use half::{bf16, f16};
 
@@ -104,6 +106,60 @@ fn non_finite_rows_get_token_minus_one_and_others_are_unaffected() {
     let e = [1.0f32, f32::NAN, 0.0, 1.0, 2.0, 0.0];
     let a = [0.0f32; 6];
     assert_eq!(picks(&s, &e, &a, 3, 0.1, 0.5), [-1, 1]);
+}
+
+/// Issue 14 through the op (f16 and f32 logits, every value finite): beta 1e38 overflows the score
+/// of the kept token, and the row is a score overflow (-2), as the oracle says, whose error names
+/// beta and the row; a NaN row in the same launch stays the non-finite fault (-1); the same logits
+/// with beta 0.5 are answered.
+#[test]
+fn score_overflow_is_its_own_fault_through_the_op() {
+    let s = stream();
+    let d = s.device();
+    let vocab = 5;
+    let e = [1.0f32, 10.0, 2.0, 0.0, 0.0, 1.0, f32::NAN, 0.0, 0.0, 0.0];
+    let a = [0.0f32; 10];
+    let shape = ColdShape { rows: 2, vocab };
+    for beta in [1e38f32, 0.5] {
+        let params = ColdParams::new(0.1, beta).unwrap();
+        let want = reference::cold_score(&e, &a, shape, params, None).unwrap();
+        let e16: Vec<f16> = e.iter().map(|&v| f16::from_f32(v)).collect();
+        let a16: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
+        let (de, da) = (
+            DeviceBuffer::from_host(d, &e).unwrap(),
+            DeviceBuffer::from_host(d, &a).unwrap(),
+        );
+        let got = ops::cold_score_host(&s, de.view(), da.view(), shape, params).unwrap();
+        let (de, da) = (
+            DeviceBuffer::from_host(d, &e16).unwrap(),
+            DeviceBuffer::from_host(d, &a16).unwrap(),
+        );
+        let got16 = ops::cold_score_host(&s, de.view(), da.view(), shape, params).unwrap();
+        for picks in [&got, &got16] {
+            let tokens: Vec<i64> = picks.iter().map(|p| p.token).collect();
+            assert_eq!(
+                tokens,
+                want.iter().map(|p| p.token).collect::<Vec<_>>(),
+                "beta {beta}"
+            );
+            assert_eq!(tokens[1], COLD_NON_FINITE);
+        }
+        let row0 = cold_token(got[0].token, 0, "row 0 logits", params);
+        if beta > 1.0 {
+            assert_eq!(got[0].token, COLD_SCORE_OVERFLOW);
+            assert!(got[0].best_score.is_nan());
+            let err = row0.unwrap_err();
+            assert!(
+                matches!(err, Error::BadParameter { name: "beta", .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("row 0"), "{err}");
+        } else {
+            assert_eq!(row0.unwrap(), 1);
+        }
+        let err = cold_token(got[1].token, 1, "row 1 logits", params).unwrap_err();
+        assert!(matches!(err, Error::NonFinite { .. }), "{err}");
+    }
 }
 
 #[test]

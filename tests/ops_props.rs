@@ -4,8 +4,9 @@
 //! Outputs are poisoned before every launch (NaN bit patterns), so an element a kernel forgets to write
 //! fails; rows with adapter index -1 must come back bit-identical.
 //!
-//! Tolerances (u = 2^-24, the f32 unit roundoff; inputs are generated in the kernel's dtype, so the
-//! reference sees exactly the kernel's operands):
+//! Tolerances (derived here, implemented once in `ascend_cold::harness::compare_*`, which `check`,
+//! `tune` and the CLI tests use too; u = 2^-24, the f32 unit roundoff; inputs are generated in the
+//! kernel's dtype, so the reference sees exactly the kernel's operands):
 //! - bgmv_shrink: every product of two f16/bf16 values is exact in f32 (11 + 11 <= 24 significant bits);
 //!   summing H of them in f32, in any order, errs by at most (H - 1) u sum|x w|; scaling adds one more
 //!   rounding: |y - ref| <= (H + 1) u |scale| sum|x w|.
@@ -19,9 +20,11 @@
 //!   reference's best; when the reference's best beats every other kept score by more than that, the
 //!   tokens must be equal.
 
-use ascend_cold::contracts::ColdParams;
-use ascend_cold::contracts::Float;
-use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
+use ascend_cold::contracts::{ColdParams, ColdShape, ExpandShape, Float, ShrinkShape};
+use ascend_cold::harness::{
+    compare_cold, compare_expand, compare_shrink, poison, random_indices, random_vec, widen,
+    ColdResult,
+};
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
 use ascend_cold::reference;
 use ascend_cold::tiling::{BgmvExpandTiling, BgmvShrinkTiling, ColdScoreTiling, DType};
@@ -29,8 +32,6 @@ use ascend_cold::{Device, DeviceBuffer, DeviceRepr, Stream};
 use half::{bf16, f16};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-
-const U: f64 = 1.0 / (1u64 << 24) as f64;
 
 fn devices() -> Vec<Device> {
     let mut list = vec![Device::emulator().expect("the emulator is always there")];
@@ -45,46 +46,17 @@ fn devices() -> Vec<Device> {
 
 trait Elem: DeviceRepr + Float {
     const DT: DType;
-    fn ulp_at(magnitude: f64) -> f64;
 }
 impl Elem for f16 {
     const DT: DType = DType::F16;
-    fn ulp_at(m: f64) -> f64 {
-        (2f64.powi(m.max(6.1e-5).log2().floor() as i32 - 10)).max(2f64.powi(-24))
-    }
 }
 impl Elem for bf16 {
     const DT: DType = DType::Bf16;
-    fn ulp_at(m: f64) -> f64 {
-        2f64.powi(m.max(1e-38).log2().floor() as i32 - 7)
-    }
 }
 impl Elem for f32 {
     const DT: DType = DType::F32;
-    fn ulp_at(m: f64) -> f64 {
-        2f64.powi(m.max(1e-38).log2().floor() as i32 - 23)
-    }
 }
 
-fn random_vec<T: Float>(rng: &mut StdRng, n: usize, scale: f64) -> Vec<T> {
-    (0..n)
-        .map(|_| T::from_f64(rng.gen_range(-scale..scale)))
-        .collect()
-}
-
-fn random_indices(rng: &mut StdRng, batch: usize, loras: usize) -> Vec<i64> {
-    (0..batch)
-        .map(|_| {
-            if rng.gen_bool(0.25) {
-                -1
-            } else {
-                rng.gen_range(0..loras as i64)
-            }
-        })
-        .collect()
-}
-
-/// A tiling for the shape with its knobs moved at random, kept only if the device accepts it.
 fn shrink_tiling(
     device: &Device,
     shape: ShrinkShape,
@@ -115,11 +87,6 @@ fn expand_tiling(
         ..base
     };
     t.validate(shape, dt, &profile).is_ok().then_some(t)
-}
-
-fn poison<T: DeviceRepr>(n: usize) -> Vec<T> {
-    // 0xFFFF... is a NaN in every float type and -1 / u32::MAX in the integer ones.
-    bytemuck::cast_slice::<u8, T>(&vec![0xFFu8; n * std::mem::size_of::<T>()]).to_vec()
 }
 
 fn check_shrink<T: Elem + ops::LoraFloat>(
@@ -172,31 +139,22 @@ fn check_shrink<T: Elem + ops::LoraFloat>(
         .unwrap();
         stream.synchronize().unwrap();
         let y = dy.to_vec().unwrap();
-        for b in 0..batch {
-            for r in 0..rank {
-                let (got, want) = (y[b * rank + r], expected[b * rank + r]);
-                if idx[b] < 0 {
-                    assert_eq!(
-                        got.to_bits(),
-                        y0[b * rank + r].to_bits(),
-                        "row {b} (index -1) was written"
-                    );
-                    continue;
-                }
-                let l = idx[b] as usize;
-                let mag: f64 = (0..hidden)
-                    .map(|h| {
-                        (x[b * hidden + h].to_f64() * w[(l * rank + r) * hidden + h].to_f64()).abs()
-                    })
-                    .sum();
-                let tol = (hidden as f64 + 1.0) * U * f64::from(scale) * mag + 1e-30;
-                assert!(
-                    (f64::from(got) - f64::from(want)).abs() <= tol,
-                    "{:?} y[{b},{r}] = {got}, reference {want}, tol {tol} ({shape:?}, tiling {tiling:?})",
-                    T::DT
-                );
-            }
-        }
+        let errs = compare_shrink(
+            &widen(&x),
+            &widen(&w),
+            &idx,
+            &y0,
+            &y,
+            &expected,
+            shape,
+            scale,
+        );
+        assert!(
+            errs.ok(),
+            "{:?} {shape:?} tiling {tiling:?}: {:?}",
+            T::DT,
+            errs.first_failure
+        );
     }
 }
 
@@ -263,35 +221,23 @@ fn check_expand<T: Elem + ops::LoraFloat>(
         .unwrap();
         stream.synchronize().unwrap();
         let y = dy.to_vec().unwrap();
-        for b in 0..batch {
-            for c in 0..full {
-                let (got, want, before) =
-                    (y[b * full + c], expected[b * full + c], y0[b * full + c]);
-                let in_slice = (offset..offset + h_out).contains(&c);
-                if idx[b] < 0 || !in_slice {
-                    assert_eq!(
-                        bytemuck::bytes_of(&got),
-                        bytemuck::bytes_of(&before),
-                        "y[{b},{c}] outside the written set changed"
-                    );
-                    continue;
-                }
-                let (l, o) = (idx[b] as usize, c - offset);
-                let mag: f64 = (0..rank)
-                    .map(|r| {
-                        (f64::from(x[b * rank + r]) * w[(l * h_out + o) * rank + r].to_f64()).abs()
-                    })
-                    .sum::<f64>()
-                    + if add { before.to_f64().abs() } else { 0.0 };
-                let tol = T::ulp_at(want.to_f64().abs().max(got.to_f64().abs()))
-                    + (rank as f64 + 1.0) * U * mag;
-                assert!(
-                    (got.to_f64() - want.to_f64()).abs() <= tol,
-                    "{:?} y[{b},{c}] = {}, reference {}, tol {tol} ({shape:?}, add {add}, tiling {tiling:?})",
-                    T::DT, got.to_f64(), want.to_f64()
-                );
-            }
-        }
+        let errs = compare_expand(
+            T::DT,
+            &widen(&x),
+            &widen(&w),
+            &idx,
+            &widen(&y0),
+            &widen(&y),
+            &widen(&expected),
+            shape,
+            add,
+        );
+        assert!(
+            errs.ok(),
+            "{:?} {shape:?} add {add} tiling {tiling:?}: {:?}",
+            T::DT,
+            errs.first_failure
+        );
     }
 }
 
@@ -299,14 +245,13 @@ fn check_cold<T: Elem + ops::LogitFloat>(
     e: &[T],
     a: &[T],
     shape: ColdShape,
-    alpha: f32,
-    beta: f32,
+    params: ColdParams,
     with_scores: bool,
     tiling: Option<ColdScoreTiling>,
 ) {
     let ColdShape { rows, vocab } = shape;
-    let picks =
-        reference::cold_score(e, a, shape, ColdParams::new(alpha, beta).unwrap(), None).unwrap();
+    let picks = reference::cold_score(e, a, shape, params, None).unwrap();
+    let ref_tokens: Vec<i64> = picks.iter().map(|p| p.token).collect();
     for device in devices() {
         let stream = Stream::new(&device).unwrap();
         let (de, da) = (
@@ -326,95 +271,24 @@ fn check_cold<T: Elem + ops::LogitFloat>(
             de.view(),
             da.view(),
             shape,
-            ColdParams::new(alpha, beta).unwrap(),
+            params,
             out,
             tiling.as_ref(),
         )
         .unwrap();
         stream.synchronize().unwrap();
-        let (tokens, best, scores) = (
-            tokens.to_vec().unwrap(),
-            best.to_vec().unwrap(),
-            scores.to_vec().unwrap(),
+        let got = ColdResult {
+            tokens: tokens.to_vec().unwrap(),
+            best: best.to_vec().unwrap(),
+            scores: with_scores.then(|| scores.to_vec().unwrap()),
+        };
+        let errs = compare_cold(&widen(e), &widen(a), shape, params, &ref_tokens, &got);
+        assert!(
+            errs.ok(),
+            "{:?} {shape:?} {params:?} tiling {tiling:?}: {:?}",
+            T::DT,
+            errs.first_failure
         );
-        let b = f64::from(beta);
-        for n in 0..rows {
-            let row_e = &e[n * vocab..(n + 1) * vocab];
-            let row_a = &a[n * vocab..(n + 1) * vocab];
-            if picks[n].token < 0 {
-                assert_eq!(
-                    tokens[n], -1,
-                    "row {n} holds a non-finite logit: token must be -1"
-                );
-                assert!(best[n].is_nan(), "row {n}: best must be NaN");
-                continue;
-            }
-            let max = row_e
-                .iter()
-                .map(|v| v.to_f64())
-                .fold(f64::NEG_INFINITY, f64::max);
-            let ln_a = f64::from(alpha.ln());
-            let threshold = max + ln_a;
-            let tol_t = 2.0 * U * (max.abs() + ln_a.abs()) + 1e-300;
-            let score = |i: usize| (1.0 + b) * row_e[i].to_f64() - b * row_a[i].to_f64();
-            let tol_s = |i: usize| {
-                4.0 * U * ((1.0 + b) * row_e[i].to_f64().abs() + b * row_a[i].to_f64().abs())
-                    + 1e-300
-            };
-            let t = tokens[n];
-            assert!(
-                (0..vocab as i64).contains(&t),
-                "row {n}: token {t} out of range"
-            );
-            let t = t as usize;
-            let want = picks[n].token as usize;
-            assert!(
-                row_e[t].to_f64() >= threshold - tol_t,
-                "row {n}: token {t} is below the alpha threshold"
-            );
-            let best_ref = score(want);
-            assert!(
-                score(t) >= best_ref - tol_s(t) - tol_s(want),
-                "row {n}: token {t} scores {} < best {best_ref} (token {want})",
-                score(t)
-            );
-            assert!(
-                (f64::from(best[n]) - score(t)).abs() <= tol_s(t),
-                "row {n}: best {} vs score {}",
-                best[n],
-                score(t)
-            );
-            let runner_up = (0..vocab)
-                .filter(|&i| i != want && row_e[i].to_f64() >= threshold - tol_t)
-                .map(|i| score(i) + tol_s(i))
-                .fold(f64::NEG_INFINITY, f64::max);
-            if best_ref - tol_s(want) > runner_up {
-                assert_eq!(
-                    t, want,
-                    "row {n}: unique best by a margin, tokens must match"
-                );
-            }
-            if with_scores {
-                for i in 0..vocab {
-                    let s = f64::from(scores[n * vocab + i]);
-                    let ei = row_e[i].to_f64();
-                    if ei >= threshold + tol_t {
-                        assert!(
-                            (s - score(i)).abs() <= tol_s(i),
-                            "row {n}: score[{i}] = {s}, want {}",
-                            score(i)
-                        );
-                    } else if ei < threshold - tol_t {
-                        assert_eq!(s, f64::NEG_INFINITY, "row {n}: score[{i}] should be masked");
-                    } else {
-                        assert!(
-                            s == f64::NEG_INFINITY || (s - score(i)).abs() <= tol_s(i),
-                            "row {n}: score[{i}] = {s}"
-                        );
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -439,18 +313,12 @@ fn random_cold<T: Elem + ops::LogitFloat>(
     }
     let alpha = [1.0f32, 0.5, 0.1, 0.01, 1e-4][rng.gen_range(0..5)];
     let beta = [0.0f32, 0.5, 1.0, 3.0][rng.gen_range(0..4)];
+    let params = ColdParams::new(alpha, beta).unwrap();
     let tiling = tiled.then(|| {
         let device = Device::emulator().unwrap();
         let profile = device.profile().unwrap();
-        let base = ColdScoreTiling::choose(
-            rows,
-            vocab,
-            T::DT,
-            ColdParams::new(alpha, beta).unwrap(),
-            with_scores,
-            &profile,
-        )
-        .unwrap();
+        let base =
+            ColdScoreTiling::choose(rows, vocab, T::DT, params, with_scores, &profile).unwrap();
         let t = ColdScoreTiling {
             block_num: rng.gen_range(1..=profile.vector_cores),
             tile_len: 64 * rng.gen_range(1..=32),
@@ -460,17 +328,11 @@ fn random_cold<T: Elem + ops::LogitFloat>(
             chunk_len: t.chunk_len.div_ceil(t.tile_len) * t.tile_len,
             ..t
         };
-        t.validate(
-            rows,
-            vocab,
-            T::DT,
-            ColdParams::new(alpha, beta).unwrap(),
-            &profile,
-        )
-        .ok()
-        .map(|_| t)
+        t.validate(rows, vocab, T::DT, params, &profile)
+            .ok()
+            .map(|_| t)
     });
-    check_cold(&e, &a, shape, alpha, beta, with_scores, tiling.flatten());
+    check_cold(&e, &a, shape, params, with_scores, tiling.flatten());
 }
 
 proptest! {

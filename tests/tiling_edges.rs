@@ -1197,7 +1197,7 @@ fn tie_row<T: Float>(
     let threshold = 3.5 + f64::from(ALPHA.ln());
     for &i in ties {
         assert!(e[i].to_f64() >= threshold + 0.05, "tie {i} would be masked");
-        let score = (1.0 + beta) * e[i].to_f64() - beta * a[i].to_f64();
+        let score = reference::cold_score_of(e[i].to_f64(), a[i].to_f64(), beta);
         assert_eq!(score, s);
     }
     (e, a)

@@ -6,12 +6,12 @@
 //! back bit-identical), and about one cold-score row in seven holds a NaN or infinity (token -1). The
 //! tolerances are derived in tests/ops_props.rs and implemented once in `common.rs`.
 
-use ascend_cold::contracts::{ColdParams, Float};
+use ascend_cold::contracts::ColdParams;
 use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::harness::{
     self as common, compare_cold, compare_expand, compare_shrink, exec_cold, exec_expand,
-    exec_shrink, parse_shape, poison, random_indices, random_vec, read_tiling, DTypeArg, DeviceArg,
-    Errors, KernelName, KernelShape, Reps, SHAPE_HELP,
+    exec_shrink, parse_shape, poison, random_indices, random_vec, read_tiling, widen, DTypeArg,
+    DeviceArg, Errors, KernelName, KernelShape, Reps, SHAPE_HELP,
 };
 use ascend_cold::ops::{LogitFloat, LoraFloat};
 use ascend_cold::reference;
@@ -363,10 +363,6 @@ pub fn trial(
             })
         }
     }
-}
-
-fn widen<T: Float>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|x| x.to_f64()).collect()
 }
 
 fn shrink_trial<T: LoraFloat>(

@@ -16,12 +16,12 @@
 //! (`--out`), which `run --tiling`, `check --tiling`, the benches and `serde_json` into the tiling
 //! struct accept.
 
-use ascend_cold::contracts::{ColdParams, Float};
+use ascend_cold::contracts::ColdParams;
 use ascend_cold::contracts::{ColdShape, ExpandShape, ShrinkShape};
 use ascend_cold::harness::{
     self as common, compare_cold, compare_expand, compare_shrink, exec_cold, exec_expand,
-    exec_shrink, parse_shape, random_vec, write_tiling, DTypeArg, DeviceArg, Errors, KernelName,
-    KernelShape, Measured, Reps, SHAPE_HELP,
+    exec_shrink, parse_shape, random_vec, widen, write_tiling, DTypeArg, DeviceArg, Errors,
+    KernelName, KernelShape, Measured, Reps, SHAPE_HELP,
 };
 use ascend_cold::ops::{LogitFloat, LoraFloat};
 use ascend_cold::reference;
@@ -394,10 +394,6 @@ fn tune_rows(
         }
     }
     Ok(rows)
-}
-
-fn widen<T: Float>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|x| x.to_f64()).collect()
 }
 
 fn shrink_runs<T: LoraFloat>(
