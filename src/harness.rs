@@ -1034,15 +1034,5 @@ pub fn print_load_error(error: &ascend_sys::LoadError, indent: &str) {
 /// Host memory a tool may use for one trial: half of `MemAvailable` (Linux `/proc/meminfo`), or
 /// 4 GiB where that cannot be read.
 pub fn host_memory_budget() -> usize {
-    let available_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("MemAvailable:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-        });
-    match available_kib {
-        Some(kib) => kib.saturating_mul(1024) / 2,
-        None => 4 << 30,
-    }
+    crate::host::available_memory().map_or(4 << 30, |bytes| bytes / 2)
 }

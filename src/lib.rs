@@ -21,6 +21,7 @@ pub mod error;
 mod event;
 #[cfg(feature = "harness")]
 pub mod harness;
+pub mod host;
 mod kernels;
 mod memory;
 pub mod model;

@@ -146,6 +146,28 @@ impl NpyArray {
 
     /// Parses `.npy` bytes; `path` only names the file in errors.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let header = Header::parse(path, bytes)?;
+        let payload = &bytes[header.data_start..];
+        header.check_payload(path, payload.len())?;
+        Ok(NpyArray {
+            dtype: header.dtype,
+            shape: header.shape,
+            data: payload.to_vec(),
+        })
+    }
+}
+
+/// What a `.npy` header says, and where its data starts.
+struct Header {
+    dtype: NpyDtype,
+    shape: Vec<usize>,
+    shape_text: String,
+    data_start: usize,
+}
+
+impl Header {
+    /// The header at the start of `bytes` (which may hold only a prefix of the file's data).
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
         if bytes.len() < 10 || &bytes[..6] != MAGIC {
             return Err(invalid(
                 path,
@@ -219,27 +241,80 @@ impl NpyArray {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let payload = &bytes[data_start..];
-        let expected = shape
-            .iter()
-            .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
-            .filter(|&n| n == payload.len())
-            .ok_or_else(|| {
-                invalid(path, "data", format!("shape {shape_text} of {descr} needs a different size than the {} data bytes present", payload.len()))
-            })?;
-        Ok(NpyArray {
+        Ok(Header {
             dtype,
             shape,
-            data: payload[..expected].to_vec(),
+            shape_text: shape_text.to_string(),
+            data_start,
         })
     }
 
-    /// Reads a `.npy` file.
+    /// Refuses data of `present` bytes unless it is exactly what the shape and dtype need.
+    fn check_payload(&self, path: &Path, present: usize) -> Result<()> {
+        self.shape
+            .iter()
+            .try_fold(self.dtype.size(), |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n == present)
+            .map(drop)
+            .ok_or_else(|| {
+                invalid(
+                    path,
+                    "data",
+                    format!(
+                        "shape {} of {} needs a different size than the {present} data bytes present",
+                        self.shape_text,
+                        self.dtype.descr()
+                    ),
+                )
+            })
+    }
+}
+
+/// Most header bytes [`NpyArray::read`] looks at before it has checked the file's size (numpy
+/// itself refuses headers over 10,000 bytes unless told otherwise).
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+impl NpyArray {
+    /// Reads a `.npy` file. The header is read and checked first: a file whose size is not what its
+    /// header describes, or whose data would not fit in the memory the host has available, is
+    /// refused before its data is read.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        use std::io::Read;
+        let io = |source| Error::Io {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let mut prefix = vec![0u8; file_len.min(MAX_HEADER_BYTES) as usize];
+        file.read_exact(&mut prefix).map_err(io)?;
+        let header = Header::parse(path, &prefix)?;
+        let data_len = usize::try_from(file_len - header.data_start as u64).unwrap_or(usize::MAX);
+        header.check_payload(path, data_len)?;
+        // Only a large file can exceed memory; small ones skip reading /proc/meminfo.
+        let large = data_len > MAX_HEADER_BYTES as usize;
+        if let Some(available) = large.then(crate::host::available_memory).flatten() {
+            if data_len > available {
+                return Err(invalid(
+                    path,
+                    "data",
+                    format!(
+                        "{data_len} bytes of data, more than the {available} bytes of memory \
+                         available (MemAvailable)"
+                    ),
+                ));
+            }
+        }
+        let total = header.data_start + data_len;
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(total)
+            .map_err(|e| invalid(path, "data", format!("cannot hold {data_len} bytes: {e}")))?;
+        bytes.extend_from_slice(&prefix);
+        drop(prefix);
+        let read = bytes.len();
+        bytes.resize(total, 0);
+        file.read_exact(&mut bytes[read..]).map_err(io)?;
         Self::parse(path, &bytes)
     }
 
@@ -328,6 +403,38 @@ mod tests {
         assert!(err.contains("data bytes"), "{err}");
         for cut in 0..bytes.len() - 8 {
             assert!(NpyArray::parse(Path::new("b.npy"), &bytes[..cut]).is_err());
+        }
+    }
+
+    /// A 1 TiB sparse file: refused from its header and size, in well under the time reading it
+    /// would take, whether its header agrees with its size (more than memory) or not.
+    #[test]
+    fn huge_sparse_files_are_refused_before_their_data_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let huge: u64 = 1 << 40;
+        for (shape, words) in [
+            (
+                vec![(huge / 4) as usize],
+                &["more than", "MemAvailable"][..],
+            ),
+            (vec![10], &["different size"][..]),
+        ] {
+            let header = NpyArray {
+                dtype: NpyDtype::F32,
+                shape,
+                data: vec![],
+            }
+            .to_bytes();
+            let path = dir.path().join("huge.npy");
+            std::fs::write(&path, &header).unwrap();
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len(header.len() as u64 + huge).unwrap();
+            let started = std::time::Instant::now();
+            let err = NpyArray::read(&path).unwrap_err().to_string();
+            assert!(started.elapsed().as_secs() < 5, "the data was read");
+            for w in words {
+                assert!(err.contains(w), "{w:?} not in {err}");
+            }
         }
     }
 }

@@ -155,6 +155,8 @@ impl AdmissionLimits {
 struct Queued {
     id: RequestId,
     request: Request,
+    /// CoLD's parameters, checked at submit (`None` for greedy).
+    cold: Option<ColdParams>,
     sampler: Sampler,
     rows: usize,
     kv_bytes: usize,
@@ -163,6 +165,8 @@ struct Queued {
 struct Active {
     id: RequestId,
     request: Request,
+    /// CoLD's parameters, checked at submit (`None` for greedy).
+    cold: Option<ColdParams>,
     /// What this request counts against the [`AdmissionLimits`].
     rows: usize,
     kv_bytes: usize,
@@ -383,6 +387,7 @@ impl<'m> Decoder<'m> {
                 request.prompt.len(),
             ));
         }
+        let mut cold = None;
         if let Strategy::Cold { alpha, beta } = request.strategy {
             if request.adapter < 0 {
                 let have = match adapters {
@@ -399,7 +404,7 @@ impl<'m> Decoder<'m> {
                     format!("{} (no adapter)", request.adapter),
                 ));
             }
-            ColdParams::new(alpha, beta)?;
+            cold = Some(ColdParams::new(alpha, beta)?);
         }
         let sampler = Sampler::new(request.sampling)?;
         if request.stop.max_new_tokens == 0 {
@@ -464,6 +469,7 @@ impl<'m> Decoder<'m> {
         self.queue.push_back(Queued {
             id,
             request,
+            cold,
             sampler,
             rows,
             kv_bytes,
@@ -497,9 +503,10 @@ impl<'m> Decoder<'m> {
             };
             self.live_rows += q.rows;
             self.live_kv_bytes += q.kv_bytes;
-            let cold = matches!(q.request.strategy, Strategy::Cold { .. });
+            let cold = q.cold.is_some();
             self.active.push(Active {
                 id: q.id,
+                cold: q.cold,
                 rows: q.rows,
                 kv_bytes: q.kv_bytes,
                 expert: self.model.new_cache(),
@@ -744,32 +751,26 @@ impl<'m> Decoder<'m> {
             row += if a.amateur.is_some() { 2 } else { 1 };
         }
         let mut tokens = vec![0u32; self.active.len()];
-        let mut cold: Vec<usize> = vec![];
+        let mut cold: Vec<(usize, ColdParams)> = vec![];
         for (i, a) in self.active.iter_mut().enumerate() {
-            match a.request.strategy {
-                Strategy::Greedy => {
+            match a.cold {
+                None => {
                     let scores = logits.row(expert_rows[i]);
                     tokens[i] = a.sampler.choose(scores).map_err(|_| non_finite(a.id))?;
                 }
-                Strategy::Cold { .. } => cold.push(i),
+                Some(params) => cold.push((i, params)),
             }
         }
         // One cold_score launch per distinct (alpha, beta, sampling-or-not) group.
-        while let Some(&first) = cold.first() {
-            let Strategy::Cold { alpha, beta } = self.active[first].request.strategy else {
-                unreachable!()
+        while let Some(&(first, params)) = cold.first() {
+            let wants_scores = |i: usize| !self.active[i].request.sampling.is_greedy();
+            let key = |(i, p): (usize, ColdParams)| {
+                (p.alpha().to_bits(), p.beta().to_bits(), wants_scores(i))
             };
-            let wants_scores = |a: &Active| !a.request.sampling.is_greedy();
-            let key = (
-                alpha.to_bits(),
-                beta.to_bits(),
-                wants_scores(&self.active[first]),
-            );
-            let (group, rest): (Vec<usize>, Vec<usize>) = cold.iter().partition(|&&i| {
-                let a = &self.active[i];
-                matches!(a.request.strategy, Strategy::Cold { alpha: x, beta: y }
-                    if (x.to_bits(), y.to_bits(), wants_scores(a)) == key)
-            });
+            let first_key = key((first, params));
+            let (group, rest): (Vec<(usize, ColdParams)>, Vec<(usize, ColdParams)>) =
+                cold.iter().partition(|&&c| key(c) == first_key);
+            let group: Vec<usize> = group.into_iter().map(|(i, _)| i).collect();
             cold = rest;
             // The group's (expert, amateur) row pairs as they lie in the forward's output when they
             // are evenly spaced (every CoLD request of a batch in a row, the usual case): scored in
@@ -796,8 +797,7 @@ impl<'m> Decoder<'m> {
                 rows: group.len(),
                 vocab,
             };
-            let params = ColdParams::new(alpha, beta)?;
-            let (picks, scores) = self.cold_score(block, pitch, shape, params, key.2)?;
+            let (picks, scores) = self.cold_score(block, pitch, shape, params, first_key.2)?;
             for (g, &i) in group.iter().enumerate() {
                 let a = &mut self.active[i];
                 let what = format!("logits of request {}", a.id.0);
