@@ -768,8 +768,7 @@ impl<'m> Decoder<'m> {
                 (p.alpha().to_bits(), p.beta().to_bits(), wants_scores(i))
             };
             let first_key = key((first, params));
-            let (group, rest): (Vec<(usize, ColdParams)>, Vec<(usize, ColdParams)>) =
-                cold.iter().partition(|&&c| key(c) == first_key);
+            let (group, rest): (Vec<_>, Vec<_>) = cold.iter().partition(|&&c| key(c) == first_key);
             let group: Vec<usize> = group.into_iter().map(|(i, _)| i).collect();
             cold = rest;
             // The group's (expert, amateur) row pairs as they lie in the forward's output when they
