@@ -140,19 +140,7 @@ pub struct Loaded {
     pub shape: Vec<usize>,
 }
 
-/// numpy's way of printing a shape: `(4,)`, `(2, 3)`.
-pub fn shape_text(shape: &[usize]) -> String {
-    match shape {
-        [one] => format!("({one},)"),
-        dims => format!(
-            "({})",
-            dims.iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
+pub use crate::npy::shape_text;
 
 fn npy_descr(d: NpyDtype) -> &'static str {
     match d {

@@ -270,6 +270,20 @@ impl Header {
     }
 }
 
+/// numpy's way of printing a shape, as a `.npy` header holds it: `(4,)`, `(2, 3)`, `()`.
+pub fn shape_text(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// Most header bytes [`NpyArray::read`] looks at before it has checked the file's size (numpy
 /// itself refuses headers over 10,000 bytes unless told otherwise).
 const MAX_HEADER_BYTES: u64 = 1 << 20;
@@ -320,16 +334,7 @@ impl NpyArray {
 
     /// Serialises as format version 1.0.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let shape = match self.shape.as_slice() {
-            [one] => format!("({one},)"),
-            dims => format!(
-                "({})",
-                dims.iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+        let shape = shape_text(&self.shape);
         let mut header = format!(
             "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
             self.dtype.descr()
