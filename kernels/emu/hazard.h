@@ -9,14 +9,14 @@
 // before P's next operation; a synchronisation raises it: PipeBarrier<PIPE_ALL> for every pair, PipeBarrier<X>
 // for X after X, a flag (TQue EnQue -> DeQue, FreeTensor -> AllocTensor, an API's internal SetFlag / WaitFlag)
 // for the waiting pipe, with what the signalling pipe itself knew (so waits are transitive). The UB is shadowed
-// as a map of byte ranges, each holding its last write and its last read per pipe.
+// as a sorted list of byte ranges, each holding its last write and its last read per pipe.
 #ifndef ASCEND_COLD_EMU_HAZARD_H
 #define ASCEND_COLD_EMU_HAZARD_H
 
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
-#include <map>
+#include <vector>
 #include <string>
 
 namespace emu {
@@ -40,7 +40,7 @@ struct Flag {
 
 class PipeModel {
 public:
-    explicit PipeModel(uint32_t ubBytes) { shadow_[0] = Range{ubBytes, -1, {}, {}}; }
+    explicit PipeModel(uint32_t ubBytes) { shadow_.push_back(Entry{0, Range{ubBytes, -1, {}, {}}}); }
 
     uint64_t Issue(int pipe) { return ++issued_[pipe]; }
 
@@ -85,9 +85,9 @@ public:
         }
         Split(begin);
         Split(end);
-        for (auto it = shadow_.find(begin); it != shadow_.end() && it->first < end; ++it) {
-            Range& r = it->second;
-            const uint32_t lo = it->first, hi = r.end;
+        for (size_t i = First(begin); i < shadow_.size() && shadow_[i].begin < end; ++i) {
+            Range& r = shadow_[i].range;
+            const uint32_t lo = shadow_[i].begin, hi = r.end;
             if (r.writer >= 0 && !Ordered(pipe, r.writer, r.written.seq, true)) {
                 Report(pipe, call, write, lo, hi, r.writer, r.written.call, true);
             }
@@ -134,36 +134,53 @@ private:
         return done_[pipe][other] >= seq;
     }
 
-    void Split(uint32_t at)
+    // The UB is shadowed as a flat vector of ranges sorted by start, covering [0, ubBytes) without gaps: a
+    // block holds tens of ranges, so binary search and a short memmove beat a node-based map.
+    struct Entry {
+        uint32_t begin;
+        Range range;
+    };
+
+    // The index of the first range starting at or after `at`.
+    size_t First(uint32_t at) const
     {
-        auto it = shadow_.upper_bound(at);
-        if (it == shadow_.begin()) {
-            return;
-        }
-        --it;
-        if (it->first == at || it->second.end <= at) {
-            return;
-        }
-        Range right = it->second;
-        it->second.end = at;
-        shadow_[at] = right;
+        return static_cast<size_t>(std::lower_bound(shadow_.begin(), shadow_.end(), at,
+                                                    [](const Entry& e, uint32_t a) { return e.begin < a; }) -
+                                   shadow_.begin());
     }
 
+    // Makes `at` the start of a range (unless it is past the shadowed UB).
+    void Split(uint32_t at)
+    {
+        const size_t next = First(at);
+        if (next < shadow_.size() && shadow_[next].begin == at) {
+            return;
+        }
+        if (next == 0 || shadow_[next - 1].range.end <= at) {
+            return;
+        }
+        Entry right = shadow_[next - 1];
+        right.begin = at;
+        shadow_[next - 1].range.end = at;
+        shadow_.insert(shadow_.begin() + static_cast<std::ptrdiff_t>(next), right);
+    }
+
+    // Joins the neighbouring ranges in [begin, end] (and the one before) that hold the same accesses.
     void Merge(uint32_t begin, uint32_t end)
     {
-        auto it = shadow_.find(begin);
-        if (it != shadow_.begin()) {
-            --it;
-        }
-        while (it != shadow_.end() && it->first <= end) {
-            auto next = std::next(it);
-            if (next != shadow_.end() && it->second.end == next->first && it->second.SameAs(next->second)) {
-                it->second.end = next->second.end;
-                shadow_.erase(next);
+        size_t keep = First(begin);
+        keep = keep > 0 ? keep - 1 : 0;
+        size_t read = keep + 1;
+        for (; read < shadow_.size() && shadow_[read].begin <= end; ++read) {
+            Entry& last = shadow_[keep];
+            if (last.range.end == shadow_[read].begin && last.range.SameAs(shadow_[read].range)) {
+                last.range.end = shadow_[read].range.end;
             } else {
-                it = next;
+                shadow_[++keep] = shadow_[read];
             }
         }
+        shadow_.erase(shadow_.begin() + static_cast<std::ptrdiff_t>(keep + 1),
+                      shadow_.begin() + static_cast<std::ptrdiff_t>(read));
     }
 
     [[noreturn]] static void Report(int pipe, const char* call, bool write, uint32_t lo, uint32_t hi, int other,
@@ -176,7 +193,7 @@ private:
              "right pipes)");
     }
 
-    std::map<uint32_t, Range> shadow_;
+    std::vector<Entry> shadow_;
     uint64_t issued_[kPipes] = {};
     uint64_t done_[kPipes][kPipes] = {};
 };

@@ -68,6 +68,8 @@ T* Elems(const AscendC::LocalTensor<T>& t, uint64_t count, const char* what)
 // The sum of one repeat's 1 <= n <= 64 f32 lanes as the vector unit adds them (ReduceDataBlock's page, "关键特性说明":
 // adjacent pairs, then pairs of those). Carrying an odd last element up a level gives the same sums as the
 // hardware's fixed 64-lane tree with the masked lanes left out.
+// With SSE2 four pairs are added at once: the even and the odd lanes of eight inputs, in the same operand
+// order as the scalar loop, so the sums are bit for bit the same.
 inline float RepeatSum(const float* s, int32_t n)
 {
     float bufA[32], bufB[32];
@@ -75,7 +77,17 @@ inline float RepeatSum(const float* s, int32_t n)
     float* out = bufA;
     while (n > 1) {
         const int32_t pairs = n / 2;
-        for (int32_t i = 0; i < pairs; ++i) {
+        int32_t i = 0;
+#if defined(__SSE2__)
+        for (; i + 4 <= pairs; i += 4) {
+            const __m128 lo = _mm_loadu_ps(in + 2 * i);
+            const __m128 hi = _mm_loadu_ps(in + 2 * i + 4);
+            const __m128 even = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+            const __m128 odd = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+            _mm_storeu_ps(out + i, _mm_add_ps(even, odd));
+        }
+#endif
+        for (; i < pairs; ++i) {
             out[i] = in[2 * i] + in[2 * i + 1];
         }
         if (n % 2 != 0) {
