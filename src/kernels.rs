@@ -85,6 +85,21 @@ extern "C" {
     ) -> c_int;
 }
 
+/// Below this estimated time for a launch's blocks, they run on the launching thread:
+/// handing them to other threads costs wake-ups worth tens of microseconds on a loaded machine.
+const INLINE_BLOCKS_BELOW: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Per (kernel, block count): the time one block took at the last such launch.
+type BlockTimes = std::collections::HashMap<(usize, u32), std::time::Duration>;
+
+fn lock_block_times() -> std::sync::MutexGuard<'static, BlockTimes> {
+    static TIMES: std::sync::OnceLock<std::sync::Mutex<BlockTimes>> = std::sync::OnceLock::new();
+    TIMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 /// A kernel compiled for the host, found by name in the registry of `kernels/kernel_entries.h`.
 #[derive(Clone, Copy)]
 pub(crate) struct HostKernel {
@@ -171,19 +186,31 @@ impl HostKernel {
                     .into_owned())
             }
         };
-        // Blocks go to rayon's persistent pool (no thread spawned per launch: the decoding loop
-        // launches hundreds of small kernels per step); `threads` caps how many run at once.
+        // Blocks run on the calling thread when the same kernel's last launch with as many blocks says
+        // they all take less than handing them over would cost; otherwise on rayon's persistent pool
+        // (no thread spawned per launch: the decoding loop launches hundreds of small kernels per step,
+        // most of them done in microseconds). `threads` caps how many run at once.
         use rayon::prelude::*;
         let threads = threads.clamp(1, block_num.max(1) as usize);
-        if threads == 1 {
-            return (0..block_num).map(run_one).collect();
+        let key = (self.info as *const EmuKernelInfo as usize, block_num);
+        let per_block = lock_block_times().get(&key).copied();
+        let inline = threads == 1 || per_block.is_some_and(|t| t * block_num < INLINE_BLOCKS_BELOW);
+        let started = std::time::Instant::now();
+        let result = if inline {
+            (0..block_num).map(run_one).collect()
+        } else {
+            let per_task = (block_num as usize).div_ceil(threads);
+            (0..block_num)
+                .into_par_iter()
+                .with_min_len(per_task)
+                .map(run_one)
+                .collect()
+        };
+        if block_num > 0 {
+            let busy = started.elapsed() * if inline { 1 } else { threads as u32 };
+            lock_block_times().insert(key, busy / block_num);
         }
-        let per_task = (block_num as usize).div_ceil(threads);
-        (0..block_num)
-            .into_par_iter()
-            .with_min_len(per_task)
-            .map(run_one)
-            .collect()
+        result
     }
 }
 
