@@ -23,7 +23,7 @@ use crate::contracts::{ExpandShape, ShrinkShape};
 use crate::ops::{self, AdapterIndices, LoraFloat};
 use crate::tiling::MAX_EXPAND_RANK;
 use crate::{DeviceBuffer, Result, Stream};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Consecutive targets of a group whose ranks fit one expand: one shrink and one expand write the
 /// part's columns of the group's output.
@@ -149,9 +149,10 @@ impl<T: LoraFloat> DeviceGroup<T> {
 
 /// Buffers reused by every call (grown on demand).
 struct Staging<T: LoraFloat> {
-    /// The gathered rows' inputs in the dtype; shared with the stream while its upload is queued,
-    /// and reused once the call's download has synchronised the stream.
-    host_x: Arc<Vec<T>>,
+    /// The gathered rows' inputs in the dtype.
+    host_x: Vec<T>,
+    /// The computed columns of the group's output rows, as downloaded.
+    host_y: Vec<T>,
     x: DeviceBuffer<T>,
     mid: DeviceBuffer<f32>,
     y: DeviceBuffer<T>,
@@ -183,7 +184,8 @@ impl<T: LoraFloat> DeviceLora<T> {
             }
         }
         let staging = Staging {
-            host_x: Arc::new(Vec::new()),
+            host_x: Vec::new(),
+            host_y: Vec::new(),
             x: DeviceBuffer::zeroed(device, 1)?,
             mid: DeviceBuffer::zeroed(device, 1)?,
             y: DeviceBuffer::zeroed(device, 1)?,
@@ -260,15 +262,13 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
         let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
         let Staging {
             host_x,
+            host_y,
             x: dx,
             mid,
             y: dy,
         } = &mut *staging;
-        // The previous call's download synchronised the stream, which then let go of its upload's
-        // share: the vector is ours again and is refilled in place.
-        let gathered = Arc::make_mut(host_x);
-        gathered.clear();
-        gathered.extend(active.iter().flat_map(|&r| {
+        host_x.clear();
+        host_x.extend(active.iter().flat_map(|&r| {
             x[r * inf..(r + 1) * inf]
                 .iter()
                 .map(|&v| T::from_f64(f64::from(v)))
@@ -276,8 +276,10 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
         ensure(dx, &self.stream, n * inf)?;
         ensure(mid, &self.stream, n * max_rank)?;
         ensure(dy, &self.stream, n * computed)?;
-        self.stream
-            .upload(dx.slice_mut(..n * inf)?, Arc::clone(host_x))?;
+        // Synchronous copies both ways (each after the work queued on its buffer): a copy from or to
+        // pageable memory returns only once it is done even when queued (docs/BOARD.md,
+        // "aclrtMemcpyAsync"), so queueing it would only add a hand-over to the stream's worker.
+        dx.slice_mut(..n * inf)?.copy_from_host(host_x)?;
         for part in &weights.parts {
             ops::bgmv_shrink(
                 &self.stream,
@@ -316,7 +318,9 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
                 None,
             )?;
         }
-        let delta = self.stream.download(dy.slice(..n * computed)?)?.wait()?;
+        host_y.resize(n * computed, T::from_f64(0.0));
+        dy.slice(..n * computed)?.copy_to_host(host_y)?;
+        let delta = &host_y[..];
         // Only the parts' columns were written (targets no adapter adapts may lie between parts).
         for part in &weights.parts {
             let (from, to) = (part.column, part.column + part.width);
