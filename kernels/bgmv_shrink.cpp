@@ -1,16 +1,21 @@
 // bgmv_shrink: y[b, :R] = scale * A[idx[b]] @ x[b] for idx[b] >= 0 (vLLM's LoRA shrink), on the vector cores.
 //   x [B, H] f16/bf16, A [L, R, H] same dtype, idx int64 [B], y f32 [B, R], status uint32 [B].
 //   Rows with idx[b] < 0 are never written. idx[b] >= L: the row is skipped and status[b] says so.
-//   Accumulation in f32: per tile, products in f32, ReduceSum, summed into a per-rank accumulator.
+//   Accumulation in f32: per 64-element chunk of a tile a pairwise tree (WholeReduceSum), the chunks added in
+//   order, the tiles' sums added in order: what one ReduceSum per tile and rank row gives, bit for bit.
 //
-// Work split: a task is (row, rank chunk); tasks are dealt round-robin over the blocks. Each task reads
-// x[b] once and its rankPerTask rows of A[idx[b]] once.
+// Work split: a task is (row, rank chunk of rankPerTask rank rows); tasks are dealt round-robin over the blocks.
+// Per H tile a task moves x's tile and its rank rows' tiles in two copies and computes them together: x is cast
+// and repeated once per rank row (doubling), one Mul multiplies every rank row, one WholeReduceSum per
+// 64-element chunk sums that chunk of every rank row (one repeat per rank row, hence rankPerTask <= 255), and
+// rankPerTask-wide Adds combine the chunks. The instructions per tile do not grow with the rank.
 // Minimal traffic (bytes), s = sizeof(dtype), over rows with idx >= 0:
 //   8 B (idx) + 4 B (status) + sum_rows (H s + R H s + 4 R).
 // This kernel moves that plus (rankSplit - 1) H s per row (x re-read per rank chunk; the tiling keeps
 // rankSplit <= 1 + (R + 1) / 10, i.e. within 10%) plus the tiling struct once per block.
-// UB for the default tiling (tileH = 4096, f16): x 8 KiB + A 2 x 8 KiB + x f32 16 KiB + A f32 16 KiB +
-// reduce work 1 KiB + accumulator / output / status words < 2 KiB = about 59 KiB of the 184 KiB.
+// UB (Rt = rankPerTask, Rp = Rt rounded up to 8): tileH s (x) + 2 Rt tileH s (A, double-buffered) +
+// 2 Rt tileH 4 (A f32, x repeated) + tileH / 64 Rp 4 (chunk sums) + 3 Rp 4 (tile sum, accumulator, output) +
+// 32 (status). R = 16, H = 576, f16: about 111 KiB of the 184 KiB; the tiling shrinks tileH to fit.
 #include "kernel_common.h"
 
 using namespace AscendC;
@@ -22,9 +27,10 @@ public:
     using AccT = float;   // products and sums
     using IdxT = int64_t; // adapter indices, as vLLM passes them
 
-    static constexpr uint32_t kBufferNum = 2;   // double-buffered A tiles: MTE2 of rank r+1 overlaps compute of r
-    static constexpr uint32_t kRepeatElems = 64; // f32 elements per 256-byte vector repeat
-    static constexpr uint32_t kBlockBytes = 32;  // UB and DataCopy granularity
+    static constexpr uint32_t kBufferNum = 2;    // double-buffered A tiles: MTE2 of tile t+1 overlaps compute of t
+    static constexpr uint32_t kChunk = 64;       // f32 lanes per 256-byte vector repeat
+    static constexpr uint32_t kRowAlign = 16;    // 16 x 2-byte elements = one 32-byte UB block
+    static constexpr uint32_t kSumAlign = 8;     // 8 f32 = one 32-byte UB block
 
     __aicore__ inline void Init(GM_ADDR x, GM_ADDR a, GM_ADDR idx, GM_ADDR y, GM_ADDR status, GM_ADDR tiling)
     {
@@ -37,16 +43,17 @@ public:
         statusGm_.SetGlobalBuffer(reinterpret_cast<__gm__ uint32_t*>(status), tiling_.batch);
 
         const uint32_t tile = tiling_.tileH;
-        const uint32_t repeats = cold::CeilDiv(tile, kRepeatElems);
+        const uint32_t rows = tiling_.rankPerTask;
+        sumStride_ = cold::CeilDiv(rows, kSumAlign) * kSumAlign;
         pipe_.InitBuffer(xQue_, 1, tile * sizeof(InT));
-        pipe_.InitBuffer(aQue_, kBufferNum, tile * sizeof(InT));
-        pipe_.InitBuffer(xFloatBuf_, tile * sizeof(AccT));
-        pipe_.InitBuffer(aFloatBuf_, tile * sizeof(AccT));
-        pipe_.InitBuffer(workBuf_, cold::CeilDiv(repeats, 8) * kBlockBytes);
-        pipe_.InitBuffer(sumBuf_, kBlockBytes);
-        pipe_.InitBuffer(accBuf_, cold::CeilDiv(tiling_.rankPerTask, 8) * kBlockBytes);
-        pipe_.InitBuffer(outQue_, 1, cold::CeilDiv(tiling_.rankPerTask, 8) * kBlockBytes);
-        pipe_.InitBuffer(statusBuf_, kBlockBytes);
+        pipe_.InitBuffer(aQue_, kBufferNum, rows * tile * sizeof(InT));
+        pipe_.InitBuffer(aFloatBuf_, rows * tile * sizeof(AccT));
+        pipe_.InitBuffer(xRepBuf_, rows * tile * sizeof(AccT));
+        pipe_.InitBuffer(partBuf_, cold::CeilDiv(tile, kChunk) * sumStride_ * sizeof(AccT));
+        pipe_.InitBuffer(tileSumBuf_, sumStride_ * sizeof(AccT));
+        pipe_.InitBuffer(accBuf_, sumStride_ * sizeof(AccT));
+        pipe_.InitBuffer(outQue_, 1, sumStride_ * sizeof(AccT));
+        pipe_.InitBuffer(statusBuf_, 32);
     }
 
     __aicore__ inline void Process()
@@ -74,95 +81,89 @@ private:
     __aicore__ inline void ProcessTask(uint32_t row, uint32_t lora, uint32_t r0, uint32_t rc)
     {
         LocalTensor<AccT> acc = accBuf_.Get<AccT>();
-        for (uint32_t r = 0; r < rc; ++r) {
-            acc.SetValue(r, 0.0f);
-        }
+        Duplicate(acc, 0.0f, static_cast<int32_t>(rc));
         const uint32_t h = tiling_.hiddenIn;
-        const uint32_t tile = tiling_.tileH;
-        const uint32_t fullTiles = h / tile;
         const uint64_t aRow0 = (static_cast<uint64_t>(lora) * tiling_.rank + r0) * h;
-        for (uint32_t t = 0; t < fullTiles; ++t) {
-            CopyInX(row, t * tile, tile);
-            for (uint32_t r = 0; r < rc; ++r) {
-                CopyInA(aRow0 + static_cast<uint64_t>(r) * h + t * tile, tile);
-                Compute(r, tile);
-            }
-        }
-        const uint32_t tail = h - fullTiles * tile;
-        if (tail > 0) {
-            ProcessTail(row, aRow0, fullTiles * tile, tail, rc);
+        for (uint32_t h0 = 0; h0 < h; h0 += tiling_.tileH) {
+            const uint32_t len = cold::Min(tiling_.tileH, h - h0);
+            CopyIn(row, aRow0 + h0, h0, len, rc);
+            Compute(len, rc);
         }
         CopyOut(row, r0, rc);
     }
 
-    // The last H tile: its length need not be a multiple of 32 bytes, so it moves with DataCopyPad.
-    __aicore__ inline void ProcessTail(uint32_t row, uint64_t aRow0, uint32_t h0, uint32_t len, uint32_t rc)
+    // x's tile, and the tile of each of the task's rank rows, each row landing on a whole number of 32-byte
+    // blocks. A full tile (tileH, a multiple of 64) moves x with DataCopy; the last one, whose length need not
+    // be a multiple of 32 bytes, with DataCopyPad.
+    __aicore__ inline void CopyIn(uint32_t row, uint64_t aOffset, uint32_t h0, uint32_t len, uint32_t rc)
     {
-        const DataCopyExtParams params(1, len * sizeof(InT), 0, 0, 0);
         const DataCopyPadExtParams<InT> pad(false, 0, 0, InT(0.0f));
         LocalTensor<InT> xLocal = xQue_.AllocTensor<InT>();
-        DataCopyPad(xLocal, xGm_[static_cast<uint64_t>(row) * tiling_.hiddenIn + h0], params, pad);
-        xQue_.EnQue(xLocal);
-        CastX(len);
-        for (uint32_t r = 0; r < rc; ++r) {
-            LocalTensor<InT> aLocal = aQue_.AllocTensor<InT>();
-            DataCopyPad(aLocal, aGm_[aRow0 + static_cast<uint64_t>(r) * tiling_.hiddenIn + h0], params, pad);
-            aQue_.EnQue(aLocal);
-            Compute(r, len);
+        const uint64_t xOffset = static_cast<uint64_t>(row) * tiling_.hiddenIn + h0;
+        if (len == tiling_.tileH) {
+            DataCopy(xLocal, xGm_[xOffset], len);
+        } else {
+            DataCopyPad(xLocal, xGm_[xOffset], DataCopyExtParams(1, len * sizeof(InT), 0, 0, 0), pad);
         }
-    }
-
-    __aicore__ inline void CopyInX(uint32_t row, uint32_t h0, uint32_t len)
-    {
-        LocalTensor<InT> xLocal = xQue_.AllocTensor<InT>();
-        DataCopy(xLocal, xGm_[static_cast<uint64_t>(row) * tiling_.hiddenIn + h0], len);
         xQue_.EnQue(xLocal);
-        CastX(len);
-    }
-
-    __aicore__ inline void CastX(uint32_t len)
-    {
-        LocalTensor<InT> xLocal = xQue_.DeQue<InT>();
-        Cast(xFloatBuf_.Get<AccT>(), xLocal, RoundMode::CAST_NONE, len);
-        xQue_.FreeTensor(xLocal);
-    }
-
-    __aicore__ inline void CopyInA(uint64_t offset, uint32_t len)
-    {
         LocalTensor<InT> aLocal = aQue_.AllocTensor<InT>();
-        DataCopy(aLocal, aGm_[offset], len);
+        DataCopyPad(aLocal, aGm_[aOffset],
+                    DataCopyExtParams(static_cast<uint16_t>(rc), len * sizeof(InT),
+                                      (tiling_.hiddenIn - len) * sizeof(InT), 0, 0),
+                    pad);
         aQue_.EnQue(aLocal);
     }
 
-    // acc[r] += sum(A tile * x tile), in f32.
-    __aicore__ inline void Compute(uint32_t r, uint32_t len)
+    // acc[r] += sum over the tile of A[r] * x, for the task's rc rank rows at once.
+    __aicore__ inline void Compute(uint32_t len, uint32_t rc)
     {
+        const uint32_t stride = cold::CeilDiv(len, kRowAlign) * kRowAlign;  // elements per rank row in UB
+        const int32_t count = static_cast<int32_t>(rc * stride);
+        LocalTensor<AccT> xRep = xRepBuf_.Get<AccT>();
+        LocalTensor<InT> xLocal = xQue_.DeQue<InT>();
+        // The whole row stride, pad lanes included: DataCopyPad filled them, and the doubling below copies them.
+        Cast(xRep, xLocal, RoundMode::CAST_NONE, stride);
+        xQue_.FreeTensor(xLocal);
+        for (uint32_t have = 1; have < rc;) {
+            const uint32_t n = cold::Min(have, rc - have);
+            PipeBarrier<PIPE_V>();  // the doubling reads rows the previous step wrote
+            Muls(xRep[have * stride], xRep, 1.0f, static_cast<int32_t>(n * stride));
+            have += n;
+        }
         LocalTensor<InT> aLocal = aQue_.DeQue<InT>();
-        LocalTensor<AccT> aFloat = aFloatBuf_.Get<AccT>();
-        LocalTensor<AccT> sum = sumBuf_.Get<AccT>();
-        Cast(aFloat, aLocal, RoundMode::CAST_NONE, len);
+        LocalTensor<AccT> prod = aFloatBuf_.Get<AccT>();
+        Cast(prod, aLocal, RoundMode::CAST_NONE, count);
         aQue_.FreeTensor(aLocal);
-        PipeBarrier<PIPE_V>();  // Mul reads both Casts
-        Mul(aFloat, aFloat, xFloatBuf_.Get<AccT>(), len);
+        PipeBarrier<PIPE_V>();  // Mul reads both Casts and the doubling
+        Mul(prod, prod, xRep, count);
         PipeBarrier<PIPE_V>();
-        // The scalar unit stores the sum after waiting for the vector unit (dav_c220 ReduceSumImpl): readable
-        // without a barrier.
-        ReduceSum(sum, aFloat, workBuf_.Get<AccT>(), len);
+        // One repeat per rank row (rows stride * 4 / 32 blocks apart), one call per 64-lane chunk of the tile,
+        // the last masked to the tile's tail: part[c][r] = chunk c of rank row r. The pad lanes are never
+        // inside a mask.
+        LocalTensor<AccT> part = partBuf_.Get<AccT>();
+        const int32_t repStride = static_cast<int32_t>(stride * sizeof(AccT) / 32);
+        const uint32_t chunks = cold::CeilDiv(len, kChunk);
+        for (uint32_t c = 0; c < chunks; ++c) {
+            WholeReduceSum(part[c * sumStride_], prod[c * kChunk], static_cast<int32_t>(cold::Min(len - c * kChunk, kChunk)),
+                           static_cast<int32_t>(rc), 1, 1, repStride);
+        }
+        // The tile's sum from 0, chunk by chunk in order (as ReduceSum adds its repeats), then into acc.
+        LocalTensor<AccT> tileSum = tileSumBuf_.Get<AccT>();
+        Duplicate(tileSum, 0.0f, static_cast<int32_t>(rc));
+        for (uint32_t c = 0; c < chunks; ++c) {
+            PipeBarrier<PIPE_V>();  // reads the chunk sums and the previous Add's result
+            Add(tileSum, tileSum, part[c * sumStride_], static_cast<int32_t>(rc));
+        }
         LocalTensor<AccT> acc = accBuf_.Get<AccT>();
-        acc.SetValue(r, acc.GetValue(r) + sum.GetValue(0));
+        PipeBarrier<PIPE_V>();
+        Add(acc, acc, tileSum, static_cast<int32_t>(rc));
+        PipeBarrier<PIPE_V>();  // the next tile's Duplicate and Adds, or CopyOut's Muls, read acc
     }
 
     __aicore__ inline void CopyOut(uint32_t row, uint32_t r0, uint32_t rc)
     {
-        LocalTensor<AccT> acc = accBuf_.Get<AccT>();
         LocalTensor<AccT> out = outQue_.AllocTensor<AccT>();
-        // MTE3 -> S: the scalar unit overwrites a buffer the previous task's copy-out read (the queue orders
-        // the vector unit after that copy, not the scalar unit).
-        PipeBarrier<PIPE_ALL>();
-        for (uint32_t r = 0; r < rc; ++r) {
-            out.SetValue(r, acc.GetValue(r) * tiling_.scale);
-        }
-        PipeBarrier<PIPE_ALL>();  // scalar writes visible to MTE3
+        Muls(out, accBuf_.Get<AccT>(), tiling_.scale, static_cast<int32_t>(rc));
         outQue_.EnQue(out);
         out = outQue_.DeQue<AccT>();
         DataCopyPad(yGm_[static_cast<uint64_t>(row) * tiling_.rank + r0], out,
@@ -171,11 +172,12 @@ private:
     }
 
     BgmvShrinkTiling tiling_;
+    uint32_t sumStride_ = 0;  // f32 elements between two chunks' sums in partBuf_: rankPerTask rounded up to 8
     TPipe pipe_;
     TQue<TPosition::VECIN, 1> xQue_;
     TQue<TPosition::VECIN, kBufferNum> aQue_;
     TQue<TPosition::VECOUT, 1> outQue_;
-    TBuf<TPosition::VECCALC> xFloatBuf_, aFloatBuf_, workBuf_, sumBuf_, accBuf_;
+    TBuf<TPosition::VECCALC> aFloatBuf_, xRepBuf_, partBuf_, tileSumBuf_, accBuf_;
     TBuf<TPosition::VECOUT> statusBuf_;  // DataCopyPad's source: VECIN or VECOUT on Atlas A2
     GlobalTensor<InT> xGm_, aGm_;
     GlobalTensor<IdxT> idxGm_;

@@ -50,6 +50,11 @@ impl DType {
 
 const BLOCK: u32 = 32; // UB and DataCopy granularity (bytes)
 const REPEAT_F32: u32 = 64; // f32 elements per 256-byte vector repeat
+/// bgmv_shrink's largest H tile (elements).
+const MAX_SHRINK_TILE_H: u32 = 4096;
+/// bgmv_shrink's rank rows per task: one WholeReduceSum repeat each, and a repeat count is a u8
+/// (docs/KERNELS.md, "Ascend C API surface").
+const MAX_SHRINK_RANK_PER_TASK: u32 = 255;
 const MAX_REPEAT: u32 = 255; // level-0 repeatTime is uint8_t
 /// Most vocabulary chunks per row in cold_score (a row's chunk records fit one 2 KiB UB buffer).
 pub const COLD_MAX_SPLITS: u32 = 64;
@@ -154,21 +159,26 @@ pub struct BgmvShrinkTiling {
 }
 
 impl BgmvShrinkTiling {
-    /// UB bytes the kernel allocates for this tiling (mirrors BgmvShrink::Init).
+    /// UB bytes the kernel allocates for this tiling (mirrors BgmvShrink::Init): x's tile, the task's
+    /// rank rows' tiles (double-buffered, then in f32), x repeated per rank row, one f32 per (64-element
+    /// chunk, rank row), the tile sum, accumulator and output, and a status word.
     pub fn ub_bytes(&self, dtype: DType) -> u64 {
-        let t = u64::from(self.tile_h);
-        let repeats = self.tile_h.div_ceil(REPEAT_F32) as u64;
-        let acc = ub32(u64::from(self.rank_per_task) * 4);
-        ub32(t * u64::from(dtype.size())) * 3
-            + 2 * ub32(t * 4)
-            + ub32(repeats.div_ceil(8) * 32)
-            + 32
-            + 2 * acc
+        let tile = u64::from(self.tile_h);
+        let rows = u64::from(self.rank_per_task);
+        let sums = u64::from(self.rank_per_task.div_ceil(8) * 8) * 4;
+        let chunks = u64::from(self.tile_h.div_ceil(REPEAT_F32));
+        let s = u64::from(dtype.size());
+        ub32(tile * s)
+            + 2 * ub32(rows * tile * s)
+            + 2 * ub32(rows * tile * 4)
+            + ub32(chunks * sums)
+            + 3 * ub32(sums)
             + 32
     }
 
-    /// A tiling for `shape`: tiles of up to 4096 elements of H, rank chunks only while the re-read
-    /// of x stays within 10% of the minimal traffic.
+    /// A tiling for `shape`: rank chunks only while the re-read of x stays within 10% of the minimal
+    /// traffic (more only if a chunk's rank rows would not fit the UB or one WholeReduceSum), and the
+    /// largest H tile (a multiple of 64, at most 4096) with which a chunk's rank rows fit the UB.
     pub fn choose(
         shape: ShrinkShape,
         dtype: DType,
@@ -181,24 +191,33 @@ impl BgmvShrinkTiling {
         let loras = nonzero("bgmv_shrink num_loras", shape.num_loras)?;
         let max_split = 1 + (rank + 1) / 10;
         let want = profile.vector_cores.div_ceil(batch);
-        let rank_split = want.min(max_split).min(rank).max(1);
-        let rank_per_task = rank.div_ceil(rank_split);
-        let rank_split = rank.div_ceil(rank_per_task);
-        let tasks = batch * rank_split;
-        let t = BgmvShrinkTiling {
-            batch,
-            hidden_in: h,
-            rank,
-            num_loras: loras,
-            block_num: tasks.min(profile.vector_cores),
-            rank_split,
-            rank_per_task,
-            tile_h: round_up(h, REPEAT_F32).min(4096),
-            scale,
-            reserved: 0,
-        };
-        t.validate(shape, dtype, profile)?;
-        Ok(t)
+        let mut wanted_split = want.min(max_split).min(rank).max(1);
+        loop {
+            let rank_per_task = rank.div_ceil(wanted_split);
+            let rank_split = rank.div_ceil(rank_per_task);
+            let mut t = BgmvShrinkTiling {
+                batch,
+                hidden_in: h,
+                rank,
+                num_loras: loras,
+                block_num: (batch * rank_split).min(profile.vector_cores),
+                rank_split,
+                rank_per_task,
+                tile_h: round_up(h, REPEAT_F32).min(MAX_SHRINK_TILE_H),
+                scale,
+                reserved: 0,
+            };
+            while t.tile_h > REPEAT_F32 && t.ub_bytes(dtype) > u64::from(profile.ub_bytes) {
+                t.tile_h = round_up(t.tile_h / 2, REPEAT_F32);
+            }
+            let fits = rank_per_task <= MAX_SHRINK_RANK_PER_TASK
+                && t.ub_bytes(dtype) <= u64::from(profile.ub_bytes);
+            if fits || wanted_split >= rank {
+                t.validate(shape, dtype, profile)?;
+                return Ok(t);
+            }
+            wanted_split += 1;
+        }
     }
 
     /// Checks this tiling against the shape and the chip.
@@ -240,6 +259,15 @@ impl BgmvShrinkTiling {
             "rank",
             self.rank,
         )?;
+        if self.rank_per_task > MAX_SHRINK_RANK_PER_TASK {
+            return Err(Error::parameter(
+                "rankPerTask",
+                format!(
+                    "at most {MAX_SHRINK_RANK_PER_TASK} (one WholeReduceSum repeat per rank row)"
+                ),
+                self.rank_per_task,
+            ));
+        }
         check_ub(self.ub_bytes(dtype), profile)
     }
 }

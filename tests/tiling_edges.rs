@@ -805,8 +805,9 @@ fn shrink_tiling_at_the_budget_launches_and_one_block_over_is_refused() {
     let emu = Emu0::new();
     let budget = emu.budget();
     for dt in [DType::F16, DType::Bf16] {
-        // UB grows with tileH (64 elements at a time) and rankPerTask (8 at a time): search both for the
-        // exact figures, preferring the longest tile (fewest accumulators).
+        // UB grows with tileH (64 elements at a time) times rankPerTask, in steps too coarse to land on the
+        // budget exactly: search both for the tiling closest to it from below (preferring the longest tile)
+        // and the one closest from above. Validation is inclusive at the former's own figure.
         let template = BgmvShrinkTiling::choose(
             ShrinkShape {
                 batch: 1,
@@ -827,20 +828,17 @@ fn shrink_tiling_at_the_budget_launches_and_one_block_over_is_refused() {
             }
             .ub_bytes(dt)
         };
-        let find = |target: u64, min_rpt: u32| {
-            (1..=1024u32)
-                .rev()
-                .map(|k| 64 * k)
-                .find_map(|tile_h| {
-                    (min_rpt..=4096)
-                        .find(|&r| probe(tile_h, r) == target)
-                        .map(|r| (tile_h, r))
-                })
-                .unwrap_or_else(|| {
-                    panic!("{dt:?}: no bgmv_shrink tiling with {target} bytes of UB")
-                })
-        };
-        let (tile_h, rpt) = find(budget, 1);
+        let all: Vec<(u64, u32, u32)> = (1..=64u32)
+            .map(|k| 64 * k)
+            .flat_map(|tile_h| (1..=255u32).map(move |r| (tile_h, r)))
+            .map(|(tile_h, r)| (probe(tile_h, r), tile_h, r))
+            .collect();
+        let (at_ub, tile_h, rpt) = all
+            .iter()
+            .filter(|c| c.0 <= budget)
+            .max_by_key(|c| (c.0, c.1))
+            .copied()
+            .unwrap_or_else(|| panic!("{dt:?}: no bgmv_shrink tiling within {budget} bytes of UB"));
         let shape = ShrinkShape {
             batch: 3,
             hidden_in: tile_h as usize + 7, // a full tile and a ragged one
@@ -855,21 +853,26 @@ fn shrink_tiling_at_the_budget_launches_and_one_block_over_is_refused() {
             block_num: 3,
             ..base
         };
-        assert_eq!(at.ub_bytes(dt), budget);
+        assert_eq!(at.ub_bytes(dt), at_ub);
         at.validate(shape, dt, &emu.profile).unwrap();
-        budget_is_inclusive(&emu.profile, budget, |p| at.validate(shape, dt, p));
+        budget_is_inclusive(&emu.profile, at_ub, |p| at.validate(shape, dt, p));
         if dt == DType::F16 {
             shrink_case::<f16>(&emu, shape, Some(&at), 400);
         } else {
             shrink_case::<bf16>(&emu, shape, Some(&at), 401);
         }
-        let (tile_h, rpt) = find(budget + 32, shape.rank as u32);
+        let (over_ub, tile_h, rpt) = all
+            .iter()
+            .filter(|c| c.0 > budget && c.2 >= shape.rank as u32)
+            .min_by_key(|c| (c.0, std::cmp::Reverse(c.1)))
+            .copied()
+            .unwrap();
         let over = BgmvShrinkTiling {
             tile_h,
             rank_per_task: rpt,
             ..at
         };
-        assert_eq!(over.ub_bytes(dt), budget + 32);
+        assert!(over.ub_bytes(dt) == over_ub && over_ub > budget);
         let before = emu.launch_count();
         let r = if dt == DType::F16 {
             run_shrink_refused::<f16>(&emu, shape, &over)
