@@ -333,6 +333,7 @@ fn a_mutated_line_among_valid_ones_is_the_line_named() {
 
 #[test]
 fn errors_name_the_line_and_the_member() {
+    let _serial = serial();
     for (text, field) in [
         (r#"{"prompt_ids": [1, "x"]}"#, "line 1: prompt_ids[1]"),
         (r#"{"prompt": "a", "prompt_ids": [1]}"#, "line 1: prompt"),
@@ -366,6 +367,8 @@ fn errors_name_the_line_and_the_member() {
 
 #[test]
 fn a_line_longer_than_the_limit_is_refused_without_reading_it_whole() {
+    // Its reader allocates up to the line limit: not while another test measures allocations.
+    let _serial = serial();
     use ascend_cold::decode::requests::MAX_LINE_BYTES;
     // An endless line: the reader must stop at the limit, not read (or hold) it all.
     let endless = std::io::BufReader::new(std::io::repeat(b' '));
