@@ -100,6 +100,40 @@ inline float RepeatSum(const float* s, int32_t n)
     return in[0];
 }
 
+#if defined(__SSE2__)
+// RepeatSum of four repeats at once, bit for bit: lane j of the four repeats in one vector (4 x 4 transposes),
+// then the same tree on vectors, so each repeat's sums are formed from the same operands in the same order.
+// Worth it from 32 lanes on (about twice as fast as four RepeatSums); below that the transposes eat the gain.
+inline void RepeatSum4(const float* const rep[4], int32_t n, float out[4])
+{
+    __m128 v[64];
+    int32_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        __m128 r0 = _mm_loadu_ps(rep[0] + j), r1 = _mm_loadu_ps(rep[1] + j);
+        __m128 r2 = _mm_loadu_ps(rep[2] + j), r3 = _mm_loadu_ps(rep[3] + j);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        v[j] = r0;
+        v[j + 1] = r1;
+        v[j + 2] = r2;
+        v[j + 3] = r3;
+    }
+    for (; j < n; ++j) {
+        v[j] = _mm_setr_ps(rep[0][j], rep[1][j], rep[2][j], rep[3][j]);
+    }
+    while (n > 1) {
+        const int32_t pairs = n / 2;
+        for (int32_t i = 0; i < pairs; ++i) {
+            v[i] = _mm_add_ps(v[2 * i], v[2 * i + 1]);
+        }
+        if (n % 2 != 0) {
+            v[pairs] = v[n - 1];
+        }
+        n = pairs + n % 2;
+    }
+    _mm_storeu_ps(out, v[0]);
+}
+#endif
+
 // sharedTmpBuffer elements ReduceMax needs for `count` f32 elements (ReduceMax's page, "关键特性说明", with
 // firstMaxRepeat = count / 64 and at least 1, as dav_c220's ReduceMax takes a short count as one repeat).
 inline uint64_t ReduceMaxTmpElems(int32_t count, bool calIndex)
@@ -349,7 +383,24 @@ void WholeReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const 
     emu::Read(op, src, srcSpan, "WholeReduceSum src");
     emu::Write(op, dst, dstSpan, "WholeReduceSum dst");
     float gathered[64];
-    for (int32_t r = 0; r < repeatTime; ++r) {
+    int32_t r = 0;
+#if defined(__SSE2__)
+    // Four repeats are read before any of them is written: only when dst does not alias src.
+    const bool disjoint = dst.UbOffset() + dstSpan * sizeof(T) <= src.UbOffset() ||
+                          src.UbOffset() + srcSpan * sizeof(T) <= dst.UbOffset();
+    if (srcBlkStride == 1 && mask >= 32 && disjoint) {
+        for (; r + 4 <= repeatTime; r += 4) {
+            const int64_t step = static_cast<int64_t>(srcRepStride) * perBlock;
+            const T* const reps[4] = {s + r * step, s + (r + 1) * step, s + (r + 2) * step, s + (r + 3) * step};
+            float sums[4];
+            emu::RepeatSum4(reps, mask, sums);
+            for (int32_t k = 0; k < 4; ++k) {
+                d[(r + k) * dstRepStride] = sums[k];
+            }
+        }
+    }
+#endif
+    for (; r < repeatTime; ++r) {
         const T* rep = s + static_cast<int64_t>(r) * srcRepStride * perBlock;
         const T* lanes = rep;
         if (srcBlkStride != 1) {
