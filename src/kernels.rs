@@ -85,9 +85,15 @@ extern "C" {
     ) -> c_int;
 }
 
-/// Below this estimated time for a launch's blocks, they run on the launching thread:
-/// handing them to other threads costs wake-ups worth tens of microseconds on a loaded machine.
-const INLINE_BLOCKS_BELOW: std::time::Duration = std::time::Duration::from_micros(100);
+/// Below this estimated time for a launch's blocks, they run one after another on the thread that
+/// runs the launch: handing them to rayon's threads and waiting for them costs wake-ups that
+/// outweigh the parallel speed-up. Chosen by measurement (docs/DECODING.md, "second round").
+const INLINE_BLOCKS_BELOW: std::time::Duration = std::time::Duration::from_micros(300);
+
+/// Below this estimated time for a launch, it runs on the launching thread when its stream is idle
+/// (`EmuStream::submit_or_run`): two hand-overs to and from the stream's worker saved, the host
+/// blocked for at most about this long.
+const INLINE_LAUNCH_BELOW: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Per (kernel, block count): the time one block took at the last such launch.
 type BlockTimes = std::collections::HashMap<(usize, u32), std::time::Duration>;
@@ -130,6 +136,24 @@ impl HostKernel {
     /// Number of 8-byte GM-address parameters.
     pub(crate) fn num_args(&self) -> usize {
         self.info.num_args as usize
+    }
+
+    /// Whether the same kernel's last launch with `block_num` blocks took under
+    /// [`INLINE_LAUNCH_BELOW`] in all: a launch worth running on the launching thread.
+    pub(crate) fn quick(&self, block_num: u32) -> bool {
+        self.estimate_below(block_num, INLINE_LAUNCH_BELOW)
+    }
+
+    /// Whether the same kernel's last launch with `block_num` blocks took under `limit` in all.
+    fn estimate_below(&self, block_num: u32, limit: std::time::Duration) -> bool {
+        let per_block = lock_block_times()
+            .get(&self.block_time_key(block_num))
+            .copied();
+        per_block.is_some_and(|t| t * block_num < limit)
+    }
+
+    fn block_time_key(&self, block_num: u32) -> (usize, u32) {
+        (self.info as *const EmuKernelInfo as usize, block_num)
     }
 
     /// Runs every block of the kernel (blocks spread over up to `threads` host threads), checking every
@@ -192,9 +216,8 @@ impl HostKernel {
         // most of them done in microseconds). `threads` caps how many run at once.
         use rayon::prelude::*;
         let threads = threads.clamp(1, block_num.max(1) as usize);
-        let key = (self.info as *const EmuKernelInfo as usize, block_num);
-        let per_block = lock_block_times().get(&key).copied();
-        let inline = threads == 1 || per_block.is_some_and(|t| t * block_num < INLINE_BLOCKS_BELOW);
+        let key = self.block_time_key(block_num);
+        let inline = threads == 1 || self.estimate_below(block_num, INLINE_BLOCKS_BELOW);
         let started = std::time::Instant::now();
         let result = if inline {
             (0..block_num).map(run_one).collect()

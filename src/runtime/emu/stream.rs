@@ -1,4 +1,6 @@
-//! Streams: one worker thread per stream runs its tasks in order, asynchronously to the host.
+//! Streams: one worker thread per stream runs its tasks in order, asynchronously to the host. A
+//! quick kernel launched on an idle stream runs on the launching thread instead (the same order and
+//! result, without two thread hand-overs).
 //!
 //! A failed task (a kernel fault, a copy whose memory vanished) makes the stream's error sticky: later
 //! tasks on it are skipped and every synchronisation reports the first fault, with its message, as on a
@@ -19,6 +21,9 @@ struct Queue {
     completed: u64,
     fault: Option<Fault>,
     shutdown: bool,
+    /// A task is running on the thread that submitted it ([`EmuStream::submit_or_run`]): the worker
+    /// waits, so the tasks queued meanwhile still run after it.
+    inline: bool,
 }
 
 pub(super) struct EmuStream {
@@ -55,30 +60,51 @@ impl EmuStream {
             let task = {
                 let mut q = lock(&self.queue);
                 loop {
-                    if let Some(task) = q.tasks.pop_front() {
-                        break Some((task, q.fault.is_some()));
-                    }
-                    if q.shutdown {
-                        break None;
+                    if !q.inline {
+                        if let Some(task) = q.tasks.pop_front() {
+                            break Some((task, q.fault.is_some()));
+                        }
+                        if q.shutdown {
+                            break None;
+                        }
                     }
                     q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
             };
             let Some((task, poisoned)) = task else { return };
-            let result = if poisoned {
-                Ok(())
-            } else {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).unwrap_or_else(|_| {
-                    Err((ACL_ERROR_RT_INTERNAL_ERROR, "emulator task panicked".into()))
-                })
-            };
-            let mut q = lock(&self.queue);
-            q.completed += 1;
-            if let Err(fault) = result {
-                q.fault.get_or_insert(fault);
-            }
-            self.changed.notify_all();
+            self.finish(execute(task, poisoned), false);
         }
+    }
+
+    /// Counts a task as run, with its fault (the first one sticks).
+    fn finish(&self, result: Result<(), Fault>, inline: bool) {
+        let mut q = lock(&self.queue);
+        q.completed += 1;
+        if inline {
+            q.inline = false;
+        }
+        if let Err(fault) = result {
+            q.fault.get_or_insert(fault);
+        }
+        self.changed.notify_all();
+    }
+
+    /// As [`Self::submit`], but when `quick` and nothing is queued or running, the task runs at once on
+    /// the calling thread: the result is the same as the worker's (it would start it right away), without
+    /// the two thread hand-overs, which cost more than a kernel of a few microseconds.
+    pub(super) fn submit_or_run(&self, task: Task, quick: bool) -> u64 {
+        let ticket = {
+            let mut q = lock(&self.queue);
+            if !quick || q.inline || q.completed != q.submitted || q.shutdown {
+                drop(q);
+                return self.submit(task);
+            }
+            q.inline = true;
+            q.submitted += 1;
+            (q.submitted, q.fault.is_some())
+        };
+        self.finish(execute(task, ticket.1), true);
+        ticket.0
     }
 
     /// Queues a task behind everything already submitted; returns its ticket for [`Self::wait`].
@@ -173,6 +199,15 @@ impl EmuStream {
             }
         }
     }
+}
+
+/// Runs a task unless the stream's error is sticky; a panic is the stream's fault.
+fn execute(task: Task, poisoned: bool) -> Result<(), Fault> {
+    if poisoned {
+        return Ok(());
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(task))
+        .unwrap_or_else(|_| Err((ACL_ERROR_RT_INTERNAL_ERROR, "emulator task panicked".into())))
 }
 
 /// The stream a handle names, checked to belong to the calling thread's current device; null means the
