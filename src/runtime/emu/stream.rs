@@ -381,3 +381,57 @@ pub(super) unsafe extern "C" fn aclrtStreamQuery(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    fn recorder(log: &Arc<Mutex<Vec<u32>>>, id: u32) -> Task {
+        let log = Arc::clone(log);
+        Box::new(move || {
+            lock(&log).push(id);
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn a_quick_task_on_an_idle_stream_runs_before_returning_and_keeps_the_order() {
+        let stream = EmuStream::spawn(0, 0x5eed).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // Idle: done on return, on this thread.
+        let here = std::thread::current().id();
+        let ran_here = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran_here);
+        let ticket = stream.submit_or_run(
+            Box::new(move || {
+                flag.store(std::thread::current().id() == here, Ordering::SeqCst);
+                Ok(())
+            }),
+            true,
+        );
+        assert!(ran_here.load(Ordering::SeqCst));
+        assert_eq!(lock(&stream.queue).completed, ticket);
+        // Busy (a task blocks the worker): a quick task queues behind it, not before.
+        let (release, gate) = mpsc::channel::<()>();
+        stream.submit(Box::new(move || {
+            let _ = gate.recv();
+            Ok(())
+        }));
+        stream.submit(recorder(&log, 1));
+        let ticket = stream.submit_or_run(recorder(&log, 2), true);
+        assert!(lock(&log).is_empty(), "ran while the stream was busy");
+        release.send(()).unwrap();
+        stream.wait(ticket).unwrap();
+        assert_eq!(*lock(&log), [1, 2]);
+        // Not quick: always the worker's, even on an idle stream.
+        let t = stream.submit_or_run(recorder(&log, 3), false);
+        stream.wait(t).unwrap();
+        assert_eq!(*lock(&log), [1, 2, 3]);
+        // A fault of an inline task is the stream's sticky fault, as the worker's would be.
+        let t = stream.submit_or_run(Box::new(|| Err((1, "boom".into()))), true);
+        assert_eq!(stream.wait(t).unwrap_err().1, "boom");
+        stream.shutdown(false);
+    }
+}
