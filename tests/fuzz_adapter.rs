@@ -21,6 +21,7 @@
 mod fuzz_common;
 mod model_common;
 
+use ascend_cold::model::adapter::MAX_REGEX_LEN;
 use ascend_cold::model::hf::parse_config;
 use ascend_cold::model::{Adapter, LlamaConfig, LoraTarget, RopeScaling, StackedAdapters};
 use fuzz_common::*;
@@ -328,16 +329,21 @@ fn hostile_regexes_are_rejected_within_a_small_allocation() {
     let dir = tempfile::tempdir().unwrap();
     let base = &bases()[2];
     let mut doc: Value = serde_json::from_slice(&base.config).unwrap();
-    let (longest, too_long) = ("x".repeat(64 << 10), "x".repeat((64 << 10) + 1));
+    let too_long = "x".repeat(MAX_REGEX_LEN + 1);
+    let too_long_detail = format!(
+        "regular expression of {} bytes (at most {MAX_REGEX_LEN})",
+        MAX_REGEX_LEN + 1
+    );
+    // The longest accepted patterns of the costliest atoms: Unicode classes, one after another.
+    let words = r"\w".repeat(MAX_REGEX_LEN / 2);
+    let classes = r"[\p{L}\p{N}]".repeat(MAX_REGEX_LEN / 13);
     for (pattern, detail) in [
         (r"(?:\w{100}){100}", "exceeds size limit"),
         (r"\w{50000}", "exceeds size limit"),
         (r"[\p{L}\p{N}]{2000}", "exceeds size limit"),
-        (longest.as_str(), "exceeds size limit"),
-        (
-            too_long.as_str(),
-            "regular expression of 65537 bytes (at most 65536)",
-        ),
+        (words.as_str(), "exceeds size limit"),
+        (classes.as_str(), "exceeds size limit"),
+        (too_long.as_str(), too_long_detail.as_str()),
     ] {
         doc["target_modules"] = pattern.into();
         let b = Base {
