@@ -95,8 +95,38 @@ const INLINE_BLOCKS_BELOW: std::time::Duration = std::time::Duration::from_micro
 /// blocked for at most about this long.
 const INLINE_LAUNCH_BELOW: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// Per (kernel, block count): the time one block took at the last such launch.
-type BlockTimes = std::collections::HashMap<(usize, u32), std::time::Duration>;
+/// What a launch's time is remembered by: the kernel, its block count and its footprint class.
+type BlockTimeKey = (usize, u32, u32);
+
+/// Per [`BlockTimeKey`]: the time one block took at the last such launch.
+type BlockTimes = std::collections::HashMap<BlockTimeKey, std::time::Duration>;
+
+/// A launch as the timing memo tells launches apart: the block count saturates at the core count,
+/// so two launches of one kernel with as many blocks can differ in size by any factor; the bytes
+/// of device memory its arguments point into (rounded up to a power of two) tell them apart.
+#[derive(Clone, Copy)]
+pub(crate) struct LaunchShape {
+    blocks: u32,
+    footprint_class: u32,
+}
+
+impl LaunchShape {
+    /// `args` are the launch's GM addresses, `regions` the device's allocations sorted by base.
+    pub(crate) fn new(blocks: u32, args: &[u64], regions: &[EmuGmRegion]) -> Self {
+        let footprint: u64 = args
+            .iter()
+            .filter_map(|&addr| {
+                let at = regions.partition_point(|r| r.base as u64 <= addr);
+                let region = regions.get(at.checked_sub(1)?)?;
+                (addr - region.base as u64 <= region.len as u64).then_some(region.len as u64)
+            })
+            .sum();
+        LaunchShape {
+            blocks,
+            footprint_class: 64 - footprint.leading_zeros(),
+        }
+    }
+}
 
 fn lock_block_times() -> std::sync::MutexGuard<'static, BlockTimes> {
     static TIMES: std::sync::OnceLock<std::sync::Mutex<BlockTimes>> = std::sync::OnceLock::new();
@@ -138,22 +168,24 @@ impl HostKernel {
         self.info.num_args as usize
     }
 
-    /// Whether the same kernel's last launch with `block_num` blocks took under
+    /// Whether the same kernel's last launch of the same shape ([`LaunchShape`]) took under
     /// [`INLINE_LAUNCH_BELOW`] in all: a launch worth running on the launching thread.
-    pub(crate) fn quick(&self, block_num: u32) -> bool {
-        self.estimate_below(block_num, INLINE_LAUNCH_BELOW)
+    pub(crate) fn quick(&self, shape: LaunchShape) -> bool {
+        self.estimate_below(shape, INLINE_LAUNCH_BELOW)
     }
 
-    /// Whether the same kernel's last launch with `block_num` blocks took under `limit` in all.
-    fn estimate_below(&self, block_num: u32, limit: std::time::Duration) -> bool {
-        let per_block = lock_block_times()
-            .get(&self.block_time_key(block_num))
-            .copied();
-        per_block.is_some_and(|t| t * block_num < limit)
+    /// Whether the same kernel's last launch of the same shape took under `limit` in all.
+    fn estimate_below(&self, shape: LaunchShape, limit: std::time::Duration) -> bool {
+        let per_block = lock_block_times().get(&self.block_time_key(shape)).copied();
+        per_block.is_some_and(|t| t * shape.blocks < limit)
     }
 
-    fn block_time_key(&self, block_num: u32) -> (usize, u32) {
-        (self.info as *const EmuKernelInfo as usize, block_num)
+    fn block_time_key(&self, shape: LaunchShape) -> BlockTimeKey {
+        (
+            self.info as *const EmuKernelInfo as usize,
+            shape.blocks,
+            shape.footprint_class,
+        )
     }
 
     /// Runs every block of the kernel (blocks spread over up to `threads` host threads), checking every
@@ -210,16 +242,16 @@ impl HostKernel {
                     .into_owned())
             }
         };
-        // Blocks run on the calling thread when the same kernel's last launch with as many blocks says
+        // Blocks run on the calling thread when the same kernel's last launch of the same shape says
         // they all take less than handing them over would cost; otherwise on rayon's persistent pool
         // (no thread spawned per launch: the decoding loop launches hundreds of small kernels per step,
         // most of them done in microseconds). `threads` caps how many run at once.
         use rayon::prelude::*;
         let threads = threads.clamp(1, block_num.max(1) as usize);
-        let key = self.block_time_key(block_num);
-        let inline = threads == 1 || self.estimate_below(block_num, INLINE_BLOCKS_BELOW);
+        let shape = LaunchShape::new(block_num, args, regions);
+        let inline = threads == 1 || self.estimate_below(shape, INLINE_BLOCKS_BELOW);
         let started = std::time::Instant::now();
-        let result = if inline {
+        let result: Result<Vec<BlockCounters>, String> = if inline {
             (0..block_num).map(run_one).collect()
         } else {
             let per_task = (block_num as usize).div_ceil(threads);
@@ -229,9 +261,10 @@ impl HostKernel {
                 .map(run_one)
                 .collect()
         };
-        if block_num > 0 {
+        // A faulted launch stopped early: its time says nothing about the next one.
+        if block_num > 0 && result.is_ok() {
             let busy = started.elapsed() * if inline { 1 } else { threads as u32 };
-            lock_block_times().insert(key, busy / block_num);
+            lock_block_times().insert(self.block_time_key(shape), busy / block_num);
         }
         result
     }
@@ -244,6 +277,28 @@ mod tests;
 #[cfg(test)]
 mod selftest {
     use super::*;
+
+    #[test]
+    fn launch_shape_tells_apart_launches_over_memory_of_other_sizes() {
+        let regions = [
+            EmuGmRegion {
+                base: 0x1000,
+                len: 0x100,
+            },
+            EmuGmRegion {
+                base: 0x8000,
+                len: 0x4000,
+            },
+        ];
+        let class = |args: &[u64]| LaunchShape::new(4, args, &regions).footprint_class;
+        // Inside the small region, and inside the large one: other classes.
+        assert_ne!(class(&[0x1010]), class(&[0x9000]));
+        // The same allocations, other offsets: the same class.
+        assert_eq!(class(&[0x1000, 0x8000]), class(&[0x10ff, 0xbfff]));
+        // Addresses in no allocation count nothing.
+        assert_eq!(class(&[0x1010, 0x2000, 0x10]), class(&[0x1010]));
+        assert_eq!(class(&[]), 0);
+    }
 
     fn region_of<T>(v: &[T]) -> EmuGmRegion {
         EmuGmRegion {

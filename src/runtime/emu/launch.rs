@@ -17,7 +17,7 @@
 #![allow(non_snake_case)]
 
 use super::*;
-use crate::kernels::HostKernel;
+use crate::kernels::{HostKernel, LaunchShape};
 use ascend_sys::{
     aclrtBinHandle, aclrtBinaryLoadOptions, aclrtFuncHandle, aclrtLaunchKernelCfg,
     aclrtPlaceHolderInfo, aclrtStream,
@@ -405,7 +405,11 @@ fn launch(
     // The kernel's share of the UB, as on the chip (profile::DeviceProfile::ub_bytes).
     let ub_bytes = emu.config.profile.ub_bytes;
     let threads = emu.config.kernel_threads;
-    let quick = kernel.quick(num_blocks);
+    let quick = kernel.quick(LaunchShape::new(
+        num_blocks,
+        &args,
+        &lock(&emu.mem).regions(device),
+    ));
     stream.submit_or_run(
         Box::new(move || {
             let table = lock(&emu.mem);
