@@ -94,12 +94,7 @@ private:
                     DataCopyExtParams(1, tiling_.rank * sizeof(AccT), 0, 0, 0),
                     DataCopyPadExtParams<AccT>(false, 0, 0, 0.0f));
         PipeBarrier<PIPE_ALL>();  // MTE2 -> V
-        for (uint32_t have = 1; have < rows;) {
-            const uint32_t n = cold::Min(have, rows - have);
-            Muls(xRep[have * rowStride_], xRep, 1.0f, static_cast<int32_t>(n * rowStride_));
-            PipeBarrier<PIPE_V>();  // the next doubling (or Mul) reads these rows
-            have += n;
-        }
+        cold::RepeatFirstRow(xRep, rows, rowStride_);
     }
 
     __aicore__ inline void CopyIn(uint32_t lora, uint32_t row, uint32_t h, uint32_t rows)

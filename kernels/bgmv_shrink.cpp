@@ -124,17 +124,13 @@ private:
         // The whole row stride, pad lanes included: DataCopyPad filled them, and the doubling below copies them.
         Cast(xRep, xLocal, RoundMode::CAST_NONE, stride);
         xQue_.FreeTensor(xLocal);
-        for (uint32_t have = 1; have < rc;) {
-            const uint32_t n = cold::Min(have, rc - have);
-            PipeBarrier<PIPE_V>();  // the doubling reads rows the previous step wrote
-            Muls(xRep[have * stride], xRep, 1.0f, static_cast<int32_t>(n * stride));
-            have += n;
-        }
+        PipeBarrier<PIPE_V>();  // the doubling reads the Cast's row
+        cold::RepeatFirstRow(xRep, rc, stride);
         LocalTensor<InT> aLocal = aQue_.DeQue<InT>();
         LocalTensor<AccT> prod = aFloatBuf_.Get<AccT>();
         Cast(prod, aLocal, RoundMode::CAST_NONE, count);
         aQue_.FreeTensor(aLocal);
-        PipeBarrier<PIPE_V>();  // Mul reads both Casts and the doubling
+        PipeBarrier<PIPE_V>();  // Mul reads A's Cast
         Mul(prod, prod, xRep, count);
         PipeBarrier<PIPE_V>();
         // One repeat per rank row (rows stride * 4 / 32 blocks apart), one call per 64-lane chunk of the tile,

@@ -65,6 +65,23 @@ T* Elems(const AscendC::LocalTensor<T>& t, uint64_t count, const char* what)
     return t.Data();
 }
 
+// The tree on v[0..n), 1 <= n <= 64, in place: `addPairs(v, pairs)` sets v[i] = v[2i] + v[2i + 1] for i < pairs
+// (in place is safe: slot i is written only after slots 2i and 2i + 1 were read), and an odd last element is
+// carried up a level. Returns v[0].
+template <typename V, typename AddPairs>
+inline V PairTree(V* v, int32_t n, AddPairs addPairs)
+{
+    while (n > 1) {
+        const int32_t pairs = n / 2;
+        addPairs(v, pairs);
+        if (n % 2 != 0) {
+            v[pairs] = v[n - 1];
+        }
+        n = pairs + n % 2;
+    }
+    return v[0];
+}
+
 // The sum of one repeat's 1 <= n <= 64 f32 lanes as the vector unit adds them (ReduceDataBlock's page, "关键特性说明":
 // adjacent pairs, then pairs of those). Carrying an odd last element up a level gives the same sums as the
 // hardware's fixed 64-lane tree with the masked lanes left out.
@@ -72,32 +89,23 @@ T* Elems(const AscendC::LocalTensor<T>& t, uint64_t count, const char* what)
 // order as the scalar loop, so the sums are bit for bit the same.
 inline float RepeatSum(const float* s, int32_t n)
 {
-    float bufA[32], bufB[32];
-    const float* in = s;
-    float* out = bufA;
-    while (n > 1) {
-        const int32_t pairs = n / 2;
+    float v[64];
+    std::memcpy(v, s, static_cast<size_t>(n) * sizeof(float));
+    return PairTree(v, n, [](float* w, int32_t pairs) {
         int32_t i = 0;
 #if defined(__SSE2__)
         for (; i + 4 <= pairs; i += 4) {
-            const __m128 lo = _mm_loadu_ps(in + 2 * i);
-            const __m128 hi = _mm_loadu_ps(in + 2 * i + 4);
+            const __m128 lo = _mm_loadu_ps(w + 2 * i);
+            const __m128 hi = _mm_loadu_ps(w + 2 * i + 4);
             const __m128 even = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
             const __m128 odd = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
-            _mm_storeu_ps(out + i, _mm_add_ps(even, odd));
+            _mm_storeu_ps(w + i, _mm_add_ps(even, odd));
         }
 #endif
         for (; i < pairs; ++i) {
-            out[i] = in[2 * i] + in[2 * i + 1];
+            w[i] = w[2 * i] + w[2 * i + 1];
         }
-        if (n % 2 != 0) {
-            out[pairs] = in[n - 1];
-        }
-        n = pairs + n % 2;
-        in = out;
-        out = out == bufA ? bufB : bufA;
-    }
-    return in[0];
+    });
 }
 
 #if defined(__SSE2__)
@@ -120,17 +128,11 @@ inline void RepeatSum4(const float* const rep[4], int32_t n, float out[4])
     for (; j < n; ++j) {
         v[j] = _mm_setr_ps(rep[0][j], rep[1][j], rep[2][j], rep[3][j]);
     }
-    while (n > 1) {
-        const int32_t pairs = n / 2;
+    _mm_storeu_ps(out, PairTree(v, n, [](__m128* w, int32_t pairs) {
         for (int32_t i = 0; i < pairs; ++i) {
-            v[i] = _mm_add_ps(v[2 * i], v[2 * i + 1]);
+            w[i] = _mm_add_ps(w[2 * i], w[2 * i + 1]);
         }
-        if (n % 2 != 0) {
-            v[pairs] = v[n - 1];
-        }
-        n = pairs + n % 2;
-    }
-    _mm_storeu_ps(out, v[0]);
+    }));
 }
 #endif
 
