@@ -94,7 +94,8 @@ private:
 
     // x's tile, and the tile of each of the task's rank rows, each row landing on a whole number of 32-byte
     // blocks. A full tile (tileH, a multiple of 64) moves x with DataCopy; the last one, whose length need not
-    // be a multiple of 32 bytes, with DataCopyPad.
+    // be a multiple of 32 bytes, with DataCopyPad. The rank rows' GM gap is in bytes (DataCopyPad GM->UB srcStride,
+    // docs/KERNELS.md, "Ascend C API surface").
     __aicore__ inline void CopyIn(uint32_t row, uint64_t aOffset, uint32_t h0, uint32_t len, uint32_t rc)
     {
         const DataCopyPadExtParams<InT> pad(false, 0, 0, InT(0.0f));
