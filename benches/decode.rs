@@ -160,8 +160,8 @@ fn make_adapter(dir: &Path, config: &LlamaConfig) -> Adapter {
     Adapter::load(dir, config).expect("the bench adapter loads")
 }
 
-/// Forwards to a [`LoraDelta`] and adds up the wall time spent in it (the BGMV launches, their
-/// uploads and downloads, and the host-side add).
+/// Forwards to a [`LoraDelta`] and adds up the wall time spent in it outside the base projection
+/// (the BGMV launches, their uploads and downloads, waiting for them, and the host-side add).
 struct TimedLora<'a> {
     inner: &'a dyn LoraDelta,
     spent: Cell<Duration>,
@@ -192,6 +192,29 @@ impl LoraDelta for TimedLora<'_> {
         let t = Instant::now();
         let r = self.inner.add_delta(layer, group, x, rows, y);
         self.spent.set(self.spent.get() + t.elapsed());
+        r
+    }
+
+    fn project(
+        &self,
+        layer: usize,
+        group: LoraGroup,
+        x: &[f32],
+        rows: &LoraRows,
+        base: &mut dyn FnMut(&mut Vec<f32>),
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        let mut in_base = Duration::ZERO;
+        let mut timed_base = |y: &mut Vec<f32>| {
+            let t = Instant::now();
+            base(y);
+            in_base += t.elapsed();
+        };
+        let t = Instant::now();
+        let r = self
+            .inner
+            .project(layer, group, x, rows, &mut timed_base, y);
+        self.spent.set(self.spent.get() + t.elapsed() - in_base);
         r
     }
 }

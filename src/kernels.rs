@@ -90,11 +90,6 @@ extern "C" {
 /// outweigh the parallel speed-up. Chosen by measurement (docs/DECODING.md, "second round").
 const INLINE_BLOCKS_BELOW: std::time::Duration = std::time::Duration::from_micros(300);
 
-/// Below this estimated time for a launch, it runs on the launching thread when its stream is idle
-/// (`EmuStream::submit_or_run`): two hand-overs to and from the stream's worker saved, the host
-/// blocked for at most about this long.
-const INLINE_LAUNCH_BELOW: std::time::Duration = std::time::Duration::from_millis(1);
-
 /// What a launch's time is remembered by: the kernel, its block count and its footprint class.
 type BlockTimeKey = (usize, u32, u32);
 
@@ -105,14 +100,14 @@ type BlockTimes = std::collections::HashMap<BlockTimeKey, std::time::Duration>;
 /// so two launches of one kernel with as many blocks can differ in size by any factor; the bytes
 /// of device memory its arguments point into (rounded up to a power of two) tell them apart.
 #[derive(Clone, Copy)]
-pub(crate) struct LaunchShape {
+struct LaunchShape {
     blocks: u32,
     footprint_class: u32,
 }
 
 impl LaunchShape {
     /// `args` are the launch's GM addresses, `regions` the device's allocations sorted by base.
-    pub(crate) fn new(blocks: u32, args: &[u64], regions: &[EmuGmRegion]) -> Self {
+    fn new(blocks: u32, args: &[u64], regions: &[EmuGmRegion]) -> Self {
         let footprint: u64 = args
             .iter()
             .filter_map(|&addr| {
@@ -166,12 +161,6 @@ impl HostKernel {
     /// Number of 8-byte GM-address parameters.
     pub(crate) fn num_args(&self) -> usize {
         self.info.num_args as usize
-    }
-
-    /// Whether the same kernel's last launch of the same shape ([`LaunchShape`]) took under
-    /// [`INLINE_LAUNCH_BELOW`] in all: a launch worth running on the launching thread.
-    pub(crate) fn quick(&self, shape: LaunchShape) -> bool {
-        self.estimate_below(shape, INLINE_LAUNCH_BELOW)
     }
 
     /// Whether the same kernel's last launch of the same shape took under `limit` in all.

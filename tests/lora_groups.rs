@@ -106,6 +106,25 @@ fn check_dtype<T: LoraFloat>(
             let y0 = values(rows.len() * width, s + 50, 2.0);
             let mut y = y0.clone();
             lora.add_delta(layer, group, &x, &checked, &mut y).unwrap();
+            // The overlapped path (kernels queued, then the host's base writes y0, then the delta is
+            // added): the same kernels on the same inputs, so the same values bit for bit.
+            let mut projected = vec![f32::NAN; 3];
+            lora.project(
+                layer,
+                group,
+                &x,
+                &checked,
+                &mut |out: &mut Vec<f32>| out.clone_from(&y0),
+                &mut projected,
+            )
+            .unwrap();
+            prop_assert_eq!(
+                projected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "project and add_delta differ ({} {})",
+                layer,
+                group
+            );
             let precision = Precision {
                 round: round::<T>,
                 u,
@@ -202,4 +221,49 @@ fn host_lora_matches_the_per_target_oracle() {
             );
         }
     }
+}
+
+/// `project` checks what `base` wrote: a base output of the wrong length is an error naming both
+/// lengths, and the device is left ready for the next call.
+#[test]
+fn project_rejects_a_base_output_of_the_wrong_length() {
+    let config = tiny_config(2, true, ascend_cold::model::RopeScaling::None);
+    let a = make_adapter(&config, 4, 8.0, false, &LoraTarget::ALL, 3);
+    let stacked = StackedAdapters::new(&[("a".into(), a)], &config).unwrap();
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    let lora = DeviceLora::<half::bf16>::new(&stacked, &stream).unwrap();
+    let rows = LoraRows::new(vec![0, 0], 1).unwrap();
+    let (inf, width) = LoraGroup::O.dims(&config);
+    let x = values(2 * inf, 5, 1.0);
+    let mut y = Vec::new();
+    let err = lora
+        .project(
+            1,
+            LoraGroup::O,
+            &x,
+            &rows,
+            &mut |out: &mut Vec<f32>| out.resize(width, 0.0),
+            &mut y,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("2 x {width}")) && err.contains(&width.to_string()),
+        "{err}"
+    );
+    // The next call works and matches add_delta.
+    let y0 = values(2 * width, 6, 1.0);
+    let mut want = y0.clone();
+    lora.add_delta(1, LoraGroup::O, &x, &rows, &mut want)
+        .unwrap();
+    lora.project(
+        1,
+        LoraGroup::O,
+        &x,
+        &rows,
+        &mut |out: &mut Vec<f32>| out.clone_from(&y0),
+        &mut y,
+    )
+    .unwrap();
+    assert_eq!(y, want);
 }

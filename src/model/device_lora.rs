@@ -17,13 +17,13 @@
 
 use super::adapter::StackedAdapters;
 use super::config::LlamaConfig;
-use super::lora::{check_delta_args, LoraDelta, LoraRows};
+use super::lora::{check_delta_args, check_delta_input, check_delta_len, LoraDelta, LoraRows};
 use super::targets::LoraGroup;
 use crate::contracts::{ExpandShape, ShrinkShape};
 use crate::ops::{self, AdapterIndices, LoraFloat};
 use crate::tiling::MAX_EXPAND_RANK;
 use crate::{DeviceBuffer, Result, Stream};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// Consecutive targets of a group whose ranks fit one expand: one shrink and one expand write the
 /// part's columns of the group's output.
@@ -229,43 +229,46 @@ fn ensure<E: crate::DeviceRepr>(
     Ok(())
 }
 
-impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
-    fn num_adapters(&self) -> usize {
-        self.num_adapters
-    }
+/// A group's kernels queued on the stream ([`DeviceLora::queue`]), their result not yet downloaded.
+struct Queued<'a, T: LoraFloat> {
+    staging: MutexGuard<'a, Staging<T>>,
+    weights: &'a DeviceGroup<T>,
+    /// Rows with an adapter.
+    active: &'a [usize],
+}
 
-    fn add_delta(
-        &self,
+impl<T: LoraFloat> DeviceLora<T> {
+    /// Gathers the rows with an adapter (not CoLD's amateur rows: paying transfers and kernels for them
+    /// would double the LoRA cost of a step), uploads them once for the whole group and queues its
+    /// shrink and expand launches; `None` when there is nothing to compute. The arguments must have
+    /// passed [`check_delta_input`].
+    fn queue<'a>(
+        &'a self,
         layer: usize,
         group: LoraGroup,
         x: &[f32],
-        rows: &LoraRows,
-        y: &mut [f32],
-    ) -> Result<()> {
-        check_delta_args(&self.config, self.num_adapters, layer, group, x, rows, y)?;
+        rows: &'a LoraRows,
+    ) -> Result<Option<Queued<'a, T>>> {
         let Some(weights) = self.group(layer, group) else {
-            return Ok(());
+            return Ok(None);
         };
-        // Only rows with an adapter go to the device: under CoLD half the batch is amateur rows, and
-        // paying the transfers and kernels for them would double the LoRA cost of a step.
         let active = rows.active_rows();
         if active.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let (inf, width) = group.dims(&self.config);
+        let inf = group.dims(&self.config).0;
         let n = active.len();
-        let cols = weights.columns.clone();
-        let computed = cols.len();
+        let computed = weights.columns.len();
         let max_rank = weights.parts.iter().map(|p| p.rank).max().unwrap_or(0);
         let indices = AdapterIndices::Checked(rows.active_checked());
 
         let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
         let Staging {
             host_x,
-            host_y,
             x: dx,
             mid,
             y: dy,
+            ..
         } = &mut *staging;
         host_x.clear();
         host_x.extend(active.iter().flat_map(|&r| {
@@ -276,9 +279,9 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
         ensure(dx, &self.stream, n * inf)?;
         ensure(mid, &self.stream, n * max_rank)?;
         ensure(dy, &self.stream, n * computed)?;
-        // Synchronous copies both ways (each after the work queued on its buffer): a copy from or to
-        // pageable memory returns only once it is done even when queued (docs/BOARD.md,
-        // "aclrtMemcpyAsync"), so queueing it would only add a hand-over to the stream's worker.
+        // A synchronous upload (after the work queued on its buffer): a copy from pageable memory
+        // returns only once it is done even when queued (docs/BOARD.md, "aclrtMemcpyAsync"), so
+        // queueing it would only add a hand-over to the stream's worker.
         dx.slice_mut(..n * inf)?.copy_from_host(host_x)?;
         for part in &weights.parts {
             ops::bgmv_shrink(
@@ -318,7 +321,28 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
                 None,
             )?;
         }
+        Ok(Some(Queued {
+            staging,
+            weights,
+            active,
+        }))
+    }
+
+    /// Downloads the queued group's delta (waiting for its kernels) and adds it, in f32, into the
+    /// group's output rows `y` (`[rows, out]`).
+    fn add_queued(&self, group: LoraGroup, queued: Queued<'_, T>, y: &mut [f32]) -> Result<()> {
+        let Queued {
+            mut staging,
+            weights,
+            active,
+        } = queued;
+        let width = group.dims(&self.config).1;
+        let cols = weights.columns.clone();
+        let computed = cols.len();
+        let n = active.len();
+        let Staging { host_y, y: dy, .. } = &mut *staging;
         host_y.resize(n * computed, T::from_f64(0.0));
+        // Synchronous, as the upload: it waits for the kernels.
         dy.slice(..n * computed)?.copy_to_host(host_y)?;
         let delta = &host_y[..];
         // Only the parts' columns were written (targets no adapter adapts may lie between parts).
@@ -333,5 +357,48 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
             }
         }
         Ok(())
+    }
+}
+
+impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
+    fn num_adapters(&self) -> usize {
+        self.num_adapters
+    }
+
+    fn add_delta(
+        &self,
+        layer: usize,
+        group: LoraGroup,
+        x: &[f32],
+        rows: &LoraRows,
+        y: &mut [f32],
+    ) -> Result<()> {
+        check_delta_args(&self.config, self.num_adapters, layer, group, x, rows, y)?;
+        match self.queue(layer, group, x, rows)? {
+            Some(queued) => self.add_queued(group, queued, y),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues the group's kernels, runs `base` on the host while the device computes, then adds the
+    /// downloaded delta.
+    fn project(
+        &self,
+        layer: usize,
+        group: LoraGroup,
+        x: &[f32],
+        rows: &LoraRows,
+        base: &mut dyn FnMut(&mut Vec<f32>),
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        check_delta_input(&self.config, self.num_adapters, layer, group, x, rows)?;
+        let queued = self.queue(layer, group, x, rows)?;
+        base(y);
+        let Some(queued) = queued else {
+            return Ok(());
+        };
+        let width = group.dims(&self.config).1;
+        check_delta_len(layer, group, "output y", y.len(), rows.len(), width)?;
+        self.add_queued(group, queued, y)
     }
 }

@@ -527,10 +527,21 @@ impl LlamaModel {
             }
         }
         let lora = lora.filter(|_| !adapters.active_rows().is_empty());
-        let delta = |layer: usize, group: LoraGroup, input: &[f32], y: &mut [f32]| -> Result<()> {
+        // A projection with its LoRA delta (the device may compute the delta while the host runs the
+        // base matmul: LoraDelta::project).
+        let project = |layer: usize,
+                       group: LoraGroup,
+                       weight: &Matrix,
+                       input: &[f32],
+                       y: &mut Vec<f32>|
+         -> Result<()> {
+            let mut base = |y: &mut Vec<f32>| weight.matmul_into(input, n, y);
             match lora {
-                Some(l) => l.add_delta(layer, group, input, adapters, y),
-                None => Ok(()),
+                Some(l) => l.project(layer, group, input, adapters, &mut base, y),
+                None => {
+                    base(y);
+                    Ok(())
+                }
             }
         };
 
@@ -543,8 +554,7 @@ impl LlamaModel {
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention block.
             rms_norm_into(&x, &layer.input_norm, c.rms_norm_eps, &mut normed);
-            layer.qkv.matmul_into(&normed, n, &mut fused);
-            delta(l, LoraGroup::Qkv, &normed, &mut fused)?;
+            project(l, LoraGroup::Qkv, &layer.qkv, &normed, &mut fused)?;
             let width = qd + 2 * kvd;
             columns_into(&fused, width, 0, qd, &mut q);
             columns_into(&fused, width, qd, kvd, &mut k);
@@ -567,23 +577,20 @@ impl LlamaModel {
                 &mut attn,
                 &mut scores,
             );
-            layer.o.matmul_into(&attn, n, &mut proj);
-            delta(l, LoraGroup::O, &attn, &mut proj)?;
+            project(l, LoraGroup::O, &layer.o, &attn, &mut proj)?;
             for (xi, oi) in x.iter_mut().zip(&proj) {
                 *xi += oi;
             }
 
             // MLP block.
             rms_norm_into(&x, &layer.post_norm, c.rms_norm_eps, &mut normed);
-            layer.gate_up.matmul_into(&normed, n, &mut fused);
-            delta(l, LoraGroup::GateUp, &normed, &mut fused)?;
+            project(l, LoraGroup::GateUp, &layer.gate_up, &normed, &mut fused)?;
             columns_into(&fused, 2 * inter, 0, inter, &mut gate);
             columns_into(&fused, 2 * inter, inter, inter, &mut up);
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = silu(*g) * u;
             }
-            layer.down.matmul_into(&gate, n, &mut proj);
-            delta(l, LoraGroup::Down, &gate, &mut proj)?;
+            project(l, LoraGroup::Down, &layer.down, &gate, &mut proj)?;
             for (xi, di) in x.iter_mut().zip(&proj) {
                 *xi += di;
             }

@@ -1,8 +1,10 @@
 //! The LoRA seam between the model and whatever computes the deltas.
 //!
-//! The model calls [`LoraDelta::add_delta`] once per (layer, [`LoraGroup`]): with the group's input for
-//! every token of the batch, the batch's adapters ([`LoraRows`], checked once per forward), and the
-//! group's fused output row (`[q | k | v]`, `o`, `[gate | up]` or `down`) to add into. Two
+//! The model calls [`LoraDelta::project`] once per (layer, [`LoraGroup`]): with the group's input for
+//! every token of the batch, the batch's adapters ([`LoraRows`], checked once per forward), the base
+//! model's matmul of the group as a closure, and the group's fused output row (`[q | k | v]`, `o`,
+//! `[gate | up]` or `down`) that the closure writes and the delta is added into ([`LoraDelta::add_delta`]
+//! is the delta alone). Two
 //! implementations: [`HostLora`] here (plain f32 loops over [`StackedAdapters`], for tests and as a
 //! fallback), and [`super::DeviceLora`] over `ops::bgmv_shrink` + `ops::bgmv_expand`, one of each per
 //! group. Both take the stacked layout of [`StackedAdapters::module`]:
@@ -132,6 +134,23 @@ pub trait LoraDelta {
         rows: &LoraRows,
         y: &mut [f32],
     ) -> Result<()>;
+
+    /// The group's whole projection: `base(y)` writes the base model's output (`[rows, out]`) into
+    /// `y`, then the delta of [`Self::add_delta`] is added. The default does exactly that, in that
+    /// order; a device implementation starts the delta first, so that the device computes it while
+    /// the host runs `base`. Errors as [`Self::add_delta`]; on error `y` holds no delta.
+    fn project(
+        &self,
+        layer: usize,
+        group: LoraGroup,
+        x: &[f32],
+        rows: &LoraRows,
+        base: &mut dyn FnMut(&mut Vec<f32>),
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        base(y);
+        self.add_delta(layer, group, x, rows, y)
+    }
 }
 
 /// Check the arguments of [`LoraDelta::add_delta`] for a model of `config` with `num_adapters`
@@ -144,6 +163,20 @@ pub fn check_delta_args(
     x: &[f32],
     rows: &LoraRows,
     y: &[f32],
+) -> Result<()> {
+    check_delta_input(config, num_adapters, layer, group, x, rows)?;
+    let outf = group.dims(config).1;
+    check_delta_len(layer, group, "output y", y.len(), rows.len(), outf)
+}
+
+/// [`check_delta_args`] without the output (for [`LoraDelta::project`], whose `y` is sized by `base`).
+pub(crate) fn check_delta_input(
+    config: &LlamaConfig,
+    num_adapters: usize,
+    layer: usize,
+    group: LoraGroup,
+    x: &[f32],
+    rows: &LoraRows,
 ) -> Result<()> {
     if layer >= config.num_hidden_layers {
         return Err(Error::parameter(
@@ -159,16 +192,25 @@ pub fn check_delta_args(
             format!("indices checked against {}", rows.num_adapters()),
         ));
     }
-    let (inf, outf) = group.dims(config);
-    let n = rows.len();
-    for (what, values, width) in [("input x", x.len(), inf), ("output y", y.len(), outf)] {
-        if Some(values) != n.checked_mul(width) {
-            return Err(Error::shape(
-                format!("LoRA {what} of {group} (layer {layer})"),
-                format!("{n} x {width} values"),
-                values,
-            ));
-        }
+    let inf = group.dims(config).0;
+    check_delta_len(layer, group, "input x", x.len(), rows.len(), inf)
+}
+
+/// `values` (the length of `what`) is `rows x width`.
+pub(crate) fn check_delta_len(
+    layer: usize,
+    group: LoraGroup,
+    what: &str,
+    values: usize,
+    rows: usize,
+    width: usize,
+) -> Result<()> {
+    if Some(values) != rows.checked_mul(width) {
+        return Err(Error::shape(
+            format!("LoRA {what} of {group} (layer {layer})"),
+            format!("{rows} x {width} values"),
+            values,
+        ));
     }
     Ok(())
 }

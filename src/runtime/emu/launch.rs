@@ -17,7 +17,7 @@
 #![allow(non_snake_case)]
 
 use super::*;
-use crate::kernels::{HostKernel, LaunchShape};
+use crate::kernels::HostKernel;
 use ascend_sys::{
     aclrtBinHandle, aclrtBinaryLoadOptions, aclrtFuncHandle, aclrtLaunchKernelCfg,
     aclrtPlaceHolderInfo, aclrtStream,
@@ -405,42 +405,33 @@ fn launch(
     // The kernel's share of the UB, as on the chip (profile::DeviceProfile::ub_bytes).
     let ub_bytes = emu.config.profile.ub_bytes;
     let threads = emu.config.kernel_threads;
-    let quick = kernel.quick(LaunchShape::new(
-        num_blocks,
-        &args,
-        &lock(&emu.mem).regions(device),
-    ));
-    stream.submit_or_run(
-        Box::new(move || {
-            let table = lock(&emu.mem);
-            let regions = table.regions(device);
-            // SAFETY: `args` has num_args() entries; `regions` are the live allocations of the device,
-            // which stay allocated and untouched by anyone else while the table lock is held.
-            let result =
-                unsafe { kernel.run_blocks(&args, num_blocks, &regions, ub_bytes, threads) };
-            drop(table);
-            let dev = &emu.devices[device as usize];
-            lock(&dev.stats).launches += 1;
-            let mut history = lock(&dev.launches);
-            if history.len() == LAUNCH_HISTORY {
-                history.pop_front();
-            }
-            let (counters, fault) = match result {
-                Ok(c) => (c, None),
-                Err(m) => (Vec::new(), Some(m)),
-            };
-            history.push_back(LaunchRecord {
-                kernel: kernel.name().to_string(),
-                blocks: num_blocks,
-                counters,
-                fault: fault.clone(),
-            });
-            match fault {
-                None => Ok(()),
-                Some(m) => Err((ACL_ERROR_RT_VECTOR_CORE_EXCEPTION, m)),
-            }
-        }),
-        quick,
-    );
+    stream.submit(Box::new(move || {
+        let table = lock(&emu.mem);
+        let regions = table.regions(device);
+        // SAFETY: `args` has num_args() entries; `regions` are the live allocations of the device,
+        // which stay allocated and untouched by anyone else while the table lock is held.
+        let result = unsafe { kernel.run_blocks(&args, num_blocks, &regions, ub_bytes, threads) };
+        drop(table);
+        let dev = &emu.devices[device as usize];
+        lock(&dev.stats).launches += 1;
+        let mut history = lock(&dev.launches);
+        if history.len() == LAUNCH_HISTORY {
+            history.pop_front();
+        }
+        let (counters, fault) = match result {
+            Ok(c) => (c, None),
+            Err(m) => (Vec::new(), Some(m)),
+        };
+        history.push_back(LaunchRecord {
+            kernel: kernel.name().to_string(),
+            blocks: num_blocks,
+            counters,
+            fault: fault.clone(),
+        });
+        match fault {
+            None => Ok(()),
+            Some(m) => Err((ACL_ERROR_RT_VECTOR_CORE_EXCEPTION, m)),
+        }
+    }));
     ACL_SUCCESS
 }

@@ -1,6 +1,7 @@
-//! Streams: one worker thread per stream runs its tasks in order, asynchronously to the host. A
-//! quick kernel launched on an idle stream runs on the launching thread instead (the same order and
-//! result, without two thread hand-overs).
+//! Streams: one worker thread per stream runs its tasks in order, asynchronously to the host, as a
+//! board's stream does: a launch returns before its kernel runs, even a kernel of a microsecond, so
+//! host code that reads a result without waiting for it fails here as it would there, and the host
+//! can compute while the stream works (docs/DECODING.md, "Overlap").
 //!
 //! A failed task (a kernel fault, a copy whose memory vanished) makes the stream's error sticky: later
 //! tasks on it are skipped and every synchronisation reports the first fault, with its message, as on a
@@ -21,9 +22,6 @@ struct Queue {
     completed: u64,
     fault: Option<Fault>,
     shutdown: bool,
-    /// A task is running on the thread that submitted it ([`EmuStream::submit_or_run`]): the worker
-    /// waits, so the tasks queued meanwhile still run after it.
-    inline: bool,
 }
 
 pub(super) struct EmuStream {
@@ -60,51 +58,28 @@ impl EmuStream {
             let task = {
                 let mut q = lock(&self.queue);
                 loop {
-                    if !q.inline {
-                        if let Some(task) = q.tasks.pop_front() {
-                            break Some((task, q.fault.is_some()));
-                        }
-                        if q.shutdown {
-                            break None;
-                        }
+                    if let Some(task) = q.tasks.pop_front() {
+                        break Some((task, q.fault.is_some()));
+                    }
+                    if q.shutdown {
+                        break None;
                     }
                     q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
             };
             let Some((task, poisoned)) = task else { return };
-            self.finish(execute(task, poisoned), false);
+            self.finish(execute(task, poisoned));
         }
     }
 
     /// Counts a task as run, with its fault (the first one sticks).
-    fn finish(&self, result: Result<(), Fault>, inline: bool) {
+    fn finish(&self, result: Result<(), Fault>) {
         let mut q = lock(&self.queue);
         q.completed += 1;
-        if inline {
-            q.inline = false;
-        }
         if let Err(fault) = result {
             q.fault.get_or_insert(fault);
         }
         self.changed.notify_all();
-    }
-
-    /// As [`Self::submit`], but when `quick` and nothing is queued or running, the task runs at once on
-    /// the calling thread: the result is the same as the worker's (it would start it right away), without
-    /// the two thread hand-overs, which cost more than a kernel of a few microseconds.
-    pub(super) fn submit_or_run(&self, task: Task, quick: bool) -> u64 {
-        let ticket = {
-            let mut q = lock(&self.queue);
-            if !quick || q.inline || q.completed != q.submitted || q.shutdown {
-                drop(q);
-                return self.submit(task);
-            }
-            q.inline = true;
-            q.submitted += 1;
-            (q.submitted, q.fault.is_some())
-        };
-        self.finish(execute(task, ticket.1), true);
-        ticket.0
     }
 
     /// Queues a task behind everything already submitted; returns its ticket for [`Self::wait`].
@@ -397,40 +372,34 @@ mod tests {
     }
 
     #[test]
-    fn a_quick_task_on_an_idle_stream_runs_before_returning_and_keeps_the_order() {
+    fn tasks_run_on_the_worker_after_submit_returns_in_order() {
         let stream = EmuStream::spawn(0, 0x5eed).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
-        // Idle: done on return, on this thread.
-        let here = std::thread::current().id();
-        let ran_here = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&ran_here);
-        let ticket = stream.submit_or_run(
-            Box::new(move || {
-                flag.store(std::thread::current().id() == here, Ordering::SeqCst);
-                Ok(())
-            }),
-            true,
-        );
-        assert!(ran_here.load(Ordering::SeqCst));
-        assert_eq!(lock(&stream.queue).completed, ticket);
-        // Busy (a task blocks the worker): a quick task queues behind it, not before.
+        // The worker is held: nothing submitted behind it may run before submit returns.
         let (release, gate) = mpsc::channel::<()>();
         stream.submit(Box::new(move || {
             let _ = gate.recv();
             Ok(())
         }));
+        let here = std::thread::current().id();
+        let ran_here = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran_here);
+        stream.submit(Box::new(move || {
+            flag.store(std::thread::current().id() == here, Ordering::SeqCst);
+            Ok(())
+        }));
         stream.submit(recorder(&log, 1));
-        let ticket = stream.submit_or_run(recorder(&log, 2), true);
-        assert!(lock(&log).is_empty(), "ran while the stream was busy");
+        let ticket = stream.submit(recorder(&log, 2));
+        assert!(lock(&log).is_empty(), "ran before the stream got to it");
         release.send(()).unwrap();
         stream.wait(ticket).unwrap();
         assert_eq!(*lock(&log), [1, 2]);
-        // Not quick: always the worker's, even on an idle stream.
-        let t = stream.submit_or_run(recorder(&log, 3), false);
-        stream.wait(t).unwrap();
-        assert_eq!(*lock(&log), [1, 2, 3]);
-        // A fault of an inline task is the stream's sticky fault, as the worker's would be.
-        let t = stream.submit_or_run(Box::new(|| Err((1, "boom".into()))), true);
+        assert!(
+            !ran_here.load(Ordering::SeqCst),
+            "a task ran on the submitting thread"
+        );
+        // A task's fault is the stream's sticky fault.
+        let t = stream.submit(Box::new(|| Err((1, "boom".into()))));
         assert_eq!(stream.wait(t).unwrap_err().1, "boom");
         stream.shutdown(false);
     }
