@@ -2,18 +2,23 @@
 //   x f32 [B, R], Bw [L, H_out, R] f16/bf16, idx int64 [B], y [B, H_full] same dtype as Bw, status uint32 [B].
 //   Rows with idx[b] < 0 are never read or written. idx[b] >= L: skipped, status[b] says so.
 //   addInputs = 0 overwrites the slice, 1 adds to it (in f32, one rounding to the output dtype).
+//   With numSegments > 0, Bw is block-diagonal and stored without its zeros (docs/SEMANTICS.md, bgmv_expand):
+//   segment j gives output rows rowStart_j.. + rows_j from x lanes rankStart_j.. + rank_j, its weights
+//   [L, rows_j, rank_j] after segment j-1's; rows no segment covers are not written. One launch then expands
+//   q/k/v (or gate/up) of a fused projection without multiplying their zeros.
 //
-// Work split: a task is (row, chunk of H_out); tasks are dealt round-robin over the blocks. Per tile of
-// tileH output rows: the tileH x R weights arrive in one DataCopyPad (each row padded to 32 bytes in UB),
-// are cast to f32 and multiplied by x repeated per row, and WholeReduceSum folds each row: one repeat per
-// output row (hence tileH <= 255), and one WholeReduceSum per 64-lane rank chunk (a repeat covers 256
-// bytes = 64 f32), the chunk sums added in f32. R in 1..=128 (vLLM's LoRA ranks): 1 or 2 chunks, the
-// last one masked to the rank's tail.
-// Minimal traffic (bytes), s = sizeof(dtype), over rows with idx >= 0:
-//   8 B (idx) + 4 B (status) + sum_rows (H_out R s + 4 R + H_out s (write) [+ H_out s (read) if add]).
-// This kernel moves that plus 4 R per extra chunk of a row (x re-read) plus the tiling once per block.
-// UB (rowStride = R rounded up to 16): tileH rowStride (2 s + 8) for Bw, Bw f32 and x repeated, plus
-// tileH (2 s + 12) for y in/out, y f32, sum and the chunk partial sum. R = 16, tileH = 248, f16: about
+// Work split: a task is (row, chunk of H_out); tasks are dealt round-robin over the blocks. Within a task, per
+// segment it meets: x's lanes of the segment repeated once per tile row, then per tile of tileH output rows the
+// tileH x rank_j weights arrive in one DataCopyPad (each row padded to 32 bytes in UB), are cast to f32 and
+// multiplied by the repeated x, and WholeReduceSum folds each row: one repeat per output row (hence
+// tileH <= 255), and one WholeReduceSum per 64-lane rank chunk (a repeat covers 256 bytes = 64 f32), the chunk
+// sums added in f32. rank_j in 1..=128 (vLLM's LoRA ranks): 1 or 2 chunks, the last one masked to the tail.
+// Minimal traffic (bytes), s = sizeof(dtype), over rows with idx >= 0 (dense: one segment of H_out rows, R lanes):
+//   8 B (idx) + 4 B (status) + sum_rows sum_j (rows_j rank_j s + 4 rank_j + rows_j s (write) [+ rows_j s (read)]).
+// This kernel moves that plus 4 rank_j per extra chunk of a row meeting segment j (x re-read) plus the tiling once
+// per block.
+// UB (rowStride = the largest rank_j rounded up to 16): tileH rowStride (2 s + 8) for Bw, Bw f32 and x repeated,
+// plus tileH (2 s + 12) for y in/out, y f32, sum and the chunk partial sum. R = 16, tileH = 248, f16: about
 // 51 KiB; R = 128 f16: the tiling shrinks tileH to 88 (about 135 KiB of the 184 KiB).
 #include "kernel_common.h"
 
@@ -34,18 +39,34 @@ public:
     __aicore__ inline void Init(GM_ADDR x, GM_ADDR w, GM_ADDR idx, GM_ADDR y, GM_ADDR status, GM_ADDR tiling)
     {
         cold::LoadTiling(tiling_, tiling);
+        if (tiling_.numSegments == 0) {  // dense: one segment of every row and lane
+            numSegments_ = 1;
+            segments_[0] = BgmvExpandSegment{0, tiling_.hiddenOut, 0, tiling_.rank};
+        } else {
+            numSegments_ = cold::Min(tiling_.numSegments, COLD_EXPAND_MAX_SEGMENTS);
+            for (uint32_t j = 0; j < numSegments_; ++j) {
+                segments_[j] = tiling_.segments[j];
+            }
+        }
+        uint64_t wLen = 0;
+        uint32_t maxRank = 0;
+        for (uint32_t j = 0; j < numSegments_; ++j) {
+            wOffset_[j] = wLen;
+            wLen += static_cast<uint64_t>(tiling_.numLoras) * segments_[j].rows * segments_[j].rank;
+            maxRank = segments_[j].rank > maxRank ? segments_[j].rank : maxRank;
+        }
         const uint64_t r = tiling_.rank;
         xGm_.SetGlobalBuffer(reinterpret_cast<__gm__ AccT*>(x), tiling_.batch * r);
-        wGm_.SetGlobalBuffer(reinterpret_cast<__gm__ OutT*>(w), static_cast<uint64_t>(tiling_.numLoras) * tiling_.hiddenOut * r);
+        wGm_.SetGlobalBuffer(reinterpret_cast<__gm__ OutT*>(w), wLen);
         idxGm_.SetGlobalBuffer(reinterpret_cast<__gm__ IdxT*>(idx), tiling_.batch);
         yGm_.SetGlobalBuffer(reinterpret_cast<__gm__ OutT*>(y), static_cast<uint64_t>(tiling_.batch) * tiling_.hiddenFull);
         statusGm_.SetGlobalBuffer(reinterpret_cast<__gm__ uint32_t*>(status), tiling_.batch);
 
-        rowStride_ = cold::CeilDiv(tiling_.rank, kRowAlign) * kRowAlign;
+        const uint32_t rowStride = RowStride(maxRank);
         const uint32_t tile = tiling_.tileH;
-        pipe_.InitBuffer(wQue_, kBufferNum, tile * rowStride_ * sizeof(OutT));
-        pipe_.InitBuffer(wFloatBuf_, tile * rowStride_ * sizeof(AccT));
-        pipe_.InitBuffer(xRepBuf_, tile * rowStride_ * sizeof(AccT));
+        pipe_.InitBuffer(wQue_, kBufferNum, tile * rowStride * sizeof(OutT));
+        pipe_.InitBuffer(wFloatBuf_, tile * rowStride * sizeof(AccT));
+        pipe_.InitBuffer(xRepBuf_, tile * rowStride * sizeof(AccT));
         pipe_.InitBuffer(yInQue_, 1, tile * sizeof(OutT));
         pipe_.InitBuffer(yOutQue_, 1, tile * sizeof(OutT));
         pipe_.InitBuffer(sumBuf_, tile * sizeof(AccT));
@@ -71,38 +92,56 @@ public:
             if (lora < 0 || bad || h0 >= tiling_.hiddenOut) {
                 continue;
             }
-            const uint32_t hc = cold::Min(tiling_.hPerTask, tiling_.hiddenOut - h0);
-            LoadX(row, cold::Min(tiling_.tileH, hc));
-            const uint32_t tiles = cold::CeilDiv(hc, tiling_.tileH);
-            for (uint32_t t = 0; t < tiles; ++t) {
-                const uint32_t h = h0 + t * tiling_.tileH;
-                const uint32_t rows = cold::Min(tiling_.tileH, h0 + hc - h);
-                CopyIn(static_cast<uint32_t>(lora), row, h, rows);
-                Compute(rows);
-                CopyOut(row, h, rows);
+            const uint32_t h1 = cold::Min(h0 + tiling_.hPerTask, tiling_.hiddenOut);
+            for (uint32_t j = 0; j < numSegments_; ++j) {
+                const BgmvExpandSegment& seg = segments_[j];
+                const uint32_t from = h0 > seg.rowStart ? h0 : seg.rowStart;
+                const uint32_t to = cold::Min(h1, seg.rowStart + seg.rows);
+                if (from < to) {
+                    ProcessSegment(static_cast<uint32_t>(lora), row, j, from, to);
+                }
             }
         }
     }
 
 private:
-    // x[row] into the first row of xRep, then doubled until `rows` rows hold it.
-    __aicore__ inline void LoadX(uint32_t row, uint32_t rows)
+    // Rank lanes per weight row in UB: DataCopyPad pads each row of rank 2-byte elements to 32 bytes.
+    __aicore__ static inline uint32_t RowStride(uint32_t rank) { return cold::CeilDiv(rank, kRowAlign) * kRowAlign; }
+
+    // Output rows from..to of the task's row, all inside segment j.
+    __aicore__ inline void ProcessSegment(uint32_t lora, uint32_t row, uint32_t j, uint32_t from, uint32_t to)
     {
-        LocalTensor<AccT> xRep = xRepBuf_.Get<AccT>();
-        PipeBarrier<PIPE_ALL>();  // V -> MTE2: the previous task's Mul may still read xRep
-        DataCopyPad(xRep, xGm_[static_cast<uint64_t>(row) * tiling_.rank],
-                    DataCopyExtParams(1, tiling_.rank * sizeof(AccT), 0, 0, 0),
-                    DataCopyPadExtParams<AccT>(false, 0, 0, 0.0f));
-        PipeBarrier<PIPE_ALL>();  // MTE2 -> V
-        cold::RepeatFirstRow(xRep, rows, rowStride_);
+        const BgmvExpandSegment& seg = segments_[j];
+        const uint32_t stride = RowStride(seg.rank);
+        LoadX(row, seg, cold::Min(tiling_.tileH, to - from), stride);
+        for (uint32_t h = from; h < to; h += tiling_.tileH) {
+            const uint32_t rows = cold::Min(tiling_.tileH, to - h);
+            CopyIn(lora, row, j, h, rows);
+            Compute(rows, seg.rank, stride);
+            CopyOut(row, h, rows);
+        }
     }
 
-    __aicore__ inline void CopyIn(uint32_t lora, uint32_t row, uint32_t h, uint32_t rows)
+    // x[row]'s lanes of segment seg into the first row of xRep, then doubled until `rows` rows hold it.
+    __aicore__ inline void LoadX(uint32_t row, const BgmvExpandSegment& seg, uint32_t rows, uint32_t stride)
     {
+        LocalTensor<AccT> xRep = xRepBuf_.Get<AccT>();
+        PipeBarrier<PIPE_ALL>();  // V -> MTE2: the previous Mul may still read xRep
+        DataCopyPad(xRep, xGm_[static_cast<uint64_t>(row) * tiling_.rank + seg.rankStart],
+                    DataCopyExtParams(1, seg.rank * sizeof(AccT), 0, 0, 0),
+                    DataCopyPadExtParams<AccT>(false, 0, 0, 0.0f));
+        PipeBarrier<PIPE_ALL>();  // MTE2 -> V
+        cold::RepeatFirstRow(xRep, rows, stride);
+    }
+
+    __aicore__ inline void CopyIn(uint32_t lora, uint32_t row, uint32_t j, uint32_t h, uint32_t rows)
+    {
+        const BgmvExpandSegment& seg = segments_[j];
         LocalTensor<OutT> wLocal = wQue_.AllocTensor<OutT>();
-        const uint64_t offset = (static_cast<uint64_t>(lora) * tiling_.hiddenOut + h) * tiling_.rank;
-        // rows blocks of R elements, each landing on its own rowStride_ (a whole number of 32-byte blocks).
-        DataCopyPad(wLocal, wGm_[offset], DataCopyExtParams(static_cast<uint16_t>(rows), tiling_.rank * sizeof(OutT), 0, 0, 0),
+        const uint64_t offset =
+            wOffset_[j] + (static_cast<uint64_t>(lora) * seg.rows + (h - seg.rowStart)) * seg.rank;
+        // rows blocks of rank elements, each landing on its own 32-byte-aligned row (RowStride).
+        DataCopyPad(wLocal, wGm_[offset], DataCopyExtParams(static_cast<uint16_t>(rows), seg.rank * sizeof(OutT), 0, 0, 0),
                     DataCopyPadExtParams<OutT>(false, 0, 0, OutT(0.0f)));
         wQue_.EnQue(wLocal);
         if (tiling_.addInputs != 0) {
@@ -113,18 +152,18 @@ private:
         }
     }
 
-    __aicore__ inline void Compute(uint32_t rows)
+    __aicore__ inline void Compute(uint32_t rows, uint32_t rank, uint32_t stride)
     {
         LocalTensor<OutT> wLocal = wQue_.DeQue<OutT>();
         LocalTensor<AccT> wFloat = wFloatBuf_.Get<AccT>();
         LocalTensor<AccT> sum = sumBuf_.Get<AccT>();
-        const int32_t count = static_cast<int32_t>(rows * rowStride_);
+        const int32_t count = static_cast<int32_t>(rows * stride);
         Cast(wFloat, wLocal, RoundMode::CAST_NONE, count);
         wQue_.FreeTensor(wLocal);
         PipeBarrier<PIPE_V>();
         Mul(wFloat, wFloat, xRepBuf_.Get<AccT>(), count);
         PipeBarrier<PIPE_V>();
-        ReduceRows(sum, wFloat, rows);
+        ReduceRows(sum, wFloat, rows, rank, stride);
         if (tiling_.addInputs != 0) {
             LocalTensor<OutT> yLocal = yInQue_.DeQue<OutT>();
             LocalTensor<AccT> yFloat = yFloatBuf_.Get<AccT>();
@@ -139,19 +178,20 @@ private:
         yOutQue_.EnQue(out);
     }
 
-    // sum[j] = sum of the first R lanes of product row j. One WholeReduceSum repeat per output row (rows
-    // are rowStride_ * 4 / 32 blocks apart) and per 64-lane chunk of the rank; chunk sums added in f32.
-    // The pad lanes past R (DataCopyPad's dummy copies of a row's first element, or never written) are never
-    // inside a mask.
-    __aicore__ inline void ReduceRows(const LocalTensor<AccT>& sum, const LocalTensor<AccT>& prod, uint32_t rows)
+    // sum[i] = sum of the first `rank` lanes of product row i. One WholeReduceSum repeat per output row (rows
+    // are stride * 4 / 32 blocks apart) and per 64-lane chunk of the rank; chunk sums added in f32. The pad lanes
+    // past the rank (DataCopyPad's dummy copies of a row's first element, or never written) are never inside a
+    // mask.
+    __aicore__ inline void ReduceRows(const LocalTensor<AccT>& sum, const LocalTensor<AccT>& prod, uint32_t rows,
+                                      uint32_t rank, uint32_t stride)
     {
-        const int32_t repStride = static_cast<int32_t>(rowStride_ * sizeof(AccT) / kBlockBytes);
+        const int32_t repStride = static_cast<int32_t>(stride * sizeof(AccT) / kBlockBytes);
         const int32_t reps = static_cast<int32_t>(rows);
-        WholeReduceSum(sum, prod, static_cast<int32_t>(cold::Min(tiling_.rank, kRankChunk)), reps, 1, 1, repStride);
+        WholeReduceSum(sum, prod, static_cast<int32_t>(cold::Min(rank, kRankChunk)), reps, 1, 1, repStride);
         LocalTensor<AccT> part = partBuf_.Get<AccT>();
-        for (uint32_t r0 = kRankChunk; r0 < tiling_.rank; r0 += kRankChunk) {
+        for (uint32_t r0 = kRankChunk; r0 < rank; r0 += kRankChunk) {
             // prod[r0] starts 256 bytes into the row: 32-byte aligned.
-            WholeReduceSum(part, prod[r0], static_cast<int32_t>(cold::Min(tiling_.rank - r0, kRankChunk)), reps, 1, 1,
+            WholeReduceSum(part, prod[r0], static_cast<int32_t>(cold::Min(rank - r0, kRankChunk)), reps, 1, 1,
                            repStride);
             PipeBarrier<PIPE_V>();
             Add(sum, sum, part, reps);
@@ -171,7 +211,9 @@ private:
     }
 
     BgmvExpandTiling tiling_;
-    uint32_t rowStride_ = 0;
+    uint32_t numSegments_ = 0;  // 1 when B is dense
+    BgmvExpandSegment segments_[COLD_EXPAND_MAX_SEGMENTS];
+    uint64_t wOffset_[COLD_EXPAND_MAX_SEGMENTS] = {};  // element offset of each segment's weights in Bw
     TPipe pipe_;
     TQue<TPosition::VECIN, kBufferNum> wQue_;
     TQue<TPosition::VECIN, 1> yInQue_;

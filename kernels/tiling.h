@@ -27,9 +27,20 @@ typedef struct BgmvShrinkTiling {
     uint32_t reserved;
 } BgmvShrinkTiling;
 
+// A block-diagonal B stored without its zeros, one segment per diagonal block: segment j maps x lanes
+// rankStart..rankStart+rank to output rows rowStart..rowStart+rows of the slice, its weights [L, rows, rank]
+// stored after segment j-1's.
+#define COLD_EXPAND_MAX_SEGMENTS 4
+typedef struct BgmvExpandSegment {
+    uint32_t rowStart;     // first output row of the slice (0..H_out)
+    uint32_t rows;         // output rows
+    uint32_t rankStart;    // first x lane read (0..R)
+    uint32_t rank;         // x lanes read, 1..128
+} BgmvExpandSegment;
+
 typedef struct BgmvExpandTiling {
     uint32_t batch;        // B
-    uint32_t rank;         // R (1..128: one or two 64-lane f32 repeats per output element)
+    uint32_t rank;         // R, the x row (1..128 when numSegments = 0: one or two 64-lane f32 repeats)
     uint32_t hiddenOut;    // H_out
     uint32_t hiddenFull;   // H_full (row stride of y)
     uint32_t sliceOffset;  // first column of y written
@@ -39,7 +50,9 @@ typedef struct BgmvExpandTiling {
     uint32_t hPerTask;     // ceil(H_out / hSplit), a multiple of tileH except the last
     uint32_t tileH;        // output rows per tile: 8..255 (one WholeReduceSum repeat each), multiple of 8
     uint32_t addInputs;    // 1: y += B x; 0: y = B x
-    uint32_t reserved;
+    uint32_t numSegments;  // 0: B dense [L, H_out, R]; 1..4: B is segments[0..numSegments] (sorted, disjoint
+                           // rows; rows no segment covers are not written)
+    BgmvExpandSegment segments[COLD_EXPAND_MAX_SEGMENTS];
 } BgmvExpandTiling;
 
 typedef struct ColdScoreTiling {

@@ -84,6 +84,42 @@ pub struct ExpandShape {
     pub num_loras: usize,
 }
 
+/// Most segments a block-diagonal `bgmv_expand` weight may have (`kernels/tiling.h`,
+/// `COLD_EXPAND_MAX_SEGMENTS`): q, k and v of a fused projection need three.
+pub const MAX_EXPAND_SEGMENTS: usize = 4;
+
+/// One diagonal block of a block-diagonal `bgmv_expand` weight, stored without its zeros
+/// (docs/SEMANTICS.md, "bgmv_expand"): output rows `row_start..row_start + rows` of the slice are
+/// computed from x's lanes `rank_start..rank_start + rank`, with weights `[num_loras, rows, rank]`
+/// stored right after the previous segment's. Rows no segment covers are not written.
+///
+/// A fused q/k/v projection with ranks 16, 8 and 16 and widths 576, 192, 192 is three segments over
+/// an x row of 40 lanes (the shrink of the stacked A matrices):
+///
+/// ```
+/// use ascend_cold::contracts::{ExpandSegment, ExpandShape};
+/// let shape = ExpandShape { batch: 1, rank: 40, hidden_out: 960, hidden_full: 960, slice_offset: 0, num_loras: 2 };
+/// let segments = [
+///     ExpandSegment { row_start: 0, rows: 576, rank_start: 0, rank: 16 },
+///     ExpandSegment { row_start: 576, rows: 192, rank_start: 16, rank: 8 },
+///     ExpandSegment { row_start: 768, rows: 192, rank_start: 24, rank: 16 },
+/// ];
+/// let weights = 2 * (576 * 16 + 192 * 8 + 192 * 16);
+/// shape.check_segmented_lens("bgmv_expand", &segments, 40, weights, 1, 960)?;
+/// # Ok::<(), ascend_cold::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExpandSegment {
+    /// First output row of the slice the segment writes.
+    pub row_start: usize,
+    /// Output rows it writes.
+    pub rows: usize,
+    /// First lane of x's row it reads.
+    pub rank_start: usize,
+    /// Lanes of x's row it reads (its rank).
+    pub rank: usize,
+}
+
 /// `cold_score`: expert and amateur logits `[rows, vocab]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ColdShape {
@@ -157,6 +193,21 @@ impl ExpandShape {
         indices: usize,
         y: usize,
     ) -> Result<()> {
+        self.check_segmented_lens(op, &[], x, weights, indices, y)
+    }
+
+    /// As [`Self::check_lens`] for a weight stored as `segments` ([`ExpandSegment`]; none: dense
+    /// `[num_loras, hidden_out, rank]`). The segments must be at most [`MAX_EXPAND_SEGMENTS`], each
+    /// non-empty and inside the slice and x's row, in order of rows and not overlapping.
+    pub fn check_segmented_lens(
+        &self,
+        op: &str,
+        segments: &[ExpandSegment],
+        x: usize,
+        weights: usize,
+        indices: usize,
+        y: usize,
+    ) -> Result<()> {
         if self
             .slice_offset
             .checked_add(self.hidden_out)
@@ -172,11 +223,67 @@ impl ExpandShape {
             ));
         }
         expect_nonzero(op, &[("rank", self.rank), ("hidden_out", self.hidden_out)])?;
+        let per_lora = self.check_segments(op, segments)?;
         expect_len(op, "x", x, &[self.batch, self.rank], self)?;
-        let w = [self.num_loras, self.hidden_out, self.rank];
-        expect_len(op, "weights", weights, &w, self)?;
+        expect_len(op, "weights", weights, &[self.num_loras, per_lora], self)?;
         expect_len(op, "indices", indices, &[self.batch], self)?;
         expect_len(op, "y", y, &[self.batch, self.hidden_full], self)
+    }
+
+    /// Checks `segments` against the shape (as [`Self::check_segmented_lens`]); returns the weight
+    /// elements per adapter.
+    pub fn check_segments(&self, op: &str, segments: &[ExpandSegment]) -> Result<usize> {
+        if segments.is_empty() {
+            return self.hidden_out.checked_mul(self.rank).ok_or_else(|| {
+                Error::shape(
+                    format!("{op} weights"),
+                    "a size that fits in memory",
+                    "overflow",
+                )
+            });
+        }
+        if segments.len() > MAX_EXPAND_SEGMENTS {
+            return Err(Error::parameter(
+                "segments",
+                format!("at most {MAX_EXPAND_SEGMENTS}"),
+                segments.len(),
+            ));
+        }
+        let mut next_row = 0;
+        let mut per_lora = 0usize;
+        for (j, seg) in segments.iter().enumerate() {
+            let rows_end = seg.row_start.checked_add(seg.rows);
+            let lanes_end = seg.rank_start.checked_add(seg.rank);
+            let fits = seg.rows > 0
+                && seg.rank > 0
+                && seg.row_start >= next_row
+                && rows_end.is_some_and(|e| e <= self.hidden_out)
+                && lanes_end.is_some_and(|e| e <= self.rank);
+            if !fits {
+                return Err(Error::parameter(
+                    "segments",
+                    format!(
+                        "rows from {next_row} on within hidden_out {} and lanes within rank {}, \
+                         both non-empty",
+                        self.hidden_out, self.rank
+                    ),
+                    format!("segment {j}: {seg:?}"),
+                ));
+            }
+            next_row = seg.row_start + seg.rows;
+            per_lora = seg
+                .rows
+                .checked_mul(seg.rank)
+                .and_then(|n| per_lora.checked_add(n))
+                .ok_or_else(|| {
+                    Error::shape(
+                        format!("{op} weights"),
+                        "a size that fits in memory",
+                        "overflow",
+                    )
+                })?;
+        }
+        Ok(per_lora)
     }
 }
 

@@ -6,7 +6,7 @@
 //! tolerance model a kernel is held to against the oracle ([`crate::reference`]): [`Errors`],
 //! [`ulp_at`], `compare_*` (derived in tests/ops_props.rs).
 
-use crate::contracts::{ColdParams, ColdShape, ExpandShape, Float, ShrinkShape};
+use crate::contracts::{ColdParams, ColdShape, ExpandSegment, ExpandShape, Float, ShrinkShape};
 use crate::npy::{NpyArray, NpyDtype};
 use crate::ops::{self, AdapterIndices, ColdOutputs, LogitFloat, LoraFloat};
 use crate::reference::cold_score_of;
@@ -675,18 +675,42 @@ pub fn compare_expand(
     shape: ExpandShape,
     add: bool,
 ) -> Errors {
+    compare_expand_segmented(dtype, x, w, idx, y0, got, want, shape, &[], add)
+}
+
+/// [`compare_expand`] for a segmented weight: `w` is the dense weight the segments store
+/// (`reference::dense_expand_weights`), and the slice's rows no segment covers must be untouched too.
+#[allow(clippy::too_many_arguments)]
+pub fn compare_expand_segmented(
+    dtype: DType,
+    x: &[f64],
+    w: &[f64],
+    idx: &[i64],
+    y0: &[f64],
+    got: &[f64],
+    want: &[f64],
+    shape: ExpandShape,
+    segments: &[ExpandSegment],
+    add: bool,
+) -> Errors {
     let (r, h_out, full, off) = (
         shape.rank,
         shape.hidden_out,
         shape.hidden_full,
         shape.slice_offset,
     );
+    let covered = |o: usize| {
+        segments.is_empty()
+            || segments
+                .iter()
+                .any(|s| (s.row_start..s.row_start + s.rows).contains(&o))
+    };
     let mut errs = Errors::default();
     for b in 0..shape.batch {
         for c in 0..full {
             let i = b * full + c;
-            let in_slice = (off..off + h_out).contains(&c);
-            if idx[b] < 0 || !in_slice {
+            let written = (off..off + h_out).contains(&c) && covered(c - off);
+            if idx[b] < 0 || !written {
                 if got[i].to_bits() != y0[i].to_bits() && !(got[i].is_nan() && y0[i].is_nan()) {
                     errs.fail(format!(
                         "y[{b},{c}] outside the written set changed from {} to {}",

@@ -6,8 +6,8 @@
 //! below the CLI's harness imports this module.
 
 use crate::contracts::{
-    CheckedIndices, ColdParams, ColdPick, ColdShape, ExpandShape, Float, ShrinkShape,
-    COLD_NON_FINITE, COLD_SCORE_OVERFLOW,
+    CheckedIndices, ColdParams, ColdPick, ColdShape, ExpandSegment, ExpandShape, Float,
+    ShrinkShape, COLD_NON_FINITE, COLD_SCORE_OVERFLOW,
 };
 use crate::Result;
 
@@ -96,6 +96,68 @@ pub fn bgmv_expand<T: Float>(
         }
     }
     Ok(())
+}
+
+/// [`bgmv_expand`] with a block-diagonal weight stored as `segments` (docs/SEMANTICS.md section 2):
+/// for each segment, its rows of the slice from its lanes of x, its weights `[num_loras, rows, rank]`
+/// after the previous segment's; rows no segment covers untouched. Written as the dense reference on
+/// the weight made dense (zeros outside the segments), keeping only the covered rows.
+pub fn bgmv_expand_segmented<T: Float>(
+    x: &[f32],
+    weights: &[T],
+    indices: &[i64],
+    y: &mut [T],
+    shape: ExpandShape,
+    segments: &[ExpandSegment],
+    add_inputs: bool,
+) -> Result<()> {
+    shape.check_segmented_lens(
+        "bgmv_expand",
+        segments,
+        x.len(),
+        weights.len(),
+        indices.len(),
+        y.len(),
+    )?;
+    if segments.is_empty() {
+        return bgmv_expand(x, weights, indices, y, shape, add_inputs);
+    }
+    let dense = dense_expand_weights(weights, shape, segments);
+    let mut full = y.to_vec();
+    bgmv_expand(x, &dense, indices, &mut full, shape, add_inputs)?;
+    for (b, _) in indices.iter().enumerate().filter(|(_, &i)| i >= 0) {
+        for seg in segments {
+            let from = b * shape.hidden_full + shape.slice_offset + seg.row_start;
+            y[from..from + seg.rows].copy_from_slice(&full[from..from + seg.rows]);
+        }
+    }
+    Ok(())
+}
+
+/// The dense `[num_loras, hidden_out, rank]` weight that `segments` store (zeros outside them);
+/// `weights` must have passed [`ExpandShape::check_segmented_lens`].
+pub fn dense_expand_weights<T: Float>(
+    weights: &[T],
+    shape: ExpandShape,
+    segments: &[ExpandSegment],
+) -> Vec<T> {
+    let (loras, rows, rank) = (shape.num_loras, shape.hidden_out, shape.rank);
+    if segments.is_empty() {
+        return weights.to_vec();
+    }
+    let mut dense = vec![T::from_f64(0.0); loras * rows * rank];
+    let mut at = 0;
+    for seg in segments {
+        for lora in 0..loras {
+            for r in 0..seg.rows {
+                let src = &weights[at + (lora * seg.rows + r) * seg.rank..][..seg.rank];
+                let row = (lora * rows + seg.row_start + r) * rank + seg.rank_start;
+                dense[row..row + seg.rank].copy_from_slice(src);
+            }
+        }
+        at += loras * seg.rows * seg.rank;
+    }
+    dense
 }
 
 /// The CoLD score of one kept token, exactly (f64): `(1 + beta) e - beta a` (docs/SEMANTICS.md

@@ -15,7 +15,7 @@ use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use crate::contracts::ColdParams;
-pub use crate::contracts::{ExpandShape, ShrinkShape};
+pub use crate::contracts::{ExpandSegment, ExpandShape, ShrinkShape, MAX_EXPAND_SEGMENTS};
 use crate::profile::DeviceProfile;
 use crate::{Error, Result};
 
@@ -272,7 +272,21 @@ impl BgmvShrinkTiling {
     }
 }
 
-/// `kernels/tiling.h` BgmvExpandTiling.
+/// `kernels/tiling.h` BgmvExpandSegment: an [`ExpandSegment`] as the kernel reads it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Pod, Zeroable, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ExpandSegmentTiling {
+    pub row_start: u32,
+    pub rows: u32,
+    pub rank_start: u32,
+    pub rank: u32,
+}
+
+/// `kernels/tiling.h` BgmvExpandTiling. `num_segments` 0 (the default, and what JSON without the
+/// field means) is a dense B; otherwise `segments[..num_segments]` describe a block-diagonal one
+/// ([`ExpandSegment`]) and the rest are zero.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -289,13 +303,67 @@ pub struct BgmvExpandTiling {
     pub h_per_task: u32,
     pub tile_h: u32,
     pub add_inputs: u32,
-    #[serde(default)]
-    pub reserved: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_segments: u32,
+    #[serde(default, skip_serializing_if = "all_default")]
+    pub segments: [ExpandSegmentTiling; MAX_EXPAND_SEGMENTS],
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn all_default(s: &[ExpandSegmentTiling; MAX_EXPAND_SEGMENTS]) -> bool {
+    s.iter().all(|s| *s == ExpandSegmentTiling::default())
+}
+
+/// `segments` in the tiling's fields (their count checked against [`MAX_EXPAND_SEGMENTS`] by the caller).
+fn segment_fields(
+    segments: &[ExpandSegment],
+) -> Result<(u32, [ExpandSegmentTiling; MAX_EXPAND_SEGMENTS])> {
+    let mut fields = [ExpandSegmentTiling::default(); MAX_EXPAND_SEGMENTS];
+    if segments.len() > MAX_EXPAND_SEGMENTS {
+        return Err(Error::parameter(
+            "segments",
+            format!("at most {MAX_EXPAND_SEGMENTS}"),
+            segments.len(),
+        ));
+    }
+    for (f, s) in fields.iter_mut().zip(segments) {
+        *f = ExpandSegmentTiling {
+            row_start: to_u32("segment row_start", s.row_start)?,
+            rows: to_u32("segment rows", s.rows)?,
+            rank_start: to_u32("segment rank_start", s.rank_start)?,
+            rank: to_u32("segment rank", s.rank)?,
+        };
+    }
+    Ok((segments.len() as u32, fields))
+}
+
+fn to_u32(what: &'static str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::parameter(what, "at most u32::MAX", v))
 }
 
 impl BgmvExpandTiling {
+    /// The segments the kernel reads: `segments[..num_segments]`, or one dense segment.
+    fn kernel_segments(&self) -> impl Iterator<Item = ExpandSegmentTiling> + '_ {
+        let n = (self.num_segments as usize).min(MAX_EXPAND_SEGMENTS);
+        let dense = ExpandSegmentTiling {
+            row_start: 0,
+            rows: self.hidden_out,
+            rank_start: 0,
+            rank: self.rank,
+        };
+        (n == 0)
+            .then_some(dense)
+            .into_iter()
+            .chain(self.segments[..n].iter().copied())
+    }
+
+    /// UB lanes per weight row: the widest segment's rank rounded up to 16 (32 bytes of f16).
     fn row_stride(&self) -> u64 {
-        u64::from(round_up(self.rank, 16))
+        let widest = self.kernel_segments().map(|s| s.rank).max().unwrap_or(0);
+        u64::from(round_up(widest, 16))
     }
 
     /// UB bytes the kernel allocates (mirrors BgmvExpand::Init).
@@ -317,6 +385,19 @@ impl BgmvExpandTiling {
         add_inputs: bool,
         profile: &DeviceProfile,
     ) -> Result<Self> {
+        Self::choose_segmented(shape, &[], dtype, add_inputs, profile)
+    }
+
+    /// As [`Self::choose`] for a B stored as `segments` ([`ExpandSegment`]; none: dense).
+    pub fn choose_segmented(
+        shape: ExpandShape,
+        segments: &[ExpandSegment],
+        dtype: DType,
+        add_inputs: bool,
+        profile: &DeviceProfile,
+    ) -> Result<Self> {
+        shape.check_segments("bgmv_expand", segments)?;
+        let (num_segments, segment_fields) = segment_fields(segments)?;
         let batch = nonzero("bgmv_expand batch", shape.batch)?;
         let rank = nonzero("bgmv_expand rank", shape.rank)?;
         let h_out = nonzero("bgmv_expand hidden_out", shape.hidden_out)?;
@@ -332,7 +413,8 @@ impl BgmvExpandTiling {
             h_per_task: h_out,
             tile_h: 248,
             add_inputs: add_inputs as u32,
-            reserved: 0,
+            num_segments,
+            segments: segment_fields,
         };
         while t.tile_h > 8 && t.ub_bytes(dtype) > u64::from(profile.ub_bytes) * 3 / 4 {
             t.tile_h -= 8;
@@ -345,11 +427,31 @@ impl BgmvExpandTiling {
         t.h_per_task = round_up(h_out.div_ceil(want), t.tile_h);
         t.h_split = h_out.div_ceil(t.h_per_task);
         t.block_num = (batch * t.h_split).min(profile.vector_cores);
-        t.validate(shape, dtype, profile)?;
+        t.validate_segmented(shape, segments, dtype, profile)?;
         Ok(t)
     }
 
-    /// Checks this tiling against the shape and the chip.
+    /// As [`Self::validate`], and the tiling's segments are `segments`.
+    pub fn validate_segmented(
+        &self,
+        shape: ExpandShape,
+        segments: &[ExpandSegment],
+        dtype: DType,
+        profile: &DeviceProfile,
+    ) -> Result<()> {
+        let given = (self.num_segments, self.segments);
+        let expected = segment_fields(segments)?;
+        if given != expected {
+            return Err(Error::shape(
+                "bgmv_expand tiling segments",
+                format!("{expected:?}"),
+                format!("{given:?}"),
+            ));
+        }
+        self.validate(shape, dtype, profile)
+    }
+
+    /// Checks this tiling against the shape and the chip (its segments included).
     pub fn validate(
         &self,
         shape: ExpandShape,
@@ -389,11 +491,32 @@ impl BgmvExpandTiling {
                 shape.slice_offset + shape.hidden_out,
             ));
         }
-        if self.rank > MAX_EXPAND_RANK {
+        if self.num_segments as usize > MAX_EXPAND_SEGMENTS
+            || self.segments[self.num_segments as usize..]
+                .iter()
+                .any(|s| *s != ExpandSegmentTiling::default())
+        {
+            return Err(Error::parameter(
+                "num_segments",
+                format!("0..={MAX_EXPAND_SEGMENTS}, the segments past it zero"),
+                format!("{} of {:?}", self.num_segments, self.segments),
+            ));
+        }
+        let mut segments = [ExpandSegment::default(); MAX_EXPAND_SEGMENTS];
+        for (s, f) in segments.iter_mut().zip(&self.segments) {
+            *s = ExpandSegment {
+                row_start: f.row_start as usize,
+                rows: f.rows as usize,
+                rank_start: f.rank_start as usize,
+                rank: f.rank as usize,
+            };
+        }
+        shape.check_segments("bgmv_expand", &segments[..self.num_segments as usize])?;
+        if let Some(wide) = self.kernel_segments().find(|s| s.rank > MAX_EXPAND_RANK) {
             return Err(Error::parameter(
                 "rank",
-                format!("1..={MAX_EXPAND_RANK} (vLLM's LoRA ranks)"),
-                self.rank,
+                format!("1..={MAX_EXPAND_RANK} per segment (vLLM's LoRA ranks)"),
+                wide.rank,
             ));
         }
         check_blocks(self.block_num, profile)?;
@@ -871,6 +994,14 @@ mod tests {
             h_per_task => BGMVEXPANDTILING_HPERTASK_OFFSET,
             tile_h => BGMVEXPANDTILING_TILEH_OFFSET,
             add_inputs => BGMVEXPANDTILING_ADDINPUTS_OFFSET,
+            num_segments => BGMVEXPANDTILING_NUMSEGMENTS_OFFSET,
+            segments => BGMVEXPANDTILING_SEGMENTS_OFFSET,
+        ]);
+        assert_layout!(ExpandSegmentTiling, BGMVEXPANDSEGMENT_SIZE, [
+            row_start => BGMVEXPANDSEGMENT_ROWSTART_OFFSET,
+            rows => BGMVEXPANDSEGMENT_ROWS_OFFSET,
+            rank_start => BGMVEXPANDSEGMENT_RANKSTART_OFFSET,
+            rank => BGMVEXPANDSEGMENT_RANK_OFFSET,
         ]);
         assert_layout!(ColdScoreTiling, COLDSCORETILING_SIZE, [
             rows => COLDSCORETILING_ROWS_OFFSET,

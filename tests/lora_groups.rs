@@ -1,8 +1,8 @@
 //! `DeviceLora` (one shrink and one expand per fused projection group, docs/ARCHITECTURE.md "The LoRA
 //! path") against a float64 oracle written here from the stacked per-target tensors, on random adapter
-//! sets: random ranks (so that some groups must be split into several launches, with untargeted
-//! projections between the parts), random target sets, random batches mixing adapters and rows
-//! without one.
+//! sets: random ranks (a group's ranks adding up past one expand segment's 128, so its shrink is wider
+//! than any segment), random target sets (untargeted projections between the segments, whose columns
+//! must stay untouched), random batches mixing adapters and rows without one.
 //!
 //! Tolerance, per output column `o` of a row with adapter `i` (f16: u = 2^-11, bf16: u = 2^-8; the
 //! kernels accumulate in f32, eps = 2^-24): the device rounds x, A and B to the dtype (each within u
@@ -164,7 +164,7 @@ fn targets_from_mask(mask: u8) -> Vec<LoraTarget> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
-    /// Ranks up to 100 make q+k+v (or gate+up) exceed the expand kernel's 128 and split the group.
+    /// Ranks up to 100: q+k+v (or gate+up) add up to more than one segment's 128 lanes.
     #[test]
     fn device_groups_match_the_per_target_oracle(
         ranks in prop::collection::vec(1usize..=100, 1..=3),

@@ -1,7 +1,8 @@
 //! Edge cases of the ops that random inputs rarely hit, through the public API on the emulator.
 
 use ascend_cold::contracts::{
-    cold_token, ColdParams, ColdShape, ShrinkShape, COLD_NON_FINITE, COLD_SCORE_OVERFLOW,
+    cold_token, ColdParams, ColdShape, ExpandSegment, ExpandShape, ShrinkShape, COLD_NON_FINITE,
+    COLD_SCORE_OVERFLOW,
 };
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
 use ascend_cold::reference;
@@ -273,4 +274,74 @@ fn adapter_indices_out_of_range_are_refused_on_the_host_and_reported_from_the_de
     );
     // The stream is usable again after the report.
     s.synchronize().unwrap();
+}
+
+/// Segments the kernel cannot take are refused before launch, naming what was wrong, and y is left
+/// as it was: out of order, overlapping, empty, outside the slice or x's row, too many, a segment rank
+/// over 128, and weights of another length than the segments store.
+#[test]
+fn bad_expand_segments_are_refused_before_launch() {
+    let s = stream();
+    let d = s.device();
+    let seg = |row_start, rows, rank_start, rank| ExpandSegment {
+        row_start,
+        rows,
+        rank_start,
+        rank,
+    };
+    let shape = ExpandShape {
+        batch: 1,
+        rank: 200,
+        hidden_out: 64,
+        hidden_full: 64,
+        slice_offset: 0,
+        num_loras: 1,
+    };
+    let x = DeviceBuffer::from_host(d, &vec![1.0f32; 200]).unwrap();
+    let y0 = vec![bf16::from_f32(3.0); 64];
+    let cases: Vec<(Vec<ExpandSegment>, &str)> = vec![
+        (vec![seg(8, 8, 0, 4), seg(0, 8, 4, 4)], "segment 1"),
+        (vec![seg(0, 9, 0, 4), seg(8, 8, 4, 4)], "segment 1"),
+        (vec![seg(0, 0, 0, 4)], "segment 0"),
+        (vec![seg(0, 8, 0, 0)], "segment 0"),
+        (vec![seg(60, 8, 0, 4)], "segment 0"),
+        (vec![seg(0, 8, 198, 4)], "segment 0"),
+        (vec![seg(0, 1, 0, 1); 5], "at most 4"),
+        (vec![seg(0, 8, 0, 129)], "128"),
+    ];
+    for (segments, says) in cases {
+        let per_lora: usize = segments.iter().map(|s| s.rows * s.rank).sum();
+        let w = DeviceBuffer::from_host(d, &vec![bf16::ONE; per_lora.max(1)]).unwrap();
+        let mut y = DeviceBuffer::from_host(d, &y0).unwrap();
+        let op = ops::BgmvExpand {
+            x: x.view(),
+            weights: w.view(),
+            indices: AdapterIndices::Host(&[0]),
+            y: y.view_mut(),
+            shape,
+            add_inputs: false,
+        };
+        let err = ops::bgmv_expand_segmented(&s, op, &segments, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{segments:?}: {err}");
+        s.synchronize().unwrap();
+        assert_eq!(y.to_vec().unwrap(), y0, "{segments:?} wrote y");
+    }
+    // Weights sized for the dense [1, 64, 200] are not what two segments store.
+    let w = DeviceBuffer::from_host(d, &vec![bf16::ONE; 64 * 200]).unwrap();
+    let mut y = DeviceBuffer::from_host(d, &y0).unwrap();
+    let op = ops::BgmvExpand {
+        x: x.view(),
+        weights: w.view(),
+        indices: AdapterIndices::Host(&[0]),
+        y: y.view_mut(),
+        shape,
+        add_inputs: false,
+    };
+    let segments = [seg(0, 8, 0, 16), seg(8, 8, 16, 16)];
+    let err = ops::bgmv_expand_segmented(&s, op, &segments, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("weights") && err.contains("256"), "{err}");
 }

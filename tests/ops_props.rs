@@ -20,10 +20,12 @@
 //!   reference's best; when the reference's best beats every other kept score by more than that, the
 //!   tokens must be equal.
 
-use ascend_cold::contracts::{ColdParams, ColdShape, ExpandShape, Float, ShrinkShape};
+use ascend_cold::contracts::{
+    ColdParams, ColdShape, ExpandSegment, ExpandShape, Float, ShrinkShape, MAX_EXPAND_SEGMENTS,
+};
 use ascend_cold::harness::{
-    compare_cold, compare_expand, compare_shrink, poison, random_indices, random_vec, widen,
-    ColdResult,
+    compare_cold, compare_expand, compare_expand_segmented, compare_shrink, poison, random_indices,
+    random_vec, widen, ColdResult,
 };
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
 use ascend_cold::reference;
@@ -241,6 +243,123 @@ fn check_expand<T: Elem + ops::LoraFloat>(
     }
 }
 
+/// Up to MAX_EXPAND_SEGMENTS segments over `h_out` rows, in order, with random gaps before, between
+/// and after them (rows nobody writes), each reading a random window of the `rank` lanes (windows may
+/// overlap: the contract allows it).
+fn random_segments(rng: &mut StdRng, h_out: usize, rank: usize) -> Vec<ExpandSegment> {
+    let n = rng.gen_range(1..=MAX_EXPAND_SEGMENTS.min(h_out));
+    // n distinct cut points split 0..h_out into n consecutive pieces; each piece loses a random tail
+    // (a gap), keeping at least one row.
+    let mut starts: Vec<usize> = rand::seq::index::sample(rng, h_out, n).into_vec();
+    starts.sort_unstable();
+    starts[0] = if rng.gen_bool(0.5) { 0 } else { starts[0] };
+    (0..n)
+        .map(|j| {
+            let end = if j + 1 < n { starts[j + 1] } else { h_out };
+            let rows = rng.gen_range(1..=end - starts[j]);
+            let seg_rank = rng.gen_range(1..=rank.min(128));
+            ExpandSegment {
+                row_start: starts[j],
+                rows,
+                rank_start: rng.gen_range(0..=rank - seg_rank),
+                rank: seg_rank,
+            }
+        })
+        .collect()
+}
+
+/// As check_expand, with the weight stored as random segments: against the dense reference on the
+/// weight the segments make, and the rows no segment covers untouched (poison stays poison).
+fn check_expand_segmented<T: Elem + ops::LoraFloat>(
+    seed: u64,
+    (batch, rank, h_out, extra, loras): (usize, usize, usize, usize, usize),
+    add: bool,
+    tiled: bool,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let offset = rng.gen_range(0..=extra);
+    let shape = ExpandShape {
+        batch,
+        rank,
+        hidden_out: h_out,
+        hidden_full: h_out + extra,
+        slice_offset: offset,
+        num_loras: loras,
+    };
+    let segments = random_segments(&mut rng, h_out, rank);
+    let per_lora: usize = segments.iter().map(|s| s.rows * s.rank).sum();
+    let full = h_out + extra;
+    let x: Vec<f32> = random_vec(&mut rng, batch * rank, 1.0);
+    let w: Vec<T> = random_vec(&mut rng, loras * per_lora, 0.5);
+    let idx = random_indices(&mut rng, batch, loras);
+    let mut y0: Vec<T> = poison(batch * full);
+    if add {
+        for v in y0.iter_mut() {
+            *v = T::from_f64(rng.gen_range(-2.0..2.0));
+        }
+    }
+    let mut expected = y0.clone();
+    reference::bgmv_expand_segmented(&x, &w, &idx, &mut expected, shape, &segments, add).unwrap();
+    let dense = reference::dense_expand_weights(&w, shape, &segments);
+    for device in devices() {
+        let stream = Stream::new(&device).unwrap();
+        let (dx, dw) = (
+            DeviceBuffer::from_host(&device, &x).unwrap(),
+            DeviceBuffer::from_host(&device, &w).unwrap(),
+        );
+        let mut dy = DeviceBuffer::from_host(&device, &y0).unwrap();
+        let tiling = tiled.then(|| {
+            let profile = device.profile().unwrap();
+            let base =
+                BgmvExpandTiling::choose_segmented(shape, &segments, T::DT, add, &profile).unwrap();
+            BgmvExpandTiling {
+                block_num: rng.gen_range(1..=profile.vector_cores),
+                tile_h: 8 * rng.gen_range(1..=31),
+                ..base
+            }
+        });
+        let tiling = tiling.filter(|t| {
+            let profile = device.profile().unwrap();
+            t.validate_segmented(shape, &segments, T::DT, &profile)
+                .is_ok()
+        });
+        ops::bgmv_expand_segmented(
+            &stream,
+            ops::BgmvExpand {
+                x: dx.view(),
+                weights: dw.view(),
+                indices: AdapterIndices::Host(&idx),
+                y: dy.view_mut(),
+                shape,
+                add_inputs: add,
+            },
+            &segments,
+            tiling.as_ref(),
+        )
+        .unwrap();
+        stream.synchronize().unwrap();
+        let y = dy.to_vec().unwrap();
+        let errs = compare_expand_segmented(
+            T::DT,
+            &widen(&x),
+            &widen(&dense),
+            &idx,
+            &widen(&y0),
+            &widen(&y),
+            &widen(&expected),
+            shape,
+            &segments,
+            add,
+        );
+        assert!(
+            errs.ok(),
+            "{:?} {shape:?} {segments:?} add {add} tiling {tiling:?}: {:?}",
+            T::DT,
+            errs.first_failure
+        );
+    }
+}
+
 fn check_cold<T: Elem + ops::LogitFloat>(
     e: &[T],
     a: &[T],
@@ -349,6 +468,13 @@ proptest! {
     fn expand_matches_reference(seed: u64, batch in 1usize..=256, rank in 1usize..=128, h_out in 1usize..=2100, extra in 0usize..=40, loras in 1usize..=16, add: bool, tiled: bool, bf: bool) {
         let batch = batch.min(1 + 3_000_000 / (h_out * rank));
         if bf { check_expand::<bf16>(seed, (batch, rank, h_out, extra, loras), add, tiled) } else { check_expand::<f16>(seed, (batch, rank, h_out, extra, loras), add, tiled) }
+    }
+
+    /// Rank up to 300: a segmented weight's x row may be wider than one segment's 128 lanes.
+    #[test]
+    fn segmented_expand_matches_reference(seed: u64, batch in 1usize..=64, rank in 1usize..=300, h_out in 1usize..=2100, extra in 0usize..=40, loras in 1usize..=8, add: bool, tiled: bool, bf: bool) {
+        let batch = batch.min(1 + 3_000_000 / (h_out * rank));
+        if bf { check_expand_segmented::<bf16>(seed, (batch, rank, h_out, extra, loras), add, tiled) } else { check_expand_segmented::<f16>(seed, (batch, rank, h_out, extra, loras), add, tiled) }
     }
 
     #[test]

@@ -1,103 +1,42 @@
-//! LoRA deltas on a device: one [`ops::bgmv_shrink`] and one [`ops::bgmv_expand`] per fused
+//! LoRA deltas on a device: one [`ops::bgmv_shrink`] and one [`ops::bgmv_expand_segmented`] per fused
 //! projection group (docs/ARCHITECTURE.md, "The LoRA path").
 //!
 //! At construction the stacked adapters ([`StackedAdapters`]: per target A `[L, R, in]`, B
 //! `[L, out, R]`, scaling folded into B) are re-stacked per (layer, [`LoraGroup`]) and uploaded once in
 //! the kernels' dtype: the group's A matrices one above the other (`[L, R_q + R_k + R_v, in]`: one
-//! shrink gives every target's rank vector), its B matrices block-diagonal (`[L, out_group, R_total]`:
-//! one expand writes every target's columns of the group's output row, in place, through
-//! `slice_offset`). A group whose ranks add up to more than the expand kernel takes
-//! ([`MAX_EXPAND_RANK`]) is split into parts of consecutive targets, one shrink and expand each.
+//! shrink gives every target's rank vector), and its B matrices one after another, each an
+//! [`ExpandSegment`] of the group's block-diagonal B (one expand writes every target's columns of the
+//! group's output row, in place, without multiplying the zeros between targets).
 //!
-//! Per call: the rows that have an adapter (not CoLD's amateur rows) are gathered, rounded to the
-//! dtype and uploaded once for the whole group, shrunk and expanded into one device buffer, downloaded
-//! once, and added in f32 into the group's output. The device buffers and the host staging are
-//! reused from call to call (grown when a batch needs more), so a steady decode allocates nothing on
-//! the device.
+//! Per call ([`LoraDelta::project`]): the rows that have an adapter (not CoLD's amateur rows) are
+//! gathered, rounded to the dtype and uploaded once for the whole group, and its shrink and expand are
+//! queued; the host then runs the group's base matmul while the device computes, downloads the delta
+//! once and adds it in f32 into the group's output. The device buffers and the host staging are reused
+//! from call to call (grown when a batch needs more), so a steady decode allocates nothing on the
+//! device.
 
 use super::adapter::StackedAdapters;
 use super::config::LlamaConfig;
 use super::lora::{check_delta_args, check_delta_input, check_delta_len, LoraDelta, LoraRows};
 use super::targets::LoraGroup;
-use crate::contracts::{ExpandShape, ShrinkShape};
+use crate::contracts::{ExpandSegment, ExpandShape, ShrinkShape};
 use crate::ops::{self, AdapterIndices, LoraFloat};
-use crate::tiling::MAX_EXPAND_RANK;
 use crate::{DeviceBuffer, Result, Stream};
 use std::sync::{Mutex, MutexGuard};
 
-/// Consecutive targets of a group whose ranks fit one expand: one shrink and one expand write the
-/// part's columns of the group's output.
-struct Part<T: LoraFloat> {
-    /// `R_part`: the sum of the (padded) ranks of the part's targets.
-    rank: usize,
-    /// First column of the part in the group's device output row.
-    column: usize,
-    /// Columns the part writes.
-    width: usize,
-    /// `[num_adapters, rank, in]`.
-    a: DeviceBuffer<T>,
-    /// `[num_adapters, width, rank]`, block-diagonal over the part's targets.
-    b: DeviceBuffer<T>,
-}
-
 /// One (layer, group)'s weights on the device.
 struct DeviceGroup<T: LoraFloat> {
-    /// First and one-past-last column of the group's output row that any part writes: only these
+    /// First and one-past-last column of the group's output row that any target writes: only these
     /// are computed on the device and downloaded.
     columns: std::ops::Range<usize>,
-    parts: Vec<Part<T>>,
-}
-
-/// What a target contributes to a part while it is being stacked.
-struct TargetBlock<'a> {
-    column: usize,
+    /// `R_group`: the sum of the targets' (padded) ranks, the shrink's output width.
     rank: usize,
-    out: usize,
-    a: &'a [f32],
-    b: &'a [f32],
-}
-
-/// Stacks the targets' A above each other and their B block-diagonally, for `num_adapters` adapters
-/// with input width `inf`. The part's `column` is its first target's column in the group's row.
-fn stack_part<T: LoraFloat>(
-    blocks: &[TargetBlock<'_>],
-    num_adapters: usize,
-    inf: usize,
-    stream: &Stream,
-) -> Result<Part<T>> {
-    let rank: usize = blocks.iter().map(|b| b.rank).sum();
-    let first = blocks[0].column;
-    let last = &blocks[blocks.len() - 1];
-    let width = last.column + last.out - first;
-    let mut a = vec![T::from_f64(0.0); num_adapters * rank * inf];
-    let mut b = vec![T::from_f64(0.0); num_adapters * width * rank];
-    for i in 0..num_adapters {
-        let mut r0 = 0;
-        for blk in blocks {
-            let src_a = &blk.a[i * blk.rank * inf..(i + 1) * blk.rank * inf];
-            let dst_a = &mut a[(i * rank + r0) * inf..(i * rank + r0 + blk.rank) * inf];
-            for (d, &s) in dst_a.iter_mut().zip(src_a) {
-                *d = T::from_f64(f64::from(s));
-            }
-            for o in 0..blk.out {
-                let src = &blk.b[(i * blk.out + o) * blk.rank..(i * blk.out + o + 1) * blk.rank];
-                let row = i * width + blk.column - first + o;
-                let dst = &mut b[row * rank + r0..row * rank + r0 + blk.rank];
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    *d = T::from_f64(f64::from(s));
-                }
-            }
-            r0 += blk.rank;
-        }
-    }
-    let device = stream.device();
-    Ok(Part {
-        rank,
-        column: first,
-        width,
-        a: DeviceBuffer::from_host(device, &a)?,
-        b: DeviceBuffer::from_host(device, &b)?,
-    })
+    /// Per adapted target, its columns (from `columns.start`) and its lanes of the shrink's output.
+    segments: Vec<ExpandSegment>,
+    /// `[num_adapters, rank, in]`, the targets' A one above the other.
+    a: DeviceBuffer<T>,
+    /// The targets' B `[num_adapters, out_t, R_t]` one after another (the segments' layout).
+    b: DeviceBuffer<T>,
 }
 
 impl<T: LoraFloat> DeviceGroup<T> {
@@ -109,41 +48,54 @@ impl<T: LoraFloat> DeviceGroup<T> {
         stream: &Stream,
     ) -> Result<Option<Self>> {
         let config = stacked.config();
-        let blocks: Vec<TargetBlock<'_>> = group
+        let modules: Vec<_> = group
             .columns(config)
-            .filter_map(|(target, column)| {
-                let m = stacked.module(layer, target)?;
-                Some(TargetBlock {
-                    column,
-                    rank: m.rank,
-                    out: m.out_features,
-                    a: m.a,
-                    b: m.b,
-                })
-            })
+            .filter_map(|(target, column)| Some((column, stacked.module(layer, target)?)))
             .collect();
-        let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+        let (Some(first), Some(last)) = (modules.first(), modules.last()) else {
             return Ok(None);
         };
-        let columns = first.column..last.column + last.out;
+        let columns = first.0..last.0 + last.1.out_features;
         let inf = group.dims(config).0;
-        // Greedy split into runs whose ranks fit one expand (one run for every usual rank).
-        let mut parts = Vec::new();
-        let mut start = 0;
-        while start < blocks.len() {
-            let mut end = start + 1;
-            let mut rank = blocks[start].rank;
-            while end < blocks.len() && rank + blocks[end].rank <= MAX_EXPAND_RANK as usize {
-                rank += blocks[end].rank;
-                end += 1;
+        let num_adapters = stacked.len();
+        let rank: usize = modules.iter().map(|(_, m)| m.rank).sum();
+        let to_dtype = |v: &f32| T::from_f64(f64::from(*v));
+        let mut a = Vec::with_capacity(num_adapters * rank * inf);
+        for i in 0..num_adapters {
+            for (_, m) in &modules {
+                a.extend(
+                    m.a[i * m.rank * inf..(i + 1) * m.rank * inf]
+                        .iter()
+                        .map(to_dtype),
+                );
             }
-            parts.push(stack_part(&blocks[start..end], stacked.len(), inf, stream)?);
-            start = end;
         }
-        for part in &mut parts {
-            part.column -= columns.start;
-        }
-        Ok(Some(DeviceGroup { columns, parts }))
+        let b: Vec<T> = modules
+            .iter()
+            .flat_map(|(_, m)| m.b.iter().map(to_dtype))
+            .collect();
+        let mut rank_start = 0;
+        let segments = modules
+            .iter()
+            .map(|&(column, m)| {
+                let segment = ExpandSegment {
+                    row_start: column - columns.start,
+                    rows: m.out_features,
+                    rank_start,
+                    rank: m.rank,
+                };
+                rank_start += m.rank;
+                segment
+            })
+            .collect();
+        let device = stream.device();
+        Ok(Some(DeviceGroup {
+            columns,
+            rank,
+            segments,
+            a: DeviceBuffer::from_host(device, &a)?,
+            b: DeviceBuffer::from_host(device, &b)?,
+        }))
     }
 }
 
@@ -205,8 +157,7 @@ impl<T: LoraFloat> DeviceLora<T> {
         self.groups
             .iter()
             .flatten()
-            .flat_map(|g| &g.parts)
-            .map(|p| (p.a.len() + p.b.len()) * elem)
+            .map(|g| (g.a.len() + g.b.len()) * elem)
             .sum()
     }
 
@@ -259,7 +210,6 @@ impl<T: LoraFloat> DeviceLora<T> {
         let inf = group.dims(&self.config).0;
         let n = active.len();
         let computed = weights.columns.len();
-        let max_rank = weights.parts.iter().map(|p| p.rank).max().unwrap_or(0);
         let indices = AdapterIndices::Checked(rows.active_checked());
 
         let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
@@ -277,50 +227,49 @@ impl<T: LoraFloat> DeviceLora<T> {
                 .map(|&v| T::from_f64(f64::from(v)))
         }));
         ensure(dx, &self.stream, n * inf)?;
-        ensure(mid, &self.stream, n * max_rank)?;
+        ensure(mid, &self.stream, n * weights.rank)?;
         ensure(dy, &self.stream, n * computed)?;
         // A synchronous upload (after the work queued on its buffer): a copy from pageable memory
         // returns only once it is done even when queued (docs/BOARD.md, "aclrtMemcpyAsync"), so
         // queueing it would only add a hand-over to the stream's worker.
         dx.slice_mut(..n * inf)?.copy_from_host(host_x)?;
-        for part in &weights.parts {
-            ops::bgmv_shrink(
-                &self.stream,
-                ops::BgmvShrink {
-                    x: dx.slice(..n * inf)?,
-                    weights: part.a.view(),
-                    indices,
-                    y: mid.slice_mut(..n * part.rank)?,
-                    shape: ShrinkShape {
-                        batch: n,
-                        hidden_in: inf,
-                        rank: part.rank,
-                        num_loras: self.num_adapters,
-                    },
-                    scale: 1.0,
+        ops::bgmv_shrink(
+            &self.stream,
+            ops::BgmvShrink {
+                x: dx.slice(..n * inf)?,
+                weights: weights.a.view(),
+                indices,
+                y: mid.slice_mut(..n * weights.rank)?,
+                shape: ShrinkShape {
+                    batch: n,
+                    hidden_in: inf,
+                    rank: weights.rank,
+                    num_loras: self.num_adapters,
                 },
-                None,
-            )?;
-            ops::bgmv_expand(
-                &self.stream,
-                ops::BgmvExpand {
-                    x: mid.slice(..n * part.rank)?,
-                    weights: part.b.view(),
-                    indices,
-                    y: dy.slice_mut(..n * computed)?,
-                    shape: ExpandShape {
-                        batch: n,
-                        rank: part.rank,
-                        hidden_out: part.width,
-                        hidden_full: computed,
-                        slice_offset: part.column,
-                        num_loras: self.num_adapters,
-                    },
-                    add_inputs: false,
+                scale: 1.0,
+            },
+            None,
+        )?;
+        ops::bgmv_expand_segmented(
+            &self.stream,
+            ops::BgmvExpand {
+                x: mid.slice(..n * weights.rank)?,
+                weights: weights.b.view(),
+                indices,
+                y: dy.slice_mut(..n * computed)?,
+                shape: ExpandShape {
+                    batch: n,
+                    rank: weights.rank,
+                    hidden_out: computed,
+                    hidden_full: computed,
+                    slice_offset: 0,
+                    num_loras: self.num_adapters,
                 },
-                None,
-            )?;
-        }
+                add_inputs: false,
+            },
+            &weights.segments,
+            None,
+        )?;
         Ok(Some(Queued {
             staging,
             weights,
@@ -345,9 +294,9 @@ impl<T: LoraFloat> DeviceLora<T> {
         // Synchronous, as the upload: it waits for the kernels.
         dy.slice(..n * computed)?.copy_to_host(host_y)?;
         let delta = &host_y[..];
-        // Only the parts' columns were written (targets no adapter adapts may lie between parts).
-        for part in &weights.parts {
-            let (from, to) = (part.column, part.column + part.width);
+        // Only the segments' columns were written (targets no adapter adapts may lie between them).
+        for seg in &weights.segments {
+            let (from, to) = (seg.row_start, seg.row_start + seg.rows);
             for (k, &row) in active.iter().enumerate() {
                 let out = &mut y[row * width + cols.start + from..row * width + cols.start + to];
                 let d = &delta[k * computed + from..k * computed + to];

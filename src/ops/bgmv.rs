@@ -1,7 +1,7 @@
 //! `bgmv_shrink` and `bgmv_expand`: each row of a batch through its own LoRA adapter, or none.
 
 use super::{kernel, scratch, status_fault, AdapterIndices, LoraFloat, TrustedIndices};
-use crate::contracts::{ExpandShape, ShrinkShape};
+use crate::contracts::{ExpandSegment, ExpandShape, ShrinkShape};
 use crate::memory::{DeviceView, DeviceViewMut};
 use crate::module::KernelArg;
 use crate::tiling::{BgmvExpandTiling, BgmvShrinkTiling};
@@ -180,6 +180,54 @@ pub fn bgmv_expand<T: LoraFloat>(
     op: BgmvExpand<'_, T>,
     tiling: Option<&BgmvExpandTiling>,
 ) -> Result<()> {
+    bgmv_expand_segmented(stream, op, &[], tiling)
+}
+
+/// [`bgmv_expand`] with a block-diagonal weight stored as `segments` ([`ExpandSegment`], at most
+/// [`MAX_EXPAND_SEGMENTS`](crate::contracts::MAX_EXPAND_SEGMENTS); none: dense): `weights` holds
+/// each segment's `[num_loras, rows, rank]` one after another, and the slice's rows no segment covers
+/// are not written. One launch expands a fused projection's targets (q, k and v, say) from one shrink
+/// output without multiplying the zeros between them; on each row the result is that of
+/// [`bgmv_expand`] with the dense block-diagonal weight.
+///
+/// ```
+/// use ascend_cold::contracts::{ExpandSegment, ExpandShape};
+/// use ascend_cold::half::bf16;
+/// use ascend_cold::{ops, Device, DeviceBuffer, Stream};
+/// let device = Device::emulator()?;
+/// let stream = Stream::new(&device)?;
+/// // x = [1, 2 | 3]: lanes 0..2 feed output rows 0..2, lane 2 feeds row 3; row 2 has no segment.
+/// let x = DeviceBuffer::from_host(&device, &[1.0f32, 2.0, 3.0])?;
+/// let w: Vec<bf16> = [1.0, 1.0, 0.5, 0.0, 2.0].map(bf16::from_f32).to_vec();
+/// let weights = DeviceBuffer::from_host(&device, &w)?;
+/// let mut y = DeviceBuffer::from_host(&device, &[bf16::from_f32(9.0); 4])?;
+/// let segments = [
+///     ExpandSegment { row_start: 0, rows: 2, rank_start: 0, rank: 2 },
+///     ExpandSegment { row_start: 3, rows: 1, rank_start: 2, rank: 1 },
+/// ];
+/// let op = ops::BgmvExpand {
+///     x: x.view(),
+///     weights: weights.view(),
+///     indices: ops::AdapterIndices::Host(&[0]),
+///     y: y.view_mut(),
+///     shape: ExpandShape { batch: 1, rank: 3, hidden_out: 4, hidden_full: 4, slice_offset: 0, num_loras: 1 },
+///     add_inputs: false,
+/// };
+/// ops::bgmv_expand_segmented(&stream, op, &segments, None)?;
+/// stream.synchronize()?;
+/// assert_eq!(y.to_vec()?, [3.0, 0.5, 9.0, 6.0].map(bf16::from_f32));
+/// # Ok::<(), ascend_cold::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`bgmv_expand`], plus segments out of order, overlapping, empty, outside the slice or x's
+/// row, more than the kernel takes, or a segment rank above 128.
+pub fn bgmv_expand_segmented<T: LoraFloat>(
+    stream: &Stream,
+    op: BgmvExpand<'_, T>,
+    segments: &[ExpandSegment],
+    tiling: Option<&BgmvExpandTiling>,
+) -> Result<()> {
     let BgmvExpand {
         x,
         weights,
@@ -188,8 +236,9 @@ pub fn bgmv_expand<T: LoraFloat>(
         shape,
         add_inputs,
     } = op;
-    shape.check_lens(
+    shape.check_segmented_lens(
         "bgmv_expand",
+        segments,
         x.len(),
         weights.len(),
         indices.len(),
@@ -204,13 +253,15 @@ pub fn bgmv_expand<T: LoraFloat>(
     let (kernel, profile) = kernel(stream, name)?;
     let tiling = match tiling {
         Some(t) => {
-            t.validate(shape, T::DTYPE, &profile)?;
+            t.validate_segmented(shape, segments, T::DTYPE, &profile)?;
             BgmvExpandTiling {
                 add_inputs: add_inputs.into(),
                 ..*t
             }
         }
-        None => BgmvExpandTiling::choose(shape, T::DTYPE, add_inputs, &profile)?,
+        None => {
+            BgmvExpandTiling::choose_segmented(shape, segments, T::DTYPE, add_inputs, &profile)?
+        }
     };
     let launch = BgmvLaunch {
         name,
@@ -220,8 +271,9 @@ pub fn bgmv_expand<T: LoraFloat>(
         batch,
         num_loras,
     };
-    // SAFETY: lengths checked against `shape`, element types from `T`, the tiling validated for the
-    // device; indices are checked on the host or by the kernel.
+    // SAFETY: lengths checked against `shape` and `segments`, element types from `T`, the tiling
+    // validated for the device and carrying the same segments; indices are checked on the host or by
+    // the kernel.
     unsafe { launch.run(stream, &x, &weights, indices, &y) }
 }
 

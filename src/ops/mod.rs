@@ -1,4 +1,4 @@
-//! Validated kernel launches: `bgmv_shrink`, `bgmv_expand` and `cold_score` on a [`Stream`].
+//! Validated kernel launches: `bgmv_shrink`, `bgmv_expand` (dense or segmented) and `cold_score` on a [`Stream`].
 //!
 //! Contract: every op checks its inputs before anything is queued (shapes against lengths, dtypes by
 //! type, devices, adapter indices when they are host-visible, a caller's tiling against the device),
@@ -21,7 +21,7 @@ mod bgmv;
 mod cold;
 mod scratch;
 
-pub use bgmv::{bgmv_expand, bgmv_shrink, BgmvExpand, BgmvShrink};
+pub use bgmv::{bgmv_expand, bgmv_expand_segmented, bgmv_shrink, BgmvExpand, BgmvShrink};
 pub use cold::{cold_score, cold_score_host, cold_score_strided, ColdOutputs, RowStrides};
 
 use crate::contracts::{CheckedIndices, Float};
