@@ -22,12 +22,21 @@ struct Queue {
     completed: u64,
     fault: Option<Fault>,
     shutdown: bool,
+    /// The worker waits on `work` for a task: a submit must wake it.
+    worker_waiting: bool,
+    /// Host threads waiting on `done` for tasks to complete: a completion must wake them.
+    hosts_waiting: usize,
 }
 
 pub(super) struct EmuStream {
     pub(super) device: u32,
     queue: Mutex<Queue>,
-    changed: Condvar,
+    /// Signalled when a task is queued or the stream shuts down (the worker waits on it).
+    work: Condvar,
+    /// Signalled when tasks complete (hosts wait on it). Two condvars, each notified only when someone
+    /// waits on it: a futex wake per launch and per completion cost more than the small kernels of a
+    /// decode step (docs/DECODING.md, "third round").
+    done: Condvar,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -36,7 +45,8 @@ impl EmuStream {
         let stream = Arc::new(EmuStream {
             device,
             queue: Mutex::new(Queue::default()),
-            changed: Condvar::new(),
+            work: Condvar::new(),
+            done: Condvar::new(),
             worker: Mutex::new(None),
         });
         let worker = Arc::clone(&stream);
@@ -64,7 +74,9 @@ impl EmuStream {
                     if q.shutdown {
                         break None;
                     }
-                    q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+                    q.worker_waiting = true;
+                    q = self.work.wait(q).unwrap_or_else(|e| e.into_inner());
+                    q.worker_waiting = false;
                 }
             };
             let Some((task, poisoned)) = task else { return };
@@ -79,7 +91,9 @@ impl EmuStream {
         if let Err(fault) = result {
             q.fault.get_or_insert(fault);
         }
-        self.changed.notify_all();
+        if q.hosts_waiting > 0 {
+            self.done.notify_all();
+        }
     }
 
     /// Queues a task behind everything already submitted; returns its ticket for [`Self::wait`].
@@ -87,7 +101,9 @@ impl EmuStream {
         let mut q = lock(&self.queue);
         q.tasks.push_back(task);
         q.submitted += 1;
-        self.changed.notify_all();
+        if q.worker_waiting {
+            self.work.notify_one();
+        }
         q.submitted
     }
 
@@ -96,7 +112,7 @@ impl EmuStream {
     pub(super) fn wait(&self, ticket: u64) -> Result<(), Fault> {
         let mut q = lock(&self.queue);
         while q.completed < ticket {
-            q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = self.wait_done(q);
         }
         match &q.fault {
             None => Ok(()),
@@ -115,7 +131,7 @@ impl EmuStream {
         let mut q = lock(&self.queue);
         let target = q.submitted;
         while q.completed < target {
-            q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = self.wait_done(q);
         }
         match &q.fault {
             None => Ok(()),
@@ -130,16 +146,20 @@ impl EmuStream {
         let target = q.submitted;
         while q.completed < target {
             q = match deadline {
-                None => self.changed.wait(q).unwrap_or_else(|e| e.into_inner()),
+                None => self.wait_done(q),
                 Some(deadline) => {
                     let now = std::time::Instant::now();
                     if now >= deadline {
                         return Ok(false);
                     }
-                    self.changed
+                    q.hosts_waiting += 1;
+                    let mut q = self
+                        .done
                         .wait_timeout(q, deadline - now)
                         .unwrap_or_else(|e| e.into_inner())
-                        .0
+                        .0;
+                    q.hosts_waiting -= 1;
+                    q
                 }
             };
         }
@@ -147,6 +167,14 @@ impl EmuStream {
             None => Ok(true),
             Some(f) => Err(f.clone()),
         }
+    }
+
+    /// Waits (as a host) until a task completes or the stream shuts down.
+    fn wait_done<'a>(&self, mut q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+        q.hosts_waiting += 1;
+        let mut q = self.done.wait(q).unwrap_or_else(|e| e.into_inner());
+        q.hosts_waiting -= 1;
+        q
     }
 
     /// Whether every task submitted so far has run.
@@ -166,7 +194,8 @@ impl EmuStream {
                 q.completed += dropped;
             }
             q.shutdown = true;
-            self.changed.notify_all();
+            self.work.notify_all();
+            self.done.notify_all();
         }
         if let Some(join) = lock(&self.worker).take() {
             if join.thread().id() != std::thread::current().id() {
