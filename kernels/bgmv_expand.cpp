@@ -8,18 +8,19 @@
 //   q/k/v (or gate/up) of a fused projection without multiplying their zeros.
 //
 // Work split: a task is (row, chunk of H_out); tasks are dealt round-robin over the blocks. Within a task, per
-// segment it meets: x's lanes of the segment repeated once per tile row, then per tile of tileH output rows the
-// tileH x rank_j weights arrive in one DataCopyPad (each row padded to 32 bytes in UB), are cast to f32 and
-// multiplied by the repeated x, and WholeReduceSum folds each row: one repeat per output row (hence
-// tileH <= 255), and one WholeReduceSum per 64-lane rank chunk (a repeat covers 256 bytes = 64 f32), the chunk
-// sums added in f32. rank_j in 1..=128 (vLLM's LoRA ranks): 1 or 2 chunks, the last one masked to the tail.
+// segment it meets: x's lanes of the segment into one UB row, then per tile of tileH output rows the tileH x
+// rank_j weights arrive in one DataCopyPad (each row padded to 32 bytes in UB), are cast to f32 and multiplied by
+// the x row (a level-0 Mul whose x operand repeats with stride 0), and WholeReduceSum folds each row: one repeat
+// per output row (hence tileH <= 255), and one Mul and one WholeReduceSum per 64-lane rank chunk (a repeat covers
+// 256 bytes = 64 f32), the chunk sums added in f32. rank_j in 1..=128 (vLLM's LoRA ranks): 1 or 2 chunks, the
+// last one masked to the tail.
 // Minimal traffic (bytes), s = sizeof(dtype), over rows with idx >= 0 (dense: one segment of H_out rows, R lanes):
 //   8 B (idx) + 4 B (status) + sum_rows sum_j (rows_j rank_j s + 4 rank_j + rows_j s (write) [+ rows_j s (read)]).
 // This kernel moves that plus 4 rank_j per extra chunk of a row meeting segment j (x re-read) plus the tiling once
 // per block.
-// UB (rowStride = the largest rank_j rounded up to 16): tileH rowStride (2 s + 8) for Bw, Bw f32 and x repeated,
-// plus tileH (2 s + 12) for y in/out, y f32, sum and the chunk partial sum. R = 16, tileH = 248, f16: about
-// 51 KiB; R = 128 f16: the tiling shrinks tileH to 88 (about 135 KiB of the 184 KiB).
+// UB (rowStride = the largest rank_j rounded up to 16): tileH rowStride (2 s + 4) for Bw (double-buffered) and
+// Bw f32, rowStride 4 for x, plus tileH (2 s + 12) for y in/out, y f32, sum and the chunk partial sum. R = 16,
+// tileH = 248, f16: 35 KiB; R = 128 f16: the tiling shrinks tileH to 128 (131 KiB of the 184 KiB).
 #include "kernel_common.h"
 
 using namespace AscendC;
@@ -66,7 +67,7 @@ public:
         const uint32_t tile = tiling_.tileH;
         pipe_.InitBuffer(wQue_, kBufferNum, tile * rowStride * sizeof(OutT));
         pipe_.InitBuffer(wFloatBuf_, tile * rowStride * sizeof(AccT));
-        pipe_.InitBuffer(xRepBuf_, tile * rowStride * sizeof(AccT));
+        pipe_.InitBuffer(xRowBuf_, rowStride * sizeof(AccT));
         pipe_.InitBuffer(yInQue_, 1, tile * sizeof(OutT));
         pipe_.InitBuffer(yOutQue_, 1, tile * sizeof(OutT));
         pipe_.InitBuffer(sumBuf_, tile * sizeof(AccT));
@@ -113,7 +114,7 @@ private:
     {
         const BgmvExpandSegment& seg = segments_[j];
         const uint32_t stride = RowStride(seg.rank);
-        LoadX(row, seg, cold::Min(tiling_.tileH, to - from), stride);
+        LoadX(row, seg);
         for (uint32_t h = from; h < to; h += tiling_.tileH) {
             const uint32_t rows = cold::Min(tiling_.tileH, to - h);
             CopyIn(lora, row, j, h, rows);
@@ -122,16 +123,15 @@ private:
         }
     }
 
-    // x[row]'s lanes of segment seg into the first row of xRep, then doubled until `rows` rows hold it.
-    __aicore__ inline void LoadX(uint32_t row, const BgmvExpandSegment& seg, uint32_t rows, uint32_t stride)
+    // x[row]'s lanes of segment seg into xRow.
+    __aicore__ inline void LoadX(uint32_t row, const BgmvExpandSegment& seg)
     {
-        LocalTensor<AccT> xRep = xRepBuf_.Get<AccT>();
-        PipeBarrier<PIPE_ALL>();  // V -> MTE2: the previous Mul may still read xRep
-        DataCopyPad(xRep, xGm_[static_cast<uint64_t>(row) * tiling_.rank + seg.rankStart],
+        LocalTensor<AccT> xRow = xRowBuf_.Get<AccT>();
+        PipeBarrier<PIPE_ALL>();  // V -> MTE2: the previous Mul may still read xRow
+        DataCopyPad(xRow, xGm_[static_cast<uint64_t>(row) * tiling_.rank + seg.rankStart],
                     DataCopyExtParams(1, seg.rank * sizeof(AccT), 0, 0, 0),
                     DataCopyPadExtParams<AccT>(false, 0, 0, 0.0f));
         PipeBarrier<PIPE_ALL>();  // MTE2 -> V
-        cold::RepeatFirstRow(xRep, rows, stride);
     }
 
     __aicore__ inline void CopyIn(uint32_t lora, uint32_t row, uint32_t j, uint32_t h, uint32_t rows)
@@ -161,7 +161,20 @@ private:
         Cast(wFloat, wLocal, RoundMode::CAST_NONE, count);
         wQue_.FreeTensor(wLocal);
         PipeBarrier<PIPE_V>();
-        Mul(wFloat, wFloat, xRepBuf_.Get<AccT>(), count);
+        // Every weight row times the one x row: a repeat per output row, x's repeat stride 0 (the broadcast
+        // of asc-devkit's RmsNorm, impl/adv_api/detail/normalization/rmsnorm/rmsnorm_common_impl.h), one call per
+        // 64-lane chunk of the rank. Rows are stride * 4 / 32 blocks apart (<= 16: the rank is <= 128).
+        LocalTensor<AccT> xRow = xRowBuf_.Get<AccT>();
+        const uint8_t rowBlocks = static_cast<uint8_t>(stride * sizeof(AccT) / kBlockBytes);
+        for (uint32_t r0 = 0; r0 < rank; r0 += kRankChunk) {
+            // The chunks' lanes interleave within one span of rows; ordered as if they overlapped (the emulator's
+            // pipe model sees a strided operand as its span). Only ranks above 64 have a second chunk.
+            if (r0 > 0) {
+                PipeBarrier<PIPE_V>();
+            }
+            Mul(wFloat[r0], wFloat[r0], xRow[r0], cold::Min(rank - r0, kRankChunk), static_cast<uint8_t>(rows),
+                BinaryRepeatParams(1, 1, 1, rowBlocks, rowBlocks, 0));
+        }
         PipeBarrier<PIPE_V>();
         ReduceRows(sum, wFloat, rows, rank, stride);
         if (tiling_.addInputs != 0) {
@@ -218,7 +231,7 @@ private:
     TQue<TPosition::VECIN, kBufferNum> wQue_;
     TQue<TPosition::VECIN, 1> yInQue_;
     TQue<TPosition::VECOUT, 1> yOutQue_;
-    TBuf<TPosition::VECIN> xRepBuf_;     // DataCopyPad's target: VECIN or VECOUT on Atlas A2
+    TBuf<TPosition::VECIN> xRowBuf_;     // DataCopyPad's target: VECIN or VECOUT on Atlas A2
     TBuf<TPosition::VECOUT> statusBuf_;  // and its source
     TBuf<TPosition::VECCALC> wFloatBuf_, sumBuf_, partBuf_, yFloatBuf_;
     GlobalTensor<AccT> xGm_;

@@ -371,7 +371,8 @@ impl BgmvExpandTiling {
         let t = u64::from(self.tile_h);
         let w = t * self.row_stride();
         2 * ub32(w * u64::from(dtype.size()))
-            + 2 * ub32(w * 4)
+            + ub32(w * 4)
+            + ub32(self.row_stride() * 4)
             + 2 * ub32(t * u64::from(dtype.size()))
             + 3 * ub32(t * 4)
             + 32

@@ -40,6 +40,8 @@ extern "C" void emu_selftest_add_f32(uint8_t* x, uint8_t* y, uint8_t* z, uint8_t
 //   MTE2 writes (WAR: a copy into a buffer the previous task's vector op still reads); 19: S writes, MTE3 reads;
 //   20: V writes, S reads.
 //   21: DataCopyPad UB->GM from VECCALC.
+//   22: a level-0 Mul with a mask of 65 f32 lanes; 23: a level-0 Mul whose destination overlaps its repeated
+//       (stride 0) source.
 #include "kernel_operator.h"
 
 extern "C" void emu_selftest_api_misuse(uint8_t* mode)
@@ -123,5 +125,10 @@ extern "C" void emu_selftest_api_misuse(uint8_t* mode)
         calc.Get<float>().GetValue(0);
     } else if (m == 21) {
         DataCopyPad(io, calc.Get<float>(), DataCopyExtParams(1, 4, 0, 0, 0));
+    } else if (m == 22) {
+        Mul(calc.Get<float>(), calc.Get<float>(), in.Get<float>(), 65, 1, BinaryRepeatParams(1, 1, 1, 8, 8, 0));
+    } else if (m == 23) {
+        LocalTensor<float> t = calc.Get<float>();
+        Mul(t, t, t[8], 16, 2, BinaryRepeatParams(1, 1, 1, 2, 2, 0));
     }
 }

@@ -4,8 +4,9 @@
 // Rules enforced, each a Fail() naming the call (docs/KERNELS.md, "Ascend C API surface", has the sources):
 //   - every UB operand starts aligned (32 bytes; the reduction results as ReduceRepeat's table 3 says) and the
 //     elements it touches lie inside the tensor; a destination and a source are disjoint or identical;
-//   - repeat and stride limits (WholeReduceSum, the one level-0 call): repeatTime in 0..255 (uint8_t in the
+//   - repeat and stride limits of the level-0 calls: WholeReduceSum's repeatTime in 0..255 (uint8_t in the
 //     instruction: a larger value would wrap), strides in 0..65535, mask in 0..64 (mask or repeatTime 0: no-op);
+//     Mul's level-0 form takes repeatTime and its BinaryRepeatParams strides as uint8_t, as the vendor declares;
 //   - Compares: count * sizeof(T) a whole number of 256-byte repeats (dav_c220 compares whole repeats only);
 //   - ReduceMax: sharedTmpBuffer at least the size its page derives.
 // Reduction order, as ReduceSum's page gives it for Atlas A2: a binary tree of adjacent pairs inside a repeat,
@@ -255,6 +256,113 @@ ASCEND_COLD_EMU_BINARY(Add, x + y)
 ASCEND_COLD_EMU_BINARY(Sub, x - y)
 ASCEND_COLD_EMU_BINARY(Mul, x* y)
 #undef ASCEND_COLD_EMU_BINARY
+
+// Level-0 repeat parameters of a binary instruction (asc-devkit include/basic_api/kernel_struct_binary.h): block
+// and repeat strides in 32-byte blocks, each a uint8_t.
+struct BinaryRepeatParams {
+    BinaryRepeatParams() {}
+    BinaryRepeatParams(const uint8_t dstBlkStrideIn, const uint8_t src0BlkStrideIn, const uint8_t src1BlkStrideIn,
+                       const uint8_t dstRepStrideIn, const uint8_t src0RepStrideIn, const uint8_t src1RepStrideIn)
+        : dstBlkStride(dstBlkStrideIn),
+          src0BlkStride(src0BlkStrideIn),
+          src1BlkStride(src1BlkStrideIn),
+          dstRepStride(dstRepStrideIn),
+          src0RepStride(src0RepStrideIn),
+          src1RepStride(src1RepStrideIn)
+    {}
+    uint8_t dstBlkStride = 1;
+    uint8_t src0BlkStride = 1;
+    uint8_t src1BlkStride = 1;
+    uint8_t dstRepStride = 8;
+    uint8_t src0RepStride = 8;
+    uint8_t src1RepStride = 8;
+};
+
+}  // namespace AscendC
+
+namespace emu {
+
+// Where lane `j` of repeat `r` of a level-0 operand lies, in elements from the tensor's start.
+template <typename T>
+inline int64_t Level0Lane(int64_t r, int64_t j, uint8_t blkStride, uint8_t repStride)
+{
+    constexpr int64_t perBlock = 32 / sizeof(T);
+    return (r * repStride + (j / perBlock) * blkStride) * perBlock + j % perBlock;
+}
+
+// Elements from the first to one past the last lane a level-0 operand touches.
+template <typename T>
+inline int64_t Level0Span(int64_t mask, int64_t repeatTime, uint8_t blkStride, uint8_t repStride)
+{
+    return Level0Lane<T>(repeatTime - 1, mask - 1, blkStride, repStride) + 1;
+}
+
+}  // namespace emu
+
+namespace AscendC {
+
+// Level-0 Mul, mask as a lane count (continuous mode): repeatTime repeats of the first `mask` lanes of a 256-byte
+// repeat, each operand at its own block and repeat strides. A repeat stride of 0 reads the same lanes for every
+// repeat (asc-devkit impl/adv_api/detail/normalization/rmsnorm/rmsnorm_common_impl.h broadcasts a row this way:
+// src1RepStride = 0). Operands whose spans overlap must be the same lanes in the same layout (in place).
+template <typename T, bool isSetMask = true>
+void Mul(const LocalTensor<T>& dst, const LocalTensor<T>& src0, const LocalTensor<T>& src1, uint64_t mask,
+         const uint8_t repeatTime, const BinaryRepeatParams& p)
+{
+    if (mask > 256 / sizeof(T)) {
+        emu::Fail("Mul (level 0): mask " + std::to_string(mask) + " outside 0.." + std::to_string(256 / sizeof(T)));
+    }
+    if (repeatTime == 0 || mask == 0) {
+        return;
+    }
+    const int64_t m = static_cast<int64_t>(mask);
+    const int64_t dSpan = emu::Level0Span<T>(m, repeatTime, p.dstBlkStride, p.dstRepStride);
+    const int64_t aSpan = emu::Level0Span<T>(m, repeatTime, p.src0BlkStride, p.src0RepStride);
+    const int64_t bSpan = emu::Level0Span<T>(m, repeatTime, p.src1BlkStride, p.src1RepStride);
+    T* d = emu::Elems(dst, dSpan, "Mul (level 0) dst");
+    const T* a = emu::Elems(src0, aSpan, "Mul (level 0) src0");
+    const T* b = emu::Elems(src1, bSpan, "Mul (level 0) src1");
+    const bool inPlace = dst.UbOffset() == src0.UbOffset() && p.dstBlkStride == p.src0BlkStride &&
+                         p.dstRepStride == p.src0RepStride;
+    if (!inPlace) {
+        emu::CheckOverlap(dst, dSpan, src0, aSpan, "Mul (level 0) (src0)");
+    }
+    const bool disjoint = dst.UbOffset() + dSpan * sizeof(T) <= src1.UbOffset() ||
+                          src1.UbOffset() + bSpan * sizeof(T) <= dst.UbOffset();
+    if (!disjoint) {
+        emu::Fail("operand overlap: Mul (level 0) dst overlaps src1; a repeated source must be disjoint from dst");
+    }
+    const emu::PipeOp op(emu::kPipeV);
+    emu::Read(op, src0, aSpan, "Mul (level 0) src0");
+    emu::Read(op, src1, bSpan, "Mul (level 0) src1");
+    emu::Write(op, dst, dSpan, "Mul (level 0) dst");
+    for (int64_t r = 0; r < repeatTime; ++r) {
+        if (p.dstBlkStride == 1 && p.src0BlkStride == 1 && p.src1BlkStride == 1) {
+            // Contiguous lanes in every operand: the same products, in a loop the compiler vectorises.
+            T* dr = d + emu::Level0Lane<T>(r, 0, 1, p.dstRepStride);
+            const T* ar = a + emu::Level0Lane<T>(r, 0, 1, p.src0RepStride);
+            const T* br = b + emu::Level0Lane<T>(r, 0, 1, p.src1RepStride);
+            int64_t j = 0;
+#if defined(__SSE2__)
+            if constexpr (std::is_same<T, float>::value) {
+                for (; j + 4 <= m; j += 4) {
+                    _mm_storeu_ps(dr + j, _mm_mul_ps(_mm_loadu_ps(ar + j), _mm_loadu_ps(br + j)));
+                }
+            }
+#endif
+            for (; j < m; ++j) {
+                dr[j] = T(emu::ToF(ar[j]) * emu::ToF(br[j]));
+            }
+            continue;
+        }
+        for (int64_t j = 0; j < m; ++j) {
+            const float x = emu::ToF(a[emu::Level0Lane<T>(r, j, p.src0BlkStride, p.src0RepStride)]);
+            const float y = emu::ToF(b[emu::Level0Lane<T>(r, j, p.src1BlkStride, p.src1RepStride)]);
+            d[emu::Level0Lane<T>(r, j, p.dstBlkStride, p.dstRepStride)] = T(x * y);
+        }
+    }
+    emu::CountVector(static_cast<uint64_t>(repeatTime) * mask, sizeof(T));
+}
 
 template <typename T, bool isSetMask = true>
 void Muls(const LocalTensor<T>& dst, const LocalTensor<T>& src, const T& scalarValue, const int32_t& count)

@@ -1037,6 +1037,12 @@ fn rule_strict_api_misuse_is_named() {
             "4-byte element",
         ),
         (21, "DataCopyPad UB->GM route", "VECIN->GM or VECOUT->GM"),
+        (22, "Mul (level 0)", "mask 65 outside 0..64"),
+        (
+            23,
+            "operand overlap: Mul (level 0)",
+            "repeated source must be disjoint",
+        ),
     ] {
         let err = misuse(&[mode]).0.unwrap_err();
         assert!(
