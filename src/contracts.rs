@@ -23,6 +23,16 @@ pub trait Float: Copy + Send + Sync + 'static {
     fn to_f64(self) -> f64;
     /// Rounds from f64 to this type (round to nearest even).
     fn from_f64(value: f64) -> Self;
+    /// Rounds from f32 (round to nearest even): the same value as `from_f64` of the widened f32,
+    /// which is exact, so one rounding either way; the types here override it with a direct
+    /// conversion for the host's per-step loops.
+    fn from_f32(value: f32) -> Self {
+        Self::from_f64(f64::from(value))
+    }
+    /// Widens to f32, where this type is at most as wide (exactly); f32 itself is returned as is.
+    fn to_f32(self) -> f32 {
+        self.to_f64() as f32
+    }
 }
 
 impl Float for f32 {
@@ -32,6 +42,32 @@ impl Float for f32 {
     fn from_f64(value: f64) -> Self {
         value as f32
     }
+    fn from_f32(value: f32) -> Self {
+        value
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+/// `value` rounded to f32 toward zero, with the lowest mantissa bit set when that was inexact (round to
+/// odd): rounding this f32 to nearest even at a precision at least two bits lower (f16, bf16) gives the
+/// same result as rounding `value` directly, with one rounding. Needed because half 2.7's f64 -> f16 /
+/// bf16 conversions drop the f64's low 32 mantissa bits before rounding (its `src/bfloat/convert.rs`,
+/// `f64_to_bf16`: "truncating the last 32-bits of mantissa"), which misrounds values just above a
+/// halfway point.
+fn f64_to_f32_round_to_odd(value: f64) -> f32 {
+    let nearest = value as f32;
+    if value.is_nan() || f64::from(nearest) == value {
+        return nearest;
+    }
+    // Inexact: step back toward zero if rounding went away from it (same sign, so the bits do).
+    let toward_zero = if f64::from(nearest).abs() > value.abs() {
+        f32::from_bits(nearest.to_bits() - 1)
+    } else {
+        nearest
+    };
+    f32::from_bits(toward_zero.to_bits() | 1)
 }
 
 impl Float for f16 {
@@ -39,7 +75,13 @@ impl Float for f16 {
         f16::to_f64(self)
     }
     fn from_f64(value: f64) -> Self {
-        f16::from_f64(value)
+        f16::from_f32(f64_to_f32_round_to_odd(value))
+    }
+    fn from_f32(value: f32) -> Self {
+        f16::from_f32(value)
+    }
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
     }
 }
 
@@ -48,7 +90,13 @@ impl Float for bf16 {
         bf16::to_f64(self)
     }
     fn from_f64(value: f64) -> Self {
-        bf16::from_f64(value)
+        bf16::from_f32(f64_to_f32_round_to_odd(value))
+    }
+    fn from_f32(value: f32) -> Self {
+        bf16::from_f32(value)
+    }
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
     }
 }
 
@@ -467,6 +515,129 @@ impl<'a> CheckedIndices<'a> {
             })
         } else {
             CheckedIndices::new(self.indices, num_adapters)
+        }
+    }
+}
+
+#[cfg(test)]
+mod float_tests {
+    use super::*;
+
+    /// `from_f64` rounds once to nearest even: against an exact reference built from the f64's bits,
+    /// on values just off the halfway points of f16 and bf16 (the low f64 bits decide), ties, and
+    /// random f64 across the ranges, including past f32's range and subnormals.
+    #[test]
+    fn from_f64_rounds_once_to_nearest_even() {
+        // Exact RNE of a finite f64 to `mant` mantissa bits with exponent range [emin, emax] (IEEE).
+        fn rne(v: f64, mant: u32, emin: i32, emax: i32) -> f64 {
+            if v == 0.0 || !v.is_finite() {
+                return v;
+            }
+            let a = v.abs();
+            // The binade from the bits (log2 could be off by one next to a power of two).
+            let e = ((a.to_bits() >> 52) as i32 - 1023).max(emin);
+            let ulp = 2f64.powi(e - mant as i32);
+            let q = a / ulp; // exact: a power-of-two scaling
+            let (fl, frac) = (q.floor(), q - q.floor());
+            let r = if frac > 0.5 || (frac == 0.5 && fl % 2.0 != 0.0) {
+                fl + 1.0
+            } else {
+                fl
+            };
+            let out = r * ulp;
+            let max = (2.0 - 2f64.powi(-(mant as i32))) * 2f64.powi(emax);
+            if out > max {
+                f64::INFINITY.copysign(v)
+            } else {
+                out.copysign(v)
+            }
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..300_000u64 {
+            let v = match i % 3 {
+                // Halfway points of bf16 / f16 nudged by a few f64 ulps either way.
+                0 => {
+                    let base =
+                        f64::from(f32::from_bits((next() as u32 & 0x8fff_0000) | 0x0000_8000));
+                    f64::from_bits(base.to_bits().wrapping_add(next() % 7).wrapping_sub(3))
+                }
+                1 => {
+                    let base =
+                        f64::from(f32::from_bits((next() as u32 & 0x8fff_e000) | 0x0000_1000));
+                    f64::from_bits(base.to_bits().wrapping_add(next() % 7).wrapping_sub(3))
+                }
+                _ => f64::from_bits(next()),
+            };
+            if !v.is_finite() {
+                continue;
+            }
+            let want_bf = rne(v, 7, -126, 127);
+            let want_h = rne(v, 10, -14, 15);
+            assert_eq!(
+                <bf16 as Float>::from_f64(v).to_f64(),
+                want_bf,
+                "bf16 of {v:e} ({:#x})",
+                v.to_bits()
+            );
+            assert_eq!(
+                <f16 as Float>::from_f64(v).to_f64(),
+                want_h,
+                "f16 of {v:e} ({:#x})",
+                v.to_bits()
+            );
+        }
+    }
+
+    /// `from_f32` is `from_f64` of the widened value, and `to_f32` the exact widening, on every kind of
+    /// f32: normal, subnormal, ties, overflow, infinities, NaN (compared by class for NaN).
+    #[test]
+    fn direct_f32_conversions_agree_with_the_f64_path() {
+        fn check<T: Float + PartialEq + std::fmt::Debug>(bits: u32) {
+            let v = f32::from_bits(bits);
+            let (direct, via) = (T::from_f32(v), T::from_f64(f64::from(v)));
+            if v.is_nan() {
+                assert!(
+                    direct.to_f64().is_nan() && via.to_f64().is_nan(),
+                    "{bits:#x}"
+                );
+            } else {
+                assert_eq!(direct, via, "{bits:#x}");
+                assert_eq!(f64::from(direct.to_f32()), direct.to_f64(), "{bits:#x}");
+            }
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let specials = [
+            0u32,
+            0x8000_0000,
+            0x0000_0001,
+            0x7f7f_ffff,
+            0x7f80_0000,
+            0xff80_0000,
+        ];
+        let ties = (0..1u32 << 16).map(|m| 0x3f80_0000 | (m << 7) | 0x40); // bf16 halfway cases
+        let f16_ties = (0..1u32 << 10).map(|m| 0x3f80_0000 | (m << 13) | 0x1000); // f16 halfway cases
+        let random = std::iter::repeat_with(|| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u32
+        })
+        .take(200_000);
+        for bits in specials
+            .into_iter()
+            .chain(ties)
+            .chain(f16_ties)
+            .chain(random)
+        {
+            check::<f16>(bits);
+            check::<bf16>(bits);
+            check::<f32>(bits);
         }
     }
 }

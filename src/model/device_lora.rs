@@ -221,11 +221,11 @@ impl<T: LoraFloat> DeviceLora<T> {
             ..
         } = &mut *staging;
         host_x.clear();
-        host_x.extend(active.iter().flat_map(|&r| {
-            x[r * inf..(r + 1) * inf]
+        host_x.extend(
+            active
                 .iter()
-                .map(|&v| T::from_f64(f64::from(v)))
-        }));
+                .flat_map(|&r| x[r * inf..(r + 1) * inf].iter().map(|&v| T::from_f32(v))),
+        );
         ensure(dx, &self.stream, n * inf)?;
         ensure(mid, &self.stream, n * weights.rank)?;
         ensure(dy, &self.stream, n * computed)?;
@@ -301,7 +301,7 @@ impl<T: LoraFloat> DeviceLora<T> {
                 let out = &mut y[row * width + cols.start + from..row * width + cols.start + to];
                 let d = &delta[k * computed + from..k * computed + to];
                 for (o, d) in out.iter_mut().zip(d) {
-                    *o += d.to_f64() as f32;
+                    *o += d.to_f32();
                 }
             }
         }
