@@ -1,7 +1,7 @@
 //! Streams: one worker thread per stream runs its tasks in order, asynchronously to the host, as a
 //! board's stream does: a launch returns before its kernel runs, even a kernel of a microsecond, so
 //! host code that reads a result without waiting for it fails here as it would there, and the host
-//! can compute while the stream works (docs/DECODING.md, "Overlap").
+//! can compute while the stream works (docs/DECODING.md, "third round").
 //!
 //! A failed task (a kernel fault, a copy whose memory vanished) makes the stream's error sticky: later
 //! tasks on it are skipped and every synchronisation reports the first fault, with its message, as on a
