@@ -24,8 +24,8 @@ use ascend_cold::contracts::{
     ColdParams, ColdShape, ExpandSegment, ExpandShape, Float, ShrinkShape, MAX_EXPAND_SEGMENTS,
 };
 use ascend_cold::harness::{
-    compare_cold, compare_expand, compare_expand_segmented, compare_shrink, poison, random_indices,
-    random_vec, widen, ColdResult,
+    compare_cold, compare_expand_segmented, compare_shrink, poison, random_indices, random_vec,
+    widen, ColdResult,
 };
 use ascend_cold::ops::{self, AdapterIndices, ColdOutputs};
 use ascend_cold::reference;
@@ -70,22 +70,6 @@ fn shrink_tiling(
     let t = BgmvShrinkTiling {
         block_num: rng.gen_range(1..=profile.vector_cores),
         tile_h: 64 * rng.gen_range(1..=64),
-        ..base
-    };
-    t.validate(shape, dt, &profile).is_ok().then_some(t)
-}
-
-fn expand_tiling(
-    device: &Device,
-    shape: ExpandShape,
-    dt: DType,
-    rng: &mut StdRng,
-) -> Option<BgmvExpandTiling> {
-    let profile = device.profile().unwrap();
-    let base = BgmvExpandTiling::choose(shape, dt, true, &profile).unwrap();
-    let t = BgmvExpandTiling {
-        block_num: rng.gen_range(1..=profile.vector_cores),
-        tile_h: 8 * rng.gen_range(1..=31),
         ..base
     };
     t.validate(shape, dt, &profile).is_ok().then_some(t)
@@ -160,89 +144,6 @@ fn check_shrink<T: Elem + ops::LoraFloat>(
     }
 }
 
-/// `extra`: columns of y outside the written slice (the slice offset is drawn from 0..=extra).
-fn check_expand<T: Elem + ops::LoraFloat>(
-    seed: u64,
-    (batch, rank, h_out, extra, loras): (usize, usize, usize, usize, usize),
-    add: bool,
-    tiled: bool,
-) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let offset = if extra > 0 {
-        rng.gen_range(0..=extra)
-    } else {
-        0
-    };
-    let shape = ExpandShape {
-        batch,
-        rank,
-        hidden_out: h_out,
-        hidden_full: h_out + extra,
-        slice_offset: offset,
-        num_loras: loras,
-    };
-    let full = h_out + extra;
-    let x: Vec<f32> = random_vec(&mut rng, batch * rank, 1.0);
-    let w: Vec<T> = random_vec(&mut rng, loras * h_out * rank, 0.5);
-    let idx = random_indices(&mut rng, batch, loras);
-    // Poison outside the slice; inside, real values when adding (they are inputs), poison otherwise.
-    let mut y0: Vec<T> = poison(batch * full);
-    if add {
-        for b in 0..batch {
-            for o in 0..h_out {
-                y0[b * full + offset + o] = T::from_f64(rng.gen_range(-2.0..2.0));
-            }
-        }
-    }
-    let mut expected = y0.clone();
-    reference::bgmv_expand(&x, &w, &idx, &mut expected, shape, add).unwrap();
-    for device in devices() {
-        let stream = Stream::new(&device).unwrap();
-        let (dx, dw) = (
-            DeviceBuffer::from_host(&device, &x).unwrap(),
-            DeviceBuffer::from_host(&device, &w).unwrap(),
-        );
-        let mut dy = DeviceBuffer::from_host(&device, &y0).unwrap();
-        let tiling = if tiled {
-            expand_tiling(&device, shape, T::DT, &mut rng)
-        } else {
-            None
-        };
-        ops::bgmv_expand(
-            &stream,
-            ops::BgmvExpand {
-                x: dx.view(),
-                weights: dw.view(),
-                indices: AdapterIndices::Host(&idx),
-                y: dy.view_mut(),
-                shape,
-                add_inputs: add,
-            },
-            tiling.as_ref(),
-        )
-        .unwrap();
-        stream.synchronize().unwrap();
-        let y = dy.to_vec().unwrap();
-        let errs = compare_expand(
-            T::DT,
-            &widen(&x),
-            &widen(&w),
-            &idx,
-            &widen(&y0),
-            &widen(&y),
-            &widen(&expected),
-            shape,
-            add,
-        );
-        assert!(
-            errs.ok(),
-            "{:?} {shape:?} add {add} tiling {tiling:?}: {:?}",
-            T::DT,
-            errs.first_failure
-        );
-    }
-}
-
 /// Up to MAX_EXPAND_SEGMENTS segments over `h_out` rows, in order, with random gaps before, between
 /// and after them (rows nobody writes), each reading a random window of the `rank` lanes (windows may
 /// overlap: the contract allows it).
@@ -268,13 +169,17 @@ fn random_segments(rng: &mut StdRng, h_out: usize, rank: usize) -> Vec<ExpandSeg
         .collect()
 }
 
-/// As check_expand, with the weight stored as random segments: against the dense reference on the
-/// weight the segments make, and the rows no segment covers untouched (poison stays poison).
-fn check_expand_segmented<T: Elem + ops::LoraFloat>(
+/// bgmv_expand against the reference; with `segmented`, the weight stored as random segments
+/// (`bgmv_expand_segmented`, checked against the dense reference on the weight the segments make, the
+/// rows no segment covers untouched), else dense (`bgmv_expand`). `extra`: columns of y outside the
+/// slice (the slice offset is drawn from 0..=extra); they, and the rows without an adapter, start
+/// poisoned and must stay so. When adding, y starts with real values everywhere.
+fn check_expand<T: Elem + ops::LoraFloat>(
     seed: u64,
     (batch, rank, h_out, extra, loras): (usize, usize, usize, usize, usize),
     add: bool,
     tiled: bool,
+    segmented: bool,
 ) {
     let mut rng = StdRng::seed_from_u64(seed);
     let offset = rng.gen_range(0..=extra);
@@ -286,8 +191,12 @@ fn check_expand_segmented<T: Elem + ops::LoraFloat>(
         slice_offset: offset,
         num_loras: loras,
     };
-    let segments = random_segments(&mut rng, h_out, rank);
-    let per_lora: usize = segments.iter().map(|s| s.rows * s.rank).sum();
+    let segments = if segmented {
+        random_segments(&mut rng, h_out, rank)
+    } else {
+        Vec::new()
+    };
+    let per_lora = shape.check_segments("test", &segments).unwrap();
     let full = h_out + extra;
     let x: Vec<f32> = random_vec(&mut rng, batch * rank, 1.0);
     let w: Vec<T> = random_vec(&mut rng, loras * per_lora, 0.5);
@@ -308,35 +217,36 @@ fn check_expand_segmented<T: Elem + ops::LoraFloat>(
             DeviceBuffer::from_host(&device, &w).unwrap(),
         );
         let mut dy = DeviceBuffer::from_host(&device, &y0).unwrap();
-        let tiling = tiled.then(|| {
-            let profile = device.profile().unwrap();
-            let base =
-                BgmvExpandTiling::choose_segmented(shape, &segments, T::DT, add, &profile).unwrap();
-            BgmvExpandTiling {
-                block_num: rng.gen_range(1..=profile.vector_cores),
-                tile_h: 8 * rng.gen_range(1..=31),
-                ..base
-            }
-        });
-        let tiling = tiling.filter(|t| {
-            let profile = device.profile().unwrap();
-            t.validate_segmented(shape, &segments, T::DT, &profile)
-                .is_ok()
-        });
-        ops::bgmv_expand_segmented(
-            &stream,
-            ops::BgmvExpand {
-                x: dx.view(),
-                weights: dw.view(),
-                indices: AdapterIndices::Host(&idx),
-                y: dy.view_mut(),
-                shape,
-                add_inputs: add,
-            },
-            &segments,
-            tiling.as_ref(),
-        )
-        .unwrap();
+        let profile = device.profile().unwrap();
+        // A random block count and tile over the default, when that tiling is valid.
+        let tiling = tiled
+            .then(|| {
+                let base =
+                    BgmvExpandTiling::choose_segmented(shape, &segments, T::DT, add, &profile)
+                        .unwrap();
+                BgmvExpandTiling {
+                    block_num: rng.gen_range(1..=profile.vector_cores),
+                    tile_h: 8 * rng.gen_range(1..=31),
+                    ..base
+                }
+            })
+            .filter(|t| {
+                t.validate_segmented(shape, &segments, T::DT, &profile)
+                    .is_ok()
+            });
+        let op = ops::BgmvExpand {
+            x: dx.view(),
+            weights: dw.view(),
+            indices: AdapterIndices::Host(&idx),
+            y: dy.view_mut(),
+            shape,
+            add_inputs: add,
+        };
+        if segmented {
+            ops::bgmv_expand_segmented(&stream, op, &segments, tiling.as_ref()).unwrap();
+        } else {
+            ops::bgmv_expand(&stream, op, tiling.as_ref()).unwrap();
+        }
         stream.synchronize().unwrap();
         let y = dy.to_vec().unwrap();
         let errs = compare_expand_segmented(
@@ -467,14 +377,14 @@ proptest! {
     #[test]
     fn expand_matches_reference(seed: u64, batch in 1usize..=256, rank in 1usize..=128, h_out in 1usize..=2100, extra in 0usize..=40, loras in 1usize..=16, add: bool, tiled: bool, bf: bool) {
         let batch = batch.min(1 + 3_000_000 / (h_out * rank));
-        if bf { check_expand::<bf16>(seed, (batch, rank, h_out, extra, loras), add, tiled) } else { check_expand::<f16>(seed, (batch, rank, h_out, extra, loras), add, tiled) }
+        if bf { check_expand::<bf16>(seed, (batch, rank, h_out, extra, loras), add, tiled, false) } else { check_expand::<f16>(seed, (batch, rank, h_out, extra, loras), add, tiled, false) }
     }
 
     /// Rank up to 300: a segmented weight's x row may be wider than one segment's 128 lanes.
     #[test]
     fn segmented_expand_matches_reference(seed: u64, batch in 1usize..=64, rank in 1usize..=300, h_out in 1usize..=2100, extra in 0usize..=40, loras in 1usize..=8, add: bool, tiled: bool, bf: bool) {
         let batch = batch.min(1 + 3_000_000 / (h_out * rank));
-        if bf { check_expand_segmented::<bf16>(seed, (batch, rank, h_out, extra, loras), add, tiled) } else { check_expand_segmented::<f16>(seed, (batch, rank, h_out, extra, loras), add, tiled) }
+        if bf { check_expand::<bf16>(seed, (batch, rank, h_out, extra, loras), add, tiled, true) } else { check_expand::<f16>(seed, (batch, rank, h_out, extra, loras), add, tiled, true) }
     }
 
     #[test]
