@@ -52,6 +52,7 @@ typedef struct BgmvExpandTiling {
     uint32_t addInputs;    // 1: y += B x; 0: y = B x
     uint32_t numSegments;  // 0: B dense [L, H_out, R]; 1..4: B is segments[0..numSegments] (sorted, disjoint
                            // rows; rows no segment covers are not written)
+    uint32_t reserved;
     BgmvExpandSegment segments[COLD_EXPAND_MAX_SEGMENTS];
 } BgmvExpandTiling;
 

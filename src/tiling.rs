@@ -305,6 +305,8 @@ pub struct BgmvExpandTiling {
     pub add_inputs: u32,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub num_segments: u32,
+    #[serde(default)]
+    pub reserved: u32,
     #[serde(default, skip_serializing_if = "all_default")]
     pub segments: [ExpandSegmentTiling; MAX_EXPAND_SEGMENTS],
 }
@@ -415,6 +417,7 @@ impl BgmvExpandTiling {
             tile_h: 248,
             add_inputs: add_inputs as u32,
             num_segments,
+            reserved: 0,
             segments: segment_fields,
         };
         while t.tile_h > 8 && t.ub_bytes(dtype) > u64::from(profile.ub_bytes) * 3 / 4 {
@@ -1100,5 +1103,53 @@ mod tests {
         assert_eq!((t.splits, t.resident), (1, 1));
         let t = ColdScoreTiling::choose(64, 151936, DType::F32, params, false, &p).unwrap();
         assert_eq!((t.splits, t.resident), (1, 0));
+    }
+
+    /// An expand tiling as `tune --out` wrote it before segments (with `reserved`, without the
+    /// segment fields) still reads as the dense tiling; a dense tiling writes no segment fields, and
+    /// a segmented one reads back as it was.
+    #[test]
+    fn expand_tiling_json_before_and_after_segments() {
+        let old = r#"{ "batch": 2, "rank": 16, "hidden_out": 1000, "hidden_full": 1200,
+            "slice_offset": 100, "num_loras": 3, "block_num": 8, "h_split": 4, "h_per_task": 248,
+            "tile_h": 248, "add_inputs": 1, "reserved": 0 }"#;
+        let t: BgmvExpandTiling = serde_json::from_str(old).unwrap();
+        assert_eq!((t.num_segments, t.rank, t.tile_h), (0, 16, 248));
+        let dense = serde_json::to_string(&t).unwrap();
+        assert!(!dense.contains("segments"), "{dense}");
+        let shape = ExpandShape {
+            batch: 2,
+            rank: 24,
+            hidden_out: 960,
+            hidden_full: 960,
+            slice_offset: 0,
+            num_loras: 1,
+        };
+        let segments = [
+            ExpandSegment {
+                row_start: 0,
+                rows: 576,
+                rank_start: 0,
+                rank: 16,
+            },
+            ExpandSegment {
+                row_start: 768,
+                rows: 192,
+                rank_start: 16,
+                rank: 8,
+            },
+        ];
+        let p = DeviceProfile::ascend_910b();
+        let t =
+            BgmvExpandTiling::choose_segmented(shape, &segments, DType::Bf16, false, &p).unwrap();
+        let back: BgmvExpandTiling =
+            serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+        back.validate_segmented(shape, &segments, DType::Bf16, &p)
+            .unwrap();
+        // The same tiling with other segments is refused.
+        assert!(back
+            .validate_segmented(shape, &segments[..1], DType::Bf16, &p)
+            .is_err());
     }
 }

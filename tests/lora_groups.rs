@@ -267,3 +267,21 @@ fn project_rejects_a_base_output_of_the_wrong_length() {
     .unwrap();
     assert_eq!(y, want);
 }
+
+/// A target whose rank the expand kernel cannot take (over 128 lanes per segment) is refused when the
+/// adapters are uploaded, naming the rank, the target and the layer, not at every decode step.
+#[test]
+fn a_target_rank_over_128_is_refused_at_upload() {
+    let config = tiny_config(2, true, ascend_cold::model::RopeScaling::None);
+    let a = make_adapter(&config, 130, 8.0, false, &[LoraTarget::V], 4);
+    let stacked = StackedAdapters::new(&[("a".into(), a)], &config).unwrap();
+    let stream = Stream::new(&Device::emulator().unwrap()).unwrap();
+    let err = match DeviceLora::<half::bf16>::new(&stacked, &stream) {
+        Ok(_) => panic!("a rank-130 target was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("130") && err.contains("128") && err.contains("v_proj"),
+        "{err}"
+    );
+}

@@ -21,7 +21,8 @@ use super::lora::{check_delta_args, check_delta_input, check_delta_len, LoraDelt
 use super::targets::LoraGroup;
 use crate::contracts::{ExpandSegment, ExpandShape, ShrinkShape};
 use crate::ops::{self, AdapterIndices, LoraFloat};
-use crate::{DeviceBuffer, Result, Stream};
+use crate::tiling::MAX_EXPAND_RANK;
+use crate::{DeviceBuffer, Error, Result, Stream};
 use std::sync::{Mutex, MutexGuard};
 
 /// One (layer, group)'s weights on the device.
@@ -55,6 +56,16 @@ impl<T: LoraFloat> DeviceGroup<T> {
         let (Some(first), Some(last)) = (modules.first(), modules.last()) else {
             return Ok(None);
         };
+        if let Some((_, wide)) = modules
+            .iter()
+            .find(|(_, m)| m.rank > MAX_EXPAND_RANK as usize)
+        {
+            return Err(Error::parameter(
+                "LoRA rank",
+                format!("at most {MAX_EXPAND_RANK} per target (bgmv_expand's segment rank)"),
+                format!("{} on {} of layer {layer}", wide.rank, wide.target),
+            ));
+        }
         let columns = first.0..last.0 + last.1.out_features;
         let inf = group.dims(config).0;
         let num_adapters = stacked.len();
@@ -125,7 +136,8 @@ impl<T: LoraFloat> DeviceLora<T> {
     /// Uploads every stacked group to the stream's device.
     ///
     /// # Errors
-    /// Device allocation or copy failures.
+    /// A target whose (padded) rank is above 128, which the expand kernel cannot take; device
+    /// allocation or copy failures.
     pub fn new(stacked: &StackedAdapters, stream: &Stream) -> Result<Self> {
         let config = stacked.config().clone();
         let device = stream.device();
@@ -343,11 +355,11 @@ impl<T: LoraFloat> LoraDelta for DeviceLora<T> {
         check_delta_input(&self.config, self.num_adapters, layer, group, x, rows)?;
         let queued = self.queue(layer, group, x, rows)?;
         base(y);
-        let Some(queued) = queued else {
-            return Ok(());
-        };
         let width = group.dims(&self.config).1;
         check_delta_len(layer, group, "output y", y.len(), rows.len(), width)?;
-        self.add_queued(group, queued, y)
+        match queued {
+            Some(queued) => self.add_queued(group, queued, y),
+            None => Ok(()),
+        }
     }
 }

@@ -6,8 +6,8 @@
 //! `[gate | up]` or `down`) that the closure writes and the delta is added into ([`LoraDelta::add_delta`]
 //! is the delta alone). Two
 //! implementations: [`HostLora`] here (plain f32 loops over [`StackedAdapters`], for tests and as a
-//! fallback), and [`super::DeviceLora`] over `ops::bgmv_shrink` + `ops::bgmv_expand`, one of each per
-//! group. Both take the stacked layout of [`StackedAdapters::module`]:
+//! fallback), and [`super::DeviceLora`] over `ops::bgmv_shrink` + `ops::bgmv_expand_segmented`, one of
+//! each per group. Both take the stacked layout of [`StackedAdapters::module`]:
 //!
 //! - per (layer, target), `A` is `[num_adapters, rank, in]` and `B` is `[num_adapters, out, rank]`,
 //!   row-major f32, where `rank` is the largest rank among the adapters that target this module
@@ -138,7 +138,9 @@ pub trait LoraDelta {
     /// The group's whole projection: `base(y)` writes the base model's output (`[rows, out]`) into
     /// `y`, then the delta of [`Self::add_delta`] is added. The default does exactly that, in that
     /// order; a device implementation starts the delta first, so that the device computes it while
-    /// the host runs `base`. Errors as [`Self::add_delta`]; on error `y` holds no delta.
+    /// the host runs `base`. Errors as [`Self::add_delta`], plus a `y` that `base` left at another
+    /// length; on error `y` holds no delta, and an implementation that failed before running `base`
+    /// leaves it as it was (the model discards it either way).
     fn project(
         &self,
         layer: usize,
