@@ -281,14 +281,15 @@ impl ExpandShape {
     /// Checks `segments` against the shape (as [`Self::check_segmented_lens`]); returns the weight
     /// elements per adapter.
     pub fn check_segments(&self, op: &str, segments: &[ExpandSegment]) -> Result<usize> {
+        let overflow = || {
+            Error::shape(
+                format!("{op} weights"),
+                "a size that fits in memory",
+                "overflow",
+            )
+        };
         if segments.is_empty() {
-            return self.hidden_out.checked_mul(self.rank).ok_or_else(|| {
-                Error::shape(
-                    format!("{op} weights"),
-                    "a size that fits in memory",
-                    "overflow",
-                )
-            });
+            return self.hidden_out.checked_mul(self.rank).ok_or_else(overflow);
         }
         if segments.len() > MAX_EXPAND_SEGMENTS {
             return Err(Error::parameter(
@@ -323,13 +324,7 @@ impl ExpandShape {
                 .rows
                 .checked_mul(seg.rank)
                 .and_then(|n| per_lora.checked_add(n))
-                .ok_or_else(|| {
-                    Error::shape(
-                        format!("{op} weights"),
-                        "a size that fits in memory",
-                        "overflow",
-                    )
-                })?;
+                .ok_or_else(overflow)?;
         }
         Ok(per_lora)
     }

@@ -319,18 +319,14 @@ fn all_default(s: &[ExpandSegmentTiling; MAX_EXPAND_SEGMENTS]) -> bool {
     s.iter().all(|s| *s == ExpandSegmentTiling::default())
 }
 
-/// `segments` in the tiling's fields (their count checked against [`MAX_EXPAND_SEGMENTS`] by the caller).
+/// `segments` in the tiling's fields, once [`ExpandShape::check_segments`] has passed them (at most
+/// [`MAX_EXPAND_SEGMENTS`], each inside the shape).
 fn segment_fields(
+    shape: ExpandShape,
     segments: &[ExpandSegment],
 ) -> Result<(u32, [ExpandSegmentTiling; MAX_EXPAND_SEGMENTS])> {
+    shape.check_segments("bgmv_expand", segments)?;
     let mut fields = [ExpandSegmentTiling::default(); MAX_EXPAND_SEGMENTS];
-    if segments.len() > MAX_EXPAND_SEGMENTS {
-        return Err(Error::parameter(
-            "segments",
-            format!("at most {MAX_EXPAND_SEGMENTS}"),
-            segments.len(),
-        ));
-    }
     for (f, s) in fields.iter_mut().zip(segments) {
         *f = ExpandSegmentTiling {
             row_start: to_u32("segment row_start", s.row_start)?,
@@ -399,8 +395,7 @@ impl BgmvExpandTiling {
         add_inputs: bool,
         profile: &DeviceProfile,
     ) -> Result<Self> {
-        shape.check_segments("bgmv_expand", segments)?;
-        let (num_segments, segment_fields) = segment_fields(segments)?;
+        let (num_segments, segment_fields) = segment_fields(shape, segments)?;
         let batch = nonzero("bgmv_expand batch", shape.batch)?;
         let rank = nonzero("bgmv_expand rank", shape.rank)?;
         let h_out = nonzero("bgmv_expand hidden_out", shape.hidden_out)?;
@@ -444,7 +439,7 @@ impl BgmvExpandTiling {
         profile: &DeviceProfile,
     ) -> Result<()> {
         let given = (self.num_segments, self.segments);
-        let expected = segment_fields(segments)?;
+        let expected = segment_fields(shape, segments)?;
         if given != expected {
             return Err(Error::shape(
                 "bgmv_expand tiling segments",
