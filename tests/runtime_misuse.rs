@@ -3,7 +3,7 @@
 mod common;
 
 use ascend_cold::runtime::codes::*;
-use ascend_cold::{DeviceBuffer, DeviceView, Error, Module, Stream};
+use ascend_cold::{DeviceBuffer, DeviceView, Error, Event, Module, Stream};
 
 #[test]
 fn out_of_bounds_copies_are_errors() {
@@ -138,6 +138,11 @@ fn a_kernel_fault_is_a_sticky_stream_error_with_the_kernel_message() {
     // docs/zh/api_ref/11-03_memory_copy_and_set.md, aclrtMemcpyAsync), so it reports the fault too.
     assert!(stream.upload(z.view_mut(), vec![1.0; 16]).is_err());
     assert!(stream.synchronize().is_err());
+    // An event recorded behind the fault is skipped with the rest: waiting on it reports the fault
+    // instead of waiting for a record that never comes.
+    let after = Event::new(&device).unwrap();
+    after.record(&stream).unwrap();
+    assert!(after.synchronize().is_err());
     // A synchronous read of memory the failed kernel used reports the stream's error once, then reads.
     assert!(x.to_vec().is_err());
     assert_eq!(x.to_vec().unwrap(), [0.0; 16]);

@@ -162,3 +162,41 @@ fn reading_before_synchronising_sees_stale_data_not_a_crash() {
     stream.upload(buf.view_mut(), vec![9u32; 1 << 20]).unwrap();
     assert!(buf.to_vec().unwrap().iter().all(|&v| v == 9));
 }
+
+#[test]
+fn streams_make_progress_when_the_pool_has_no_free_thread() {
+    // The emulator runs stream work as jobs on rayon's pool (docs/ARCHITECTURE.md, "Streams"). Here
+    // the pool's only thread is the host thread that waits: the waits must run the queued work
+    // themselves, across the event too, instead of waiting for jobs that cannot start.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let got = pool.install(|| {
+            let device = common::emu(0);
+            let (producer, consumer) =
+                (Stream::new(&device).unwrap(), Stream::new(&device).unwrap());
+            let (x, y) = inputs(4096);
+            let expected: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+            let (src, _inputs, _n) = queue_add(&device, &producer, x, y);
+            let ready = Event::new(&device).unwrap();
+            ready.record(&producer).unwrap();
+            consumer.wait_event(&ready).unwrap();
+            let mut copy = DeviceBuffer::<f32>::zeroed(&device, 4096).unwrap();
+            consumer.copy(copy.view_mut(), src.view()).unwrap();
+            let got = consumer.download(copy.view()).unwrap().wait().unwrap();
+            ready.synchronize().unwrap();
+            (got, expected)
+        });
+        let _ = done.send(got);
+    });
+    let (got, expected) = finished
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("stream work stalled: a wait did not run the queued tasks");
+    assert!(
+        got == expected,
+        "the consumer ran before the producer's event"
+    );
+}

@@ -243,7 +243,7 @@ impl<T: LoraFloat> DeviceLora<T> {
         ensure(dy, &self.stream, n * computed)?;
         // A synchronous upload (after the work queued on its buffer): a copy from pageable memory
         // returns only once it is done even when queued (docs/BOARD.md, "aclrtMemcpyAsync"), so
-        // queueing it would only add a hand-over to the stream's worker.
+        // queueing it would only add a hand-over to the stream.
         dx.slice_mut(..n * inf)?.copy_from_host(host_x)?;
         ops::bgmv_shrink(
             &self.stream,

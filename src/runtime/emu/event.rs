@@ -22,6 +22,9 @@ struct Marks {
     stamp: Option<Instant>,
     /// The device was reset: nobody may wait on this event any more.
     dead: bool,
+    /// Records issued and not yet reached: (record number, its stream, its ticket there), so that a
+    /// waiter can run the stream's tasks up to it when nobody else does (stream.rs, "helps").
+    pending: Vec<(u64, std::sync::Weak<stream::EmuStream>, u64)>,
 }
 
 pub(super) struct EmuEvent {
@@ -31,11 +34,25 @@ pub(super) struct EmuEvent {
 }
 
 impl EmuEvent {
-    fn wait_for(&self, target: u64) {
+    /// Waits until record `target` (and those before it) has been reached, running the tasks ahead
+    /// of it on its stream when nobody else does. The stream's sticky fault, if it has one: the
+    /// record behind it is skipped and never reached.
+    fn wait_for(&self, target: u64) -> Result<(), Fault> {
         let mut m = lock(&self.marks);
         while m.done < target && !m.dead {
-            m = self.changed.wait(m).unwrap_or_else(|e| e.into_inner());
+            let record = m.pending.iter().find(|(n, _, _)| *n == target);
+            match record.and_then(|(_, s, ticket)| Some((s.upgrade()?, *ticket))) {
+                Some((stream, ticket)) => {
+                    drop(m);
+                    stream.wait(ticket)?;
+                    m = lock(&self.marks);
+                }
+                // Not listed yet (its issuer is between queueing and listing it), or its stream is
+                // gone: the record's completion, or the listing, signals.
+                None => m = self.changed.wait(m).unwrap_or_else(|e| e.into_inner()),
+            }
         }
+        Ok(())
     }
 
     pub(super) fn kill(&self) {
@@ -119,13 +136,21 @@ pub(super) unsafe extern "C" fn aclrtRecordEvent(
             m.issued += 1;
             m.issued
         };
-        s.submit(Box::new(move || {
-            let mut m = lock(&e.marks);
+        let reached = Arc::clone(&e);
+        let ticket = s.submit(Box::new(move || {
+            let mut m = lock(&reached.marks);
             m.done = m.done.max(target);
             m.stamp = Some(Instant::now());
-            e.changed.notify_all();
+            let done = m.done;
+            m.pending.retain(|(n, _, _)| *n > done);
+            reached.changed.notify_all();
             Ok(())
         }));
+        let mut m = lock(&e.marks);
+        if m.done < target {
+            m.pending.push((target, Arc::downgrade(&s), ticket));
+            e.changed.notify_all();
+        }
         ACL_SUCCESS
     })
 }
@@ -135,8 +160,10 @@ pub(super) unsafe extern "C" fn aclrtSynchronizeEvent(event: aclrtEvent) -> aclE
         Ok(e) => {
             tally(e.device, |s| s.host_waits += 1);
             let target = lock(&e.marks).issued;
-            e.wait_for(target);
-            ACL_SUCCESS
+            match e.wait_for(target) {
+                Ok(()) => ACL_SUCCESS,
+                Err((code, message)) => fail(code, message),
+            }
         }
         Err(code) => code,
     })
@@ -180,7 +207,8 @@ pub(super) unsafe extern "C" fn aclrtStreamWaitEvent(
         };
         let target = lock(&e.marks).issued;
         s.submit(Box::new(move || {
-            e.wait_for(target);
+            // A fault on the recording stream is that stream's to report; this one goes on.
+            let _ = e.wait_for(target);
             Ok(())
         }));
         ACL_SUCCESS

@@ -10,8 +10,8 @@
 //! `aclrtLaunchKernel` reads the argument block from *device* memory of the launching device (a host
 //! pointer is refused), `aclrtLaunchKernelWithHostArgs` from host memory. The block is the kernel's
 //! parameters in declaration order (every parameter here is an 8-byte GM address, so `argsSize` must be
-//! 8 × the kernel's parameter count) and is copied at the call. The launch runs on the stream's worker
-//! with the device allocation table locked (memory cannot be freed under a running kernel), every block
+//! 8 × the kernel's parameter count) and is copied at the call. The launch runs when the stream reaches it
+//! (stream.rs), with the device allocation table locked (memory cannot be freed under a running kernel), every block
 //! of it, each GM access checked against the live allocations of the stream's device. A violation
 //! becomes the stream's sticky error (`ACL_ERROR_RT_VECTOR_CORE_EXCEPTION`) with the kernel's message.
 #![allow(non_snake_case)]
@@ -392,12 +392,12 @@ unsafe fn read_block(data: *const c_void, args_size: usize) -> Vec<u64> {
     args
 }
 
-/// Queues the launch on the stream's worker.
+/// Queues the launch on the stream.
 fn launch(
     function: EmuFunction,
     num_blocks: u32,
     args: Vec<u64>,
-    stream: &stream::EmuStream,
+    stream: &Arc<stream::EmuStream>,
 ) -> aclError {
     let emu = emu();
     let kernel = function.kernel;

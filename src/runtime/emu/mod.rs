@@ -8,7 +8,8 @@
 //!   device profile (SoC name, core counts, UB size).
 //! - `memory.rs`: the allocation table (opaque, bounds-checked device pointers), memset and memcpy with
 //!   kind and direction checks.
-//! - `stream.rs`: one worker thread per stream, in-order execution asynchronous to the host, sticky errors.
+//! - `stream.rs`: in-order execution asynchronous to the host (drain jobs on rayon's pool; waiting hosts
+//!   run queued tasks nobody runs), sticky errors.
 //! - `event.rs`: record, synchronise, elapsed time from a host clock, stream waits.
 //! - `launch.rs`: binary load from the emulator manifest, function lookup, kernel launch over every block.
 //!

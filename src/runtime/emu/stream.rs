@@ -1,7 +1,15 @@
-//! Streams: one worker thread per stream runs its tasks in order, asynchronously to the host, as a
-//! board's stream does: a launch returns before its kernel runs, even a kernel of a microsecond, so
-//! host code that reads a result without waiting for it fails here as it would there, and the host
-//! can compute while the stream works (docs/DECODING.md, "third round").
+//! Streams: each stream runs its tasks in order, asynchronously to the host, as a board's stream does:
+//! a launch returns before its kernel runs, even a kernel of a microsecond, so host code that reads a
+//! result without waiting for it fails here as it would there, and the host can compute while the
+//! stream works (docs/DECODING.md, "third round").
+//!
+//! Who runs the tasks: a stream with work schedules one *drain* job on rayon's pool, which runs the
+//! queued tasks in order until the queue is empty. There is no thread per stream: handing a task to a
+//! sleeping thread costs a futex wake, and in a decode step that wake cost the host more than the
+//! small kernels it started (docs/DECODING.md, "fourth round"), while rayon's threads are awake
+//! during the host's own parallel work. A host thread that waits on a stream whose tasks nobody is
+//! running runs them itself (it *helps*), so waits make progress even when the pool is busy or its
+//! threads are themselves waiting.
 //!
 //! A failed task (a kernel fault, a copy whose memory vanished) makes the stream's error sticky: later
 //! tasks on it are skipped and every synchronisation reports the first fault, with its message, as on a
@@ -11,7 +19,6 @@
 use super::*;
 use ascend_sys::aclrtStream;
 use std::sync::Condvar;
-use std::thread::JoinHandle;
 
 type Task = Box<dyn FnOnce() -> Result<(), Fault> + Send>;
 
@@ -21,9 +28,11 @@ struct Queue {
     submitted: u64,
     completed: u64,
     fault: Option<Fault>,
-    shutdown: bool,
-    /// The worker waits on `work` for a task: a submit must wake it.
-    worker_waiting: bool,
+    /// A thread (a drain job or a helping host) is running this stream's tasks; tasks run one at a
+    /// time, in order, by whoever holds this.
+    running: bool,
+    /// A drain job is queued on the pool and has not started.
+    drain_queued: bool,
     /// Host threads waiting on `done` for tasks to complete: a completion must wake them.
     hosts_waiting: usize,
 }
@@ -31,150 +40,145 @@ struct Queue {
 pub(super) struct EmuStream {
     pub(super) device: u32,
     queue: Mutex<Queue>,
-    /// Signalled when a task is queued or the stream shuts down (the worker waits on it).
-    work: Condvar,
-    /// Signalled when tasks complete (hosts wait on it). Two condvars, each notified only when someone
-    /// waits on it: a futex wake per launch and per completion cost more than the small kernels of a
-    /// decode step (docs/DECODING.md, "third round").
+    /// Signalled when a task completes and someone waits (`hosts_waiting`).
     done: Condvar,
-    worker: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl EmuStream {
-    fn spawn(device: u32, handle: usize) -> Result<Arc<Self>, aclError> {
-        let stream = Arc::new(EmuStream {
+    fn new(device: u32) -> Arc<Self> {
+        Arc::new(EmuStream {
             device,
             queue: Mutex::new(Queue::default()),
-            work: Condvar::new(),
             done: Condvar::new(),
-            worker: Mutex::new(None),
-        });
-        let worker = Arc::clone(&stream);
-        let join = std::thread::Builder::new()
-            .name(format!("emu-stream-{device}-{handle:x}"))
-            .spawn(move || worker.run())
-            .map_err(|e| {
-                fail(
-                    ACL_ERROR_RT_INTERNAL_ERROR,
-                    format!("cannot start a stream worker: {e}"),
-                )
-            })?;
-        *lock(&stream.worker) = Some(join);
-        Ok(stream)
+        })
     }
 
-    fn run(&self) {
-        loop {
-            let task = {
-                let mut q = lock(&self.queue);
-                loop {
-                    if let Some(task) = q.tasks.pop_front() {
-                        break Some((task, q.fault.is_some()));
-                    }
-                    if q.shutdown {
-                        break None;
-                    }
-                    q.worker_waiting = true;
-                    q = self.work.wait(q).unwrap_or_else(|e| e.into_inner());
-                    q.worker_waiting = false;
-                }
-            };
-            let Some((task, poisoned)) = task else { return };
-            self.finish(execute(task, poisoned));
+    /// Queues a task behind everything already submitted; returns its ticket for [`Self::wait`].
+    /// Never runs the task itself.
+    pub(super) fn submit(self: &Arc<Self>, task: Task) -> u64 {
+        let mut q = lock(&self.queue);
+        q.tasks.push_back(task);
+        q.submitted += 1;
+        let ticket = q.submitted;
+        self.schedule_drain(q);
+        ticket
+    }
+
+    /// Queues a drain job unless someone runs or will run the queued tasks.
+    fn schedule_drain(self: &Arc<Self>, mut q: MutexGuard<'_, Queue>) {
+        if q.running || q.drain_queued || q.tasks.is_empty() {
+            return;
+        }
+        q.drain_queued = true;
+        drop(q);
+        let stream = Arc::clone(self);
+        rayon::spawn(move || stream.drain());
+    }
+
+    /// The drain job: runs tasks until the queue is empty, unless a helping host already runs them
+    /// (it schedules a new job if it leaves tasks behind).
+    fn drain(self: Arc<Self>) {
+        let mut q = lock(&self.queue);
+        q.drain_queued = false;
+        while let Some(next) = self.take(&mut q) {
+            drop(q);
+            q = self.run(next);
         }
     }
 
-    /// Counts a task as run, with its fault (the first one sticks).
-    fn finish(&self, result: Result<(), Fault>) {
+    /// The next task and whether the stream's error is sticky, claiming `running`; `None` when the
+    /// queue is empty or someone else runs it.
+    fn take(&self, q: &mut Queue) -> Option<(Task, bool)> {
+        if q.running {
+            return None;
+        }
+        let task = q.tasks.pop_front()?;
+        q.running = true;
+        Some((task, q.fault.is_some()))
+    }
+
+    /// Runs a task taken with [`Self::take`], counts it as run with its fault (the first one sticks)
+    /// and releases `running`.
+    fn run(&self, (task, poisoned): (Task, bool)) -> MutexGuard<'_, Queue> {
+        let result = execute(task, poisoned);
         let mut q = lock(&self.queue);
         q.completed += 1;
+        q.running = false;
         if let Err(fault) = result {
             q.fault.get_or_insert(fault);
         }
         if q.hosts_waiting > 0 {
             self.done.notify_all();
         }
-    }
-
-    /// Queues a task behind everything already submitted; returns its ticket for [`Self::wait`].
-    pub(super) fn submit(&self, task: Task) -> u64 {
-        let mut q = lock(&self.queue);
-        q.tasks.push_back(task);
-        q.submitted += 1;
-        if q.worker_waiting {
-            self.work.notify_one();
-        }
-        q.submitted
+        q
     }
 
     /// Waits until the task with `ticket` (and everything before it) has run; returns the sticky
     /// fault, if any.
-    pub(super) fn wait(&self, ticket: u64) -> Result<(), Fault> {
-        let mut q = lock(&self.queue);
-        while q.completed < ticket {
-            q = self.wait_done(q);
-        }
-        match &q.fault {
-            None => Ok(()),
-            Some(f) => Err(f.clone()),
-        }
+    pub(super) fn wait(self: &Arc<Self>, ticket: u64) -> Result<(), Fault> {
+        self.wait_until(ticket, None).map(|_| ())
     }
 
     /// Counts a host wait on this stream's device (for [`EmuStats::host_waits`]); returns `self`.
-    fn count_wait(&self) -> &Self {
+    fn count_wait(self: &Arc<Self>) -> &Arc<Self> {
         tally(self.device, |s| s.host_waits += 1);
         self
     }
 
     /// Waits until every task submitted so far has run; returns the sticky fault, if any.
-    pub(super) fn synchronize(&self) -> Result<(), Fault> {
-        let mut q = lock(&self.queue);
-        let target = q.submitted;
-        while q.completed < target {
-            q = self.wait_done(q);
-        }
-        match &q.fault {
-            None => Ok(()),
-            Some(f) => Err(f.clone()),
-        }
+    pub(super) fn synchronize(self: &Arc<Self>) -> Result<(), Fault> {
+        self.synchronize_within(None).map(|_| ())
     }
 
     /// As [`Self::synchronize`], giving up after `timeout` (`None`: never); `Ok(false)` on time-out.
-    fn synchronize_within(&self, timeout: Option<std::time::Duration>) -> Result<bool, Fault> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    fn synchronize_within(
+        self: &Arc<Self>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<bool, Fault> {
+        let target = lock(&self.queue).submitted;
+        self.wait_until(target, timeout.map(|t| std::time::Instant::now() + t))
+    }
+
+    /// Waits until `target` tasks have completed, running queued tasks on this thread while nobody
+    /// else does; gives up at `deadline` (`Ok(false)`). Tasks still queued when it returns get a
+    /// drain job.
+    fn wait_until(
+        self: &Arc<Self>,
+        target: u64,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<bool, Fault> {
         let mut q = lock(&self.queue);
-        let target = q.submitted;
         while q.completed < target {
+            if let Some(next) = self.take(&mut q) {
+                drop(q);
+                q = self.run(next);
+                continue;
+            }
+            // Someone else runs the task we wait for: sleep until a completion.
+            q.hosts_waiting += 1;
             q = match deadline {
-                None => self.wait_done(q),
+                None => self.done.wait(q).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
                     let now = std::time::Instant::now();
                     if now >= deadline {
+                        q.hosts_waiting -= 1;
+                        self.schedule_drain(q);
                         return Ok(false);
                     }
-                    q.hosts_waiting += 1;
-                    let mut q = self
-                        .done
+                    self.done
                         .wait_timeout(q, deadline - now)
                         .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                    q.hosts_waiting -= 1;
-                    q
+                        .0
                 }
             };
+            q.hosts_waiting -= 1;
         }
-        match &q.fault {
+        let result = match &q.fault {
             None => Ok(true),
             Some(f) => Err(f.clone()),
-        }
-    }
-
-    /// Waits (as a host) until a task completes or the stream shuts down.
-    fn wait_done<'a>(&self, mut q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
-        q.hosts_waiting += 1;
-        let mut q = self.done.wait(q).unwrap_or_else(|e| e.into_inner());
-        q.hosts_waiting -= 1;
-        q
+        };
+        self.schedule_drain(q);
+        result
     }
 
     /// Whether every task submitted so far has run.
@@ -183,25 +187,16 @@ impl EmuStream {
         q.completed == q.submitted
     }
 
-    /// Stops the worker; with `discard`, the tasks not yet started are dropped instead of run
-    /// (`aclrtDestroyStreamForce`).
-    pub(super) fn shutdown(&self, discard: bool) {
-        {
+    /// Ends the stream's work: waits for every queued task, or with `discard` drops the tasks not
+    /// yet started (`aclrtDestroyStreamForce`) and waits for the one running.
+    pub(super) fn shutdown(self: &Arc<Self>, discard: bool) {
+        if discard {
             let mut q = lock(&self.queue);
-            if discard {
-                let dropped = q.tasks.len() as u64;
-                q.tasks.clear();
-                q.completed += dropped;
-            }
-            q.shutdown = true;
-            self.work.notify_all();
-            self.done.notify_all();
+            let dropped = q.tasks.len() as u64;
+            q.tasks.clear();
+            q.completed += dropped;
         }
-        if let Some(join) = lock(&self.worker).take() {
-            if join.thread().id() != std::thread::current().id() {
-                let _ = join.join();
-            }
-        }
+        let _ = self.synchronize();
     }
 }
 
@@ -225,8 +220,7 @@ pub(super) fn resolve(stream: aclrtStream) -> Result<Arc<EmuStream>, aclError> {
             Some(h) => h,
             None => {
                 let h = emu.handle();
-                let s = EmuStream::spawn(dev, h)?;
-                lock(&emu.objects).streams.insert(h, s);
+                lock(&emu.objects).streams.insert(h, EmuStream::new(dev));
                 inner.default_stream = Some(h);
                 h
             }
@@ -279,15 +273,12 @@ pub(super) unsafe extern "C" fn aclrtCreateStream(stream: *mut aclrtStream) -> a
         };
         let emu = emu();
         let handle = emu.handle();
-        match EmuStream::spawn(dev, handle) {
-            Ok(s) => {
-                lock(&emu.objects).streams.insert(handle, s);
-                // SAFETY: non-null and writable (C contract).
-                unsafe { *stream = handle as aclrtStream };
-                ACL_SUCCESS
-            }
-            Err(code) => code,
-        }
+        lock(&emu.objects)
+            .streams
+            .insert(handle, EmuStream::new(dev));
+        // SAFETY: non-null and writable (C contract).
+        unsafe { *stream = handle as aclrtStream };
+        ACL_SUCCESS
     })
 }
 
@@ -401,35 +392,54 @@ mod tests {
     }
 
     #[test]
-    fn tasks_run_on_the_worker_after_submit_returns_in_order() {
-        let stream = EmuStream::spawn(0, 0x5eed).unwrap();
+    fn tasks_run_after_submit_returns_in_order_and_faults_stick() {
+        let stream = EmuStream::new(0);
         let log = Arc::new(Mutex::new(Vec::new()));
-        // The worker is held: nothing submitted behind it may run before submit returns.
+        // The first task is held: nothing submitted behind it may run before it is released.
         let (release, gate) = mpsc::channel::<()>();
         stream.submit(Box::new(move || {
             let _ = gate.recv();
             Ok(())
         }));
-        let here = std::thread::current().id();
-        let ran_here = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&ran_here);
+        let in_submit = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&in_submit);
         stream.submit(Box::new(move || {
-            flag.store(std::thread::current().id() == here, Ordering::SeqCst);
+            // Still set only if the task ran inside the submit call below.
+            assert!(!flag.load(Ordering::SeqCst), "a task ran inside submit");
             Ok(())
         }));
+        in_submit.store(false, Ordering::SeqCst);
         stream.submit(recorder(&log, 1));
         let ticket = stream.submit(recorder(&log, 2));
         assert!(lock(&log).is_empty(), "ran before the stream got to it");
         release.send(()).unwrap();
         stream.wait(ticket).unwrap();
         assert_eq!(*lock(&log), [1, 2]);
-        assert!(
-            !ran_here.load(Ordering::SeqCst),
-            "a task ran on the submitting thread"
-        );
-        // A task's fault is the stream's sticky fault.
-        let t = stream.submit(Box::new(|| Err((1, "boom".into()))));
+        // A task's fault is the stream's sticky fault; the tasks behind it are skipped.
+        stream.submit(Box::new(|| Err((1, "boom".into()))));
+        let t = stream.submit(recorder(&log, 3));
         assert_eq!(stream.wait(t).unwrap_err().1, "boom");
+        assert_eq!(*lock(&log), [1, 2]);
         stream.shutdown(false);
+    }
+
+    /// A wait from the only thread of the pool that would run the stream's drain job: the waiter runs
+    /// the tasks itself instead of waiting for a job that cannot start.
+    #[test]
+    fn a_wait_makes_progress_when_no_pool_thread_is_free() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        pool.install(|| {
+            let stream = EmuStream::new(0);
+            for id in 0..4 {
+                stream.submit(recorder(&log, id));
+            }
+            stream.synchronize().unwrap();
+            assert!(stream.idle());
+        });
+        assert_eq!(*lock(&log), [0, 1, 2, 3]);
     }
 }
