@@ -26,7 +26,7 @@ struct BlockContext {
     EmuBlockCounters* counters = nullptr;
     uint8_t* ub = nullptr;   // this block's Unified Buffer (env->ub_bytes, poisoned with 0xFF at block start)
     uint32_t ubUsed = 0;     // bytes handed out by TPipe::InitBuffer so far
-    PipeModel pipes{0};      // who touched which UB bytes, and what orders the pipes (hazard.h)
+    PipeModel pipes;         // who touched which UB bytes, and what orders the pipes (hazard.h)
 };
 
 // The block running on this thread; null outside ascend_emu_run_block.
@@ -41,9 +41,18 @@ bool GmSpanValid(const void* addr, uint64_t bytes);
 // Checks that [addr, addr + bytes) lies inside one live GM allocation; throws otherwise.
 void CheckGm(const void* addr, uint64_t bytes, const char* what);
 
+// The block running on this thread (registry.cpp sets it around each block).
+extern thread_local BlockContext* tCurrent;
+
 // The running block; Fail()s when called outside a launch (a kernel API used on the host outside
-// ascend_emu_run_block).
-BlockContext& Block();
+// ascend_emu_run_block). Inline: every emulated instruction asks for it several times.
+inline BlockContext& Block()
+{
+    if (tCurrent == nullptr) {
+        Fail("Ascend C API used outside a kernel launch");
+    }
+    return *tCurrent;
+}
 
 }  // namespace emu
 

@@ -40,7 +40,17 @@ struct Flag {
 
 class PipeModel {
 public:
-    explicit PipeModel(uint32_t ubBytes) { shadow_.push_back(Entry{0, Range{ubBytes, -1, {}, {}}}); }
+    // A fresh model for a block of `ubBytes` of UB, keeping the shadow's storage (one model per host
+    // thread serves every block it runs: no allocation per block).
+    void Reset(uint32_t ubBytes)
+    {
+        shadow_.clear();
+        shadow_.push_back(Entry{0, Range{ubBytes, -1, {}, {}}});
+        std::fill(std::begin(issued_), std::end(issued_), 0);
+        for (auto& row : done_) {
+            std::fill(std::begin(row), std::end(row), 0);
+        }
+    }
 
     uint64_t Issue(int pipe) { return ++issued_[pipe]; }
 

@@ -9,9 +9,10 @@
 #include "../kernel_entries.h"
 
 namespace emu {
-namespace {
 
 thread_local BlockContext* tCurrent = nullptr;
+
+namespace {
 
 // Calls a kernel entry whose parameters are all GM addresses with the packed argument block.
 template <typename F>
@@ -42,14 +43,6 @@ const EmuKernelInfo kKernels[] = {ASCEND_COLD_KERNELS(ASCEND_COLD_REGISTER)};
 }  // namespace
 
 BlockContext* CurrentBlock() { return tCurrent; }
-
-BlockContext& Block()
-{
-    if (tCurrent == nullptr) {
-        Fail("Ascend C API used outside a kernel launch");
-    }
-    return *tCurrent;
-}
 
 void Fail(const std::string& rule)
 {
@@ -111,7 +104,9 @@ extern "C" int ascend_emu_run_block(const EmuKernelInfo* kernel, void* const* ar
     block.blockNum = block_num;
     block.env = env;
     block.counters = counters;
-    block.pipes = emu::PipeModel(env->ub_bytes);
+    thread_local emu::PipeModel pipes;
+    pipes.Reset(env->ub_bytes);
+    block.pipes = std::move(pipes);
     // One UB per host thread, reused by the blocks it runs; TPipe::InitBuffer poisons each range it hands
     // out (emu/pipe.h), so a block never sees an earlier block's data. Poisoning only what is handed
     // out keeps a launch of 48 blocks from writing 48 x 192 KiB it never uses.
@@ -132,5 +127,6 @@ extern "C" int ascend_emu_run_block(const EmuKernelInfo* kernel, void* const* ar
         status = 1;
     }
     emu::tCurrent = nullptr;
+    pipes = std::move(block.pipes);
     return status;
 }
