@@ -406,7 +406,7 @@ fn launch(
     let ub_bytes = emu.config.profile.ub_bytes;
     let threads = emu.config.kernel_threads;
     stream.submit(Box::new(move || {
-        let table = lock(&emu.mem);
+        let mut table = lock(&emu.mem);
         let regions = table.regions(device);
         // SAFETY: `args` has num_args() entries; `regions` are the live allocations of the device,
         // which stay allocated and untouched by anyone else while the table lock is held.

@@ -49,6 +49,9 @@ pub(super) struct MemTable {
     /// Quarantined bases, oldest first, and their total size.
     quarantine_order: VecDeque<usize>,
     quarantine_bytes: usize,
+    /// Per device, its allocations as GM regions ([`Self::regions`]), built once per change of
+    /// `allocs`: every launch needs them, and a model holds hundreds of allocations.
+    regions: HashMap<u32, Arc<[crate::kernels::EmuGmRegion]>>,
 }
 
 /// Where a byte range lives.
@@ -143,12 +146,26 @@ impl MemTable {
     }
 
     /// The device allocations of `device` as GM regions, sorted by base.
-    pub(super) fn regions(&self, device: u32) -> Vec<crate::kernels::EmuGmRegion> {
-        self.allocs
-            .iter()
-            .filter(|(_, a)| a.device == device)
-            .map(|(&base, a)| crate::kernels::EmuGmRegion { base, len: a.len })
-            .collect()
+    pub(super) fn regions(&mut self, device: u32) -> Arc<[crate::kernels::EmuGmRegion]> {
+        let allocs = &self.allocs;
+        Arc::clone(self.regions.entry(device).or_insert_with(|| {
+            allocs
+                .iter()
+                .filter(|(_, a)| a.device == device)
+                .map(|(&base, a)| crate::kernels::EmuGmRegion { base, len: a.len })
+                .collect()
+        }))
+    }
+
+    fn insert_alloc(&mut self, base: usize, allocation: Allocation) {
+        self.regions.remove(&allocation.device);
+        self.allocs.insert(base, allocation);
+    }
+
+    fn remove_alloc(&mut self, base: usize) -> Option<Allocation> {
+        let allocation = self.allocs.remove(&base)?;
+        self.regions.remove(&allocation.device);
+        Some(allocation)
     }
 
     /// Frees every allocation of `device`; returns how many there were.
@@ -160,7 +177,7 @@ impl MemTable {
             .map(|(&b, _)| b)
             .collect();
         for base in &bases {
-            if let Some(a) = self.allocs.remove(base) {
+            if let Some(a) = self.remove_alloc(*base) {
                 self.retire(*base, a.layout, device);
             }
         }
@@ -302,7 +319,7 @@ pub(super) unsafe extern "C" fn aclrtMalloc(
             Ok(p) => p,
             Err(code) => return code,
         };
-        table.allocs.insert(
+        table.insert_alloc(
             ptr as usize,
             Allocation {
                 len: size,
@@ -330,7 +347,7 @@ pub(super) unsafe extern "C" fn aclrtFree(dev_ptr: *mut c_void) -> aclError {
         let emu = emu();
         // Taking the table lock waits for any kernel or copy that is touching device memory right now.
         let mut table = lock(&emu.mem);
-        let Some(a) = table.allocs.remove(&(dev_ptr as usize)) else {
+        let Some(a) = table.remove_alloc(dev_ptr as usize) else {
             return fail(
                 ACL_ERROR_RT_MEMORY_FREE,
                 format!("{dev_ptr:p} is not the base of a live device allocation (double free, or not from aclrtMalloc)"),
