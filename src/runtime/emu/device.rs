@@ -153,7 +153,7 @@ fn reset(device_id: i32, force: bool) -> aclError {
         for event in &events {
             event.kill();
         }
-        let freed = lock(&emu.mem).release_device(dev);
+        let freed = alloc_table_mut().release_device(dev);
         {
             let mut stats = lock(&state.stats);
             stats.freed_by_reset += freed;

@@ -11,8 +11,8 @@
 //! pointer is refused), `aclrtLaunchKernelWithHostArgs` from host memory. The block is the kernel's
 //! parameters in declaration order (every parameter here is an 8-byte GM address, so `argsSize` must be
 //! 8 × the kernel's parameter count) and is copied at the call. The launch runs when the stream reaches it
-//! (stream.rs), with the device allocation table locked (memory cannot be freed under a running kernel), every block
-//! of it, each GM access checked against the live allocations of the stream's device. A violation
+//! (stream.rs), holding the allocation table for reading (memory cannot be freed under a running kernel)
+//! and the turn to touch device bytes, every block of it, each GM access checked against the live allocations of the stream's device. A violation
 //! becomes the stream's sticky error (`ACL_ERROR_RT_VECTOR_CORE_EXCEPTION`) with the kernel's message.
 #![allow(non_snake_case)]
 
@@ -246,7 +246,7 @@ pub(super) unsafe extern "C" fn aclrtLaunchKernel(
                 Ok(p) => p,
                 Err(code) => return code,
             };
-        let table = lock(&emu().mem);
+        let table = alloc_table();
         if !table.is_device_memory(args_data as usize, args_size, stream.device) {
             return fail(
                 ACL_ERROR_INVALID_PARAM,
@@ -299,7 +299,7 @@ pub(super) unsafe extern "C" fn aclrtLaunchKernelWithHostArgs(
                 Ok(p) => p,
                 Err(code) => return code,
             };
-        let table = lock(&emu().mem);
+        let table = alloc_table();
         if !table.is_host_memory(host_args as usize, args_size) {
             return fail(
                 ACL_ERROR_INVALID_PARAM,
@@ -406,10 +406,11 @@ fn launch(
     let ub_bytes = emu.config.profile.ub_bytes;
     let threads = emu.config.kernel_threads;
     stream.submit(Box::new(move || {
-        let mut table = lock(&emu.mem);
+        let table = bytes_access();
         let regions = table.regions(device);
         // SAFETY: `args` has num_args() entries; `regions` are the live allocations of the device,
-        // which stay allocated and untouched by anyone else while the table lock is held.
+        // which stay allocated (the table is held for reading: no free) and untouched by anyone
+        // else (the device-bytes turn is held) until `table` is dropped.
         let result = unsafe { kernel.run_blocks(&args, num_blocks, &regions, ub_bytes, threads) };
         drop(table);
         let dev = &emu.devices[device as usize];

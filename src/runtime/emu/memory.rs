@@ -51,7 +51,7 @@ pub(super) struct MemTable {
     quarantine_bytes: usize,
     /// Per device, its allocations as GM regions ([`Self::regions`]), built once per change of
     /// `allocs`: every launch needs them, and a model holds hundreds of allocations.
-    regions: HashMap<u32, Arc<[crate::kernels::EmuGmRegion]>>,
+    regions: Mutex<HashMap<u32, Arc<[crate::kernels::EmuGmRegion]>>>,
 }
 
 /// Where a byte range lives.
@@ -146,9 +146,9 @@ impl MemTable {
     }
 
     /// The device allocations of `device` as GM regions, sorted by base.
-    pub(super) fn regions(&mut self, device: u32) -> Arc<[crate::kernels::EmuGmRegion]> {
+    pub(super) fn regions(&self, device: u32) -> Arc<[crate::kernels::EmuGmRegion]> {
         let allocs = &self.allocs;
-        Arc::clone(self.regions.entry(device).or_insert_with(|| {
+        Arc::clone(lock(&self.regions).entry(device).or_insert_with(|| {
             allocs
                 .iter()
                 .filter(|(_, a)| a.device == device)
@@ -157,14 +157,18 @@ impl MemTable {
         }))
     }
 
+    fn regions_mut(&mut self) -> &mut HashMap<u32, Arc<[crate::kernels::EmuGmRegion]>> {
+        self.regions.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn insert_alloc(&mut self, base: usize, allocation: Allocation) {
-        self.regions.remove(&allocation.device);
+        self.regions_mut().remove(&allocation.device);
         self.allocs.insert(base, allocation);
     }
 
     fn remove_alloc(&mut self, base: usize) -> Option<Allocation> {
         let allocation = self.allocs.remove(&base)?;
-        self.regions.remove(&allocation.device);
+        self.regions_mut().remove(&allocation.device);
         Some(allocation)
     }
 
@@ -187,7 +191,8 @@ impl MemTable {
 
     #[allow(clippy::too_many_arguments)] // the C call's parameters, plus the context's device and a flag
     /// Validates a copy of `count` bytes of `kind` whose device side must be on `device`, and performs it
-    /// if `perform`. The caller holds the table lock, so no allocation can vanish meanwhile.
+    /// if `perform`. The caller holds the table for reading, so no allocation can vanish meanwhile,
+    /// and to perform, the turn to touch device bytes ([`bytes_access`]).
     pub(super) fn copy(
         &self,
         dst: usize,
@@ -244,8 +249,9 @@ impl MemTable {
             ));
         }
         if perform && count > 0 {
-            // SAFETY: device ranges were checked against live allocations above (and the table lock is
-            // held); host ranges are the caller's contract, as in C. `copy` allows overlap.
+            // SAFETY: device ranges were checked against live allocations above (the table is held,
+            // and the device-bytes turn: this method's contract); host ranges are the caller's
+            // contract, as in C. `copy` allows overlap.
             unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, count) };
         }
         Ok(())
@@ -304,7 +310,7 @@ pub(super) unsafe extern "C" fn aclrtMalloc(
                 )
             }
         };
-        let mut table = lock(&emu.mem);
+        let mut table = alloc_table_mut();
         let used = table.used.get(&dev).copied().unwrap_or(0);
         if used + padded as u64 > capacity {
             return fail(
@@ -345,8 +351,8 @@ pub(super) unsafe extern "C" fn aclrtFree(dev_ptr: *mut c_void) -> aclError {
             return fail(ACL_ERROR_INVALID_PARAM, "devPtr is null");
         }
         let emu = emu();
-        // Taking the table lock waits for any kernel or copy that is touching device memory right now.
-        let mut table = lock(&emu.mem);
+        // Taking the table for writing waits for any kernel or copy that is touching device memory.
+        let mut table = alloc_table_mut();
         let Some(a) = table.remove_alloc(dev_ptr as usize) else {
             return fail(
                 ACL_ERROR_RT_MEMORY_FREE,
@@ -386,10 +392,11 @@ pub(super) unsafe extern "C" fn aclrtMemset(
             Ok(d) => d,
             Err(code) => return code,
         };
-        let table = lock(&emu().mem);
+        let table = bytes_access();
         match table.locate(dev_ptr as usize, count, "memset") {
             Ok(Loc::Device(d)) if d == dev => {
-                // SAFETY: the range lies in a live allocation and the table lock is held.
+                // SAFETY: the range lies in a live allocation; the table and the device-bytes turn
+                // are held.
                 unsafe { std::ptr::write_bytes(dev_ptr.cast::<u8>(), value as u8, count) };
                 ACL_SUCCESS
             }
@@ -416,7 +423,7 @@ pub(super) unsafe extern "C" fn aclrtMemcpy(
             Ok(d) => d,
             Err(code) => return code,
         };
-        let table = lock(&emu().mem);
+        let table = bytes_access();
         match table.copy(dst as usize, dest_max, src as usize, count, kind, dev, true) {
             Ok(()) => {
                 count_copy(dev, kind);
@@ -450,7 +457,7 @@ pub(super) unsafe extern "C" fn aclrtMemcpyAsync(
         let (dst, src) = (dst as usize, src as usize);
         // Check now, so misuse fails at the call; check again when the copy runs (memory may be gone).
         if let Err((code, message)) =
-            lock(&emu().mem).copy(dst, dest_max, src, count, kind, dev, false)
+            alloc_table().copy(dst, dest_max, src, count, kind, dev, false)
         {
             return fail(code, message);
         }
@@ -459,9 +466,9 @@ pub(super) unsafe extern "C" fn aclrtMemcpyAsync(
             ascend_sys::ACL_MEMCPY_DEVICE_TO_HOST => Some(dst),
             _ => None,
         };
-        let pageable = host_side.is_some_and(|p| !lock(&emu().mem).is_pinned(p, count));
+        let pageable = host_side.is_some_and(|p| !alloc_table().is_pinned(p, count));
         let ticket = stream.submit(Box::new(move || {
-            lock(&emu().mem).copy(dst, dest_max, src, count, kind, dev, true)
+            bytes_access().copy(dst, dest_max, src, count, kind, dev, true)
         }));
         count_copy(dev, kind);
         if pageable {
@@ -492,7 +499,7 @@ pub(super) unsafe extern "C" fn aclrtMallocHost(
             Ok(p) => p,
             Err(code) => return code,
         };
-        lock(&emu().mem).pinned.insert(ptr as usize, layout);
+        alloc_table_mut().pinned.insert(ptr as usize, layout);
         // SAFETY: non-null and writable (C contract).
         unsafe { *host_ptr = ptr.cast() };
         ACL_SUCCESS
@@ -504,8 +511,8 @@ pub(super) unsafe extern "C" fn aclrtFreeHost(host_ptr: *mut c_void) -> aclError
         if host_ptr.is_null() {
             return fail(ACL_ERROR_INVALID_PARAM, "hostPtr is null");
         }
-        // The table lock waits for a copy that is reading or writing it right now.
-        let Some(layout) = lock(&emu().mem).pinned.remove(&(host_ptr as usize)) else {
+        // Taking the table for writing waits for a copy that is reading or writing it right now.
+        let Some(layout) = alloc_table_mut().pinned.remove(&(host_ptr as usize)) else {
             return fail(
                 ACL_ERROR_RT_MEMORY_FREE,
                 format!("{host_ptr:p} is not the base of live aclrtMallocHost memory (double free, or not from aclrtMallocHost)"),

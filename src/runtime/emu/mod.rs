@@ -31,7 +31,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use crate::kernels::BlockCounters;
 
@@ -326,7 +326,13 @@ struct Emu {
     /// 0 = not initialised, 1 = initialised, 2 = finalized.
     state: AtomicU8,
     devices: Vec<DevState>,
-    mem: Mutex<memory::MemTable>,
+    /// The allocation table. Launch and copy checks read it; kernels, copies and memsets hold it for
+    /// reading while they touch device bytes (nothing is freed under them); allocations and frees
+    /// write it. A launch's checks must not wait for a running kernel, as on a board.
+    mem: RwLock<memory::MemTable>,
+    /// Held by whoever reads or writes device bytes (a kernel, a copy, a memset), after `mem`: they
+    /// take turns, so the emulator never races on device memory itself.
+    device_bytes: Mutex<()>,
     objects: Mutex<Objects>,
     next_handle: AtomicUsize,
 }
@@ -351,7 +357,8 @@ static EMU: Lazy<Emu> = Lazy::new(|| {
                 launches: Mutex::new(VecDeque::new()),
             })
             .collect(),
-        mem: Mutex::new(memory::MemTable::default()),
+        mem: RwLock::new(memory::MemTable::default()),
+        device_bytes: Mutex::new(()),
         objects: Mutex::new(Objects::default()),
         next_handle: AtomicUsize::new(1),
         config,
@@ -388,6 +395,37 @@ impl Emu {
 /// entry point must never unwind into C.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The allocation table, for checks (see [`Emu::mem`]).
+fn alloc_table() -> RwLockReadGuard<'static, memory::MemTable> {
+    emu().mem.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The allocation table, to allocate or free.
+fn alloc_table_mut() -> RwLockWriteGuard<'static, memory::MemTable> {
+    emu().mem.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The allocation table and the turn to touch device bytes (see [`Emu::device_bytes`]).
+struct BytesAccess {
+    table: RwLockReadGuard<'static, memory::MemTable>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for BytesAccess {
+    type Target = memory::MemTable;
+    fn deref(&self) -> &memory::MemTable {
+        &self.table
+    }
+}
+
+fn bytes_access() -> BytesAccess {
+    let table = alloc_table();
+    BytesAccess {
+        table,
+        _turn: lock(&emu().device_bytes),
+    }
 }
 
 // ---- per-thread state: current device, recent error message -------------------------------------------
@@ -573,5 +611,34 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// Launch and copy checks read the allocation table; a kernel holds it for reading and the turn to
+    /// touch device bytes. A check must not wait for a running kernel (it did while one lock did both).
+    #[test]
+    fn table_checks_do_not_wait_for_whoever_touches_device_bytes() {
+        use std::sync::mpsc::channel;
+        let (release, held) = channel::<()>();
+        let (started, running) = channel::<()>();
+        let kernel = std::thread::spawn(move || {
+            let _bytes = bytes_access();
+            started.send(()).unwrap();
+            let _ = held.recv();
+        });
+        running.recv().unwrap();
+        let (checked, done) = channel();
+        std::thread::spawn(move || {
+            let _ = alloc_table().is_host_memory(0x1000, 8);
+            let _ = checked.send(());
+        });
+        let answered = done
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_ok();
+        release.send(()).unwrap();
+        kernel.join().unwrap();
+        assert!(
+            answered,
+            "a table check waited for the holder of the device-bytes turn"
+        );
     }
 }
