@@ -10,7 +10,9 @@
 //!    ratio the median over rounds of that round's ratio. Its lines start with `decode-bench:` and
 //!    `scripts/bench-decode` turns them into a table. It also splits each step's time into LoRA
 //!    launches (the BGMV path), `cold_score` (upload, kernel, download), and the rest (the host model),
-//!    and counts per step what the step asked of the device (on the emulator, from
+//!    takes the process's CPU time during the steps (all threads: what the host and the emulated
+//!    kernels cost together on a machine whose cores they share), and counts per step what the step
+//!    asked of the device (on the emulator, from
 //!    `runtime::emu::stats`): kernel launches, copies each way, and host waits.
 //!
 //! Steady state: every request is prefilled with its own 64-token prompt (untimed); timed steps then
@@ -255,8 +257,22 @@ struct Split {
     total: Duration,
     lora: Duration,
     cold_score: Duration,
+    /// CPU time of the whole process (every thread) during the timed steps.
+    cpu: Duration,
     /// Emulator counters summed over the timed steps (zero on an NPU).
     device: Crossings,
+}
+
+/// User + system CPU time of this process so far (all threads).
+fn process_cpu_time() -> Duration {
+    // SAFETY: `usage` is a valid out-pointer for getrusage, which fills it.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, 1000 * t.tv_usec as u32);
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// What a step asked of the device, from the emulator's counters.
@@ -435,6 +451,7 @@ impl<'m> Runner<'m> {
             }
             let lora_before = self.lora.spent.get();
             let device_before = Crossings::read(self.stream.device());
+            let cpu_before = process_cpu_time();
             let t = Instant::now();
             let cold = match &mut self.state {
                 State::Decoder(d) => {
@@ -465,6 +482,7 @@ impl<'m> Runner<'m> {
                 State::Fresh => unreachable!("prefilled above"),
             };
             let dt = t.elapsed();
+            self.split.cpu += process_cpu_time() - cpu_before;
             self.split
                 .device
                 .add_since(device_before, Crossings::read(self.stream.device()));
@@ -665,12 +683,14 @@ fn bench(c: &mut Criterion) {
         let per_step = |n: u64| n as f64 / s.steps as f64;
         eprintln!(
             "decode-bench: step {:<14} ms_per_step={ms:.2} steps_per_s={:.2} tokens_per_s={:.2} \
-             mean_ms={:.2} lora_pct={:.1} cold_score_pct={:.1} lora_ms={:.2} cold_score_ms={:.2} \
-             launches={:.1} copies_to_device={:.1} copies_to_host={:.1} host_waits={:.1}",
+             mean_ms={:.2} cpu_ms={:.2} lora_pct={:.1} cold_score_pct={:.1} lora_ms={:.2} \
+             cold_score_ms={:.2} launches={:.1} copies_to_device={:.1} copies_to_host={:.1} \
+             host_waits={:.1}",
             r.label(),
             1e3 / ms,
             r.batch as f64 * 1e3 / ms,
             s.total.as_secs_f64() * 1e3 / s.steps as f64,
+            s.cpu.as_secs_f64() * 1e3 / s.steps as f64,
             frac(s.lora),
             frac(s.cold_score),
             s.lora.as_secs_f64() * 1e3 / s.steps as f64,
