@@ -6,16 +6,16 @@
 //
 // Work split: a task is (row, rank chunk of rankPerTask rank rows); tasks are dealt round-robin over the blocks.
 // Per H tile a task moves x's tile and its rank rows' tiles in two copies and computes them together: x is cast
-// and repeated once per rank row (doubling), one Mul multiplies every rank row, one WholeReduceSum per
-// 64-element chunk sums that chunk of every rank row (one repeat per rank row, hence rankPerTask <= 255), and
-// rankPerTask-wide Adds combine the chunks. The instructions per tile do not grow with the rank.
+// once, one Mul per rank row multiplies that row by it (the rows' products are disjoint: no barrier between
+// them, and x is never copied per row), one WholeReduceSum per 64-element chunk sums that chunk of every rank
+// row (one repeat per rank row, hence rankPerTask <= 255), and rankPerTask-wide Adds combine the chunks.
 // Minimal traffic (bytes), s = sizeof(dtype), over rows with idx >= 0:
 //   8 B (idx) + 4 B (status) + sum_rows (H s + R H s + 4 R).
 // This kernel moves that plus (rankSplit - 1) H s per row (x re-read per rank chunk; the tiling keeps
 // rankSplit <= 1 + (R + 1) / 10, i.e. within 10%) plus the tiling struct once per block.
 // UB (Rt = rankPerTask, Rp = Rt rounded up to 8): tileH s (x) + 2 Rt tileH s (A, double-buffered) +
-// 2 Rt tileH 4 (A f32, x repeated) + tileH / 64 Rp 4 (chunk sums) + 3 Rp 4 (tile sum, accumulator, output) +
-// 32 (status). R = 16, H = 576, f16: about 111 KiB of the 184 KiB; the tiling shrinks tileH to fit.
+// Rt tileH 4 (A f32) + tileH 4 (x f32) + tileH / 64 Rp 4 (chunk sums) + 3 Rp 4 (tile sum, accumulator,
+// output) + 32 (status). Rt = 16, H = 576, f16: 76 KiB of the 184 KiB; the tiling shrinks tileH to fit.
 #include "kernel_common.h"
 
 using namespace AscendC;
@@ -48,7 +48,7 @@ public:
         pipe_.InitBuffer(xQue_, 1, tile * sizeof(InT));
         pipe_.InitBuffer(aQue_, kBufferNum, rows * tile * sizeof(InT));
         pipe_.InitBuffer(aFloatBuf_, rows * tile * sizeof(AccT));
-        pipe_.InitBuffer(xRepBuf_, rows * tile * sizeof(AccT));
+        pipe_.InitBuffer(xFloatBuf_, tile * sizeof(AccT));
         pipe_.InitBuffer(partBuf_, cold::CeilDiv(tile, kChunk) * sumStride_ * sizeof(AccT));
         pipe_.InitBuffer(tileSumBuf_, sumStride_ * sizeof(AccT));
         pipe_.InitBuffer(accBuf_, sumStride_ * sizeof(AccT));
@@ -119,20 +119,19 @@ private:
     __aicore__ inline void Compute(uint32_t len, uint32_t rc)
     {
         const uint32_t stride = cold::CeilDiv(len, kRowAlign) * kRowAlign;  // elements per rank row in UB
-        const int32_t count = static_cast<int32_t>(rc * stride);
-        LocalTensor<AccT> xRep = xRepBuf_.Get<AccT>();
+        LocalTensor<AccT> xFloat = xFloatBuf_.Get<AccT>();
         LocalTensor<InT> xLocal = xQue_.DeQue<InT>();
-        // The whole row stride, pad lanes included: DataCopyPad filled them, and the doubling below copies them.
-        Cast(xRep, xLocal, RoundMode::CAST_NONE, stride);
+        Cast(xFloat, xLocal, RoundMode::CAST_NONE, len);
         xQue_.FreeTensor(xLocal);
-        PipeBarrier<PIPE_V>();  // the doubling reads the Cast's row
-        cold::RepeatFirstRow(xRep, rc, stride);
         LocalTensor<InT> aLocal = aQue_.DeQue<InT>();
         LocalTensor<AccT> prod = aFloatBuf_.Get<AccT>();
-        Cast(prod, aLocal, RoundMode::CAST_NONE, count);
+        Cast(prod, aLocal, RoundMode::CAST_NONE, static_cast<int32_t>(rc * stride));
         aQue_.FreeTensor(aLocal);
-        PipeBarrier<PIPE_V>();  // Mul reads A's Cast
-        Mul(prod, prod, xRep, count);
+        PipeBarrier<PIPE_V>();  // the Muls read both Casts
+        // A row's pad lanes (stride - len) are left as cast: no mask below covers them.
+        for (uint32_t r = 0; r < rc; ++r) {
+            Mul(prod[r * stride], prod[r * stride], xFloat, static_cast<int32_t>(len));
+        }
         PipeBarrier<PIPE_V>();
         // One repeat per rank row (rows stride * 4 / 32 blocks apart), one call per 64-lane chunk of the tile,
         // the last masked to the tile's tail: part[c][r] = chunk c of rank row r. The pad lanes are never
@@ -174,7 +173,7 @@ private:
     TQue<TPosition::VECIN, 1> xQue_;
     TQue<TPosition::VECIN, kBufferNum> aQue_;
     TQue<TPosition::VECOUT, 1> outQue_;
-    TBuf<TPosition::VECCALC> aFloatBuf_, xRepBuf_, partBuf_, tileSumBuf_, accBuf_;
+    TBuf<TPosition::VECCALC> aFloatBuf_, xFloatBuf_, partBuf_, tileSumBuf_, accBuf_;
     TBuf<TPosition::VECOUT> statusBuf_;  // DataCopyPad's source: VECIN or VECOUT on Atlas A2
     GlobalTensor<InT> xGm_, aGm_;
     GlobalTensor<IdxT> idxGm_;

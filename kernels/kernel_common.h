@@ -33,19 +33,6 @@ __aicore__ inline void WriteWord(const AscendC::GlobalTensor<uint32_t>& gm, uint
 __aicore__ inline uint32_t CeilDiv(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
 __aicore__ inline uint32_t Min(uint32_t a, uint32_t b) { return a < b ? a : b; }
 
-// Copies the first `stride` elements of `rows` (f32, in UB) into its next rows - 1 rows by doubling: log2(rows)
-// vector instructions instead of one per row. The first row must already be readable by the vector unit; on
-// return every row is.
-__aicore__ inline void RepeatFirstRow(const AscendC::LocalTensor<float>& rows, uint32_t count, uint32_t stride)
-{
-    for (uint32_t have = 1; have < count;) {
-        const uint32_t n = Min(have, count - have);
-        AscendC::Muls(rows[have * stride], rows, 1.0f, static_cast<int32_t>(n * stride));
-        AscendC::PipeBarrier<AscendC::PIPE_V>();  // the next doubling, or the caller's next instruction, reads them
-        have += n;
-    }
-}
-
 }  // namespace cold
 
 #endif

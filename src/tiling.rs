@@ -160,8 +160,8 @@ pub struct BgmvShrinkTiling {
 
 impl BgmvShrinkTiling {
     /// UB bytes the kernel allocates for this tiling (mirrors BgmvShrink::Init): x's tile, the task's
-    /// rank rows' tiles (double-buffered, then in f32), x repeated per rank row, one f32 per (64-element
-    /// chunk, rank row), the tile sum, accumulator and output, and a status word.
+    /// rank rows' tiles (double-buffered, then in f32), x's tile in f32, one f32 per (64-element chunk,
+    /// rank row), the tile sum, accumulator and output, and a status word.
     pub fn ub_bytes(&self, dtype: DType) -> u64 {
         let tile = u64::from(self.tile_h);
         let rows = u64::from(self.rank_per_task);
@@ -170,7 +170,8 @@ impl BgmvShrinkTiling {
         let s = u64::from(dtype.size());
         ub32(tile * s)
             + 2 * ub32(rows * tile * s)
-            + 2 * ub32(rows * tile * 4)
+            + ub32(rows * tile * 4)
+            + ub32(tile * 4)
             + ub32(chunks * sums)
             + 3 * ub32(sums)
             + 32
