@@ -93,9 +93,9 @@ public:
         if (begin >= end) {
             return;
         }
-        Split(begin);
-        Split(end);
-        for (size_t i = First(begin); i < shadow_.size() && shadow_[i].begin < end; ++i) {
+        const size_t first = Split(begin, 0);
+        const size_t last = Split(end, first);  // one past the last range inside [begin, end)
+        for (size_t i = first; i < last; ++i) {
             Range& r = shadow_[i].range;
             const uint32_t lo = shadow_[i].begin, hi = r.end;
             if (r.writer >= 0 && !Ordered(pipe, r.writer, r.written.seq, true)) {
@@ -114,7 +114,7 @@ public:
                 r.read[pipe] = Access{seq, call};
             }
         }
-        Merge(begin, end);
+        Merge(first, last);
     }
 
 private:
@@ -151,40 +151,42 @@ private:
         Range range;
     };
 
-    // The index of the first range starting at or after `at`.
-    size_t First(uint32_t at) const
+    // The index of the first range at or after index `from` that starts at or after `at`.
+    size_t First(uint32_t at, size_t from) const
     {
-        return static_cast<size_t>(std::lower_bound(shadow_.begin(), shadow_.end(), at,
-                                                    [](const Entry& e, uint32_t a) { return e.begin < a; }) -
+        return static_cast<size_t>(std::lower_bound(shadow_.begin() + static_cast<std::ptrdiff_t>(from), shadow_.end(),
+                                                    at, [](const Entry& e, uint32_t a) { return e.begin < a; }) -
                                    shadow_.begin());
     }
 
-    // Makes `at` the start of a range (unless it is past the shadowed UB).
-    void Split(uint32_t at)
+    // Makes `at` the start of a range (unless it is past the shadowed UB); returns the index of the first range
+    // starting at or after `at`. No range before index `from` starts at or after `at`.
+    size_t Split(uint32_t at, size_t from)
     {
-        const size_t next = First(at);
+        const size_t next = First(at, from);
         if (next < shadow_.size() && shadow_[next].begin == at) {
-            return;
+            return next;
         }
         if (next == 0 || shadow_[next - 1].range.end <= at) {
-            return;
+            return next;
         }
         Entry right = shadow_[next - 1];
         right.begin = at;
         shadow_[next - 1].range.end = at;
         shadow_.insert(shadow_.begin() + static_cast<std::ptrdiff_t>(next), right);
+        return next;
     }
 
-    // Joins the neighbouring ranges in [begin, end] (and the one before) that hold the same accesses.
-    void Merge(uint32_t begin, uint32_t end)
+    // Joins neighbouring ranges holding the same accesses among those at indices first - 1 .. last (the ranges a
+    // touch changed and their two neighbours).
+    void Merge(size_t first, size_t last)
     {
-        size_t keep = First(begin);
-        keep = keep > 0 ? keep - 1 : 0;
+        size_t keep = first > 0 ? first - 1 : 0;
         size_t read = keep + 1;
-        for (; read < shadow_.size() && shadow_[read].begin <= end; ++read) {
-            Entry& last = shadow_[keep];
-            if (last.range.end == shadow_[read].begin && last.range.SameAs(shadow_[read].range)) {
-                last.range.end = shadow_[read].range.end;
+        for (; read < shadow_.size() && read <= last; ++read) {
+            Entry& prev = shadow_[keep];
+            if (prev.range.end == shadow_[read].begin && prev.range.SameAs(shadow_[read].range)) {
+                prev.range.end = shadow_[read].range.end;
             } else {
                 shadow_[++keep] = shadow_[read];
             }
