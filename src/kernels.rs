@@ -86,8 +86,8 @@ extern "C" {
 }
 
 /// Below this estimated time for a launch's blocks, they run one after another on the thread that
-/// runs the launch: handing them to rayon's threads and waiting for them costs wake-ups that
-/// outweigh the parallel speed-up. Chosen by measurement (docs/DECODING.md, "second round").
+/// runs the launch: starting threads for them and waiting for them costs more than the parallel
+/// speed-up. Chosen by measurement (docs/DECODING.md, "second round").
 const INLINE_BLOCKS_BELOW: std::time::Duration = std::time::Duration::from_micros(300);
 
 /// What a launch's time is remembered by: the kernel, its block count and its footprint class.
@@ -232,27 +232,57 @@ impl HostKernel {
             }
         };
         // Blocks run on the calling thread when the same kernel's last launch of the same shape says
-        // they all take less than handing them over would cost; otherwise on rayon's persistent pool
-        // (no thread spawned per launch: the decoding loop launches hundreds of small kernels per step,
-        // most of them done in microseconds). `threads` caps how many run at once.
-        use rayon::prelude::*;
-        let threads = threads.clamp(1, block_num.max(1) as usize);
+        // they all take less than handing them over would cost (the decoding loop launches hundreds
+        // of kernels per step, most done in microseconds); otherwise in `threads` shares, the calling
+        // thread running the first and scoped threads the others. Not on rayon's pool: a launch runs
+        // as a stream task, often on a rayon thread, and a rayon wait there runs other queued jobs
+        // meanwhile, such as another stream's tasks, nested inside this kernel's hold on the device
+        // bytes; and a host running this launch would wait for pool threads that may all be
+        // blocked in stream tasks waiting for it.
+        let threads = threads.clamp(1, block_num.max(1) as usize) as u32;
         let shape = LaunchShape::new(block_num, args, regions);
         let inline = threads == 1 || self.estimate_below(shape, INLINE_BLOCKS_BELOW);
         let started = std::time::Instant::now();
         let result: Result<Vec<BlockCounters>, String> = if inline {
             (0..block_num).map(run_one).collect()
         } else {
-            let per_task = (block_num as usize).div_ceil(threads);
-            (0..block_num)
-                .into_par_iter()
-                .with_min_len(per_task)
-                .map(run_one)
-                .collect()
+            let per_share = block_num.div_ceil(threads);
+            let run_share = |share: u32| -> Result<Vec<BlockCounters>, String> {
+                let first = share * per_share;
+                (first..(first + per_share).min(block_num))
+                    .map(run_one)
+                    .collect()
+            };
+            let shares: Vec<Result<Vec<BlockCounters>, String>> = std::thread::scope(|scope| {
+                let spawned: Vec<_> = (1..threads)
+                    .map(|share| {
+                        let thread = std::thread::Builder::new()
+                            .name("emu-blocks".into())
+                            .spawn_scoped(scope, move || run_share(share));
+                        (share, thread)
+                    })
+                    .collect();
+                let mut shares = vec![run_share(0)];
+                for (share, thread) in spawned {
+                    shares.push(match thread {
+                        // No thread to be had: this share runs here.
+                        Err(_) => run_share(share),
+                        Ok(handle) => handle
+                            .join()
+                            .unwrap_or_else(|_| Err("an emulated block panicked".to_string())),
+                    });
+                }
+                shares
+            });
+            // The first violation in block order, or every block's counters in block order.
+            shares
+                .into_iter()
+                .collect::<Result<Vec<_>, String>>()
+                .map(|shares| shares.concat())
         };
         // A faulted launch stopped early: its time says nothing about the next one.
         if block_num > 0 && result.is_ok() {
-            let busy = started.elapsed() * if inline { 1 } else { threads as u32 };
+            let busy = started.elapsed() * if inline { 1 } else { threads };
             lock_block_times().insert(self.block_time_key(shape), busy / block_num);
         }
         result

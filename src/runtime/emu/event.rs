@@ -35,8 +35,9 @@ pub(super) struct EmuEvent {
 
 impl EmuEvent {
     /// Waits until record `target` (and those before it) has been reached, running the tasks ahead
-    /// of it on its stream when nobody else does. The stream's sticky fault, if it has one: the
-    /// record behind it is skipped and never reached.
+    /// of it on its stream when nobody else does. The stream's sticky fault if the record sits
+    /// behind it (a skipped record is never reached); a record that `aclrtDestroyStreamForce`
+    /// dropped will never be reached either, and ends the wait.
     fn wait_for(&self, target: u64) -> Result<(), Fault> {
         let mut m = lock(&self.marks);
         while m.done < target && !m.dead {
@@ -44,8 +45,15 @@ impl EmuEvent {
             match record.and_then(|(_, s, ticket)| Some((s.upgrade()?, *ticket))) {
                 Some((stream, ticket)) => {
                     drop(m);
-                    stream.wait(ticket)?;
+                    let ran = stream.wait(ticket);
                     m = lock(&self.marks);
+                    if m.done >= target {
+                        break; // reached; a fault after it is not this record's
+                    }
+                    ran?;
+                    // The stream is past the record's ticket and the record did not run: dropped.
+                    m.pending.retain(|(n, _, _)| *n != target);
+                    return Ok(());
                 }
                 // Not listed yet (its issuer is between queueing and listing it), or its stream is
                 // gone: the record's completion, or the listing, signals.

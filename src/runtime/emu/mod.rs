@@ -641,4 +641,35 @@ mod tests {
             "a table check waited for the holder of the device-bytes turn"
         );
     }
+
+    /// From the only thread of the pool that would run the stream's drain job: a timed synchronise
+    /// waits and times out rather than running the queued record itself (a task it took could
+    /// outlast the timeout), and a record that aclrtDestroyStreamForce dropped ends the wait on its
+    /// event instead of leaving it waiting for a record that never comes.
+    #[test]
+    fn waits_on_work_nobody_runs_end() {
+        crate::runtime::emulator().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut stream: ascend_sys::aclrtStream = std::ptr::null_mut();
+            let mut event: ascend_sys::aclrtEvent = std::ptr::null_mut();
+            // SAFETY (all calls): valid out-pointers and the handles they returned.
+            unsafe {
+                assert_eq!((TABLE.aclrtSetDevice)(1), ACL_SUCCESS);
+                assert_eq!((TABLE.aclrtCreateStream)(&mut stream), ACL_SUCCESS);
+                assert_eq!((TABLE.aclrtCreateEvent)(&mut event), ACL_SUCCESS);
+                assert_eq!((TABLE.aclrtRecordEvent)(event, stream), ACL_SUCCESS);
+                assert_eq!(
+                    code(|| (TABLE.aclrtSynchronizeStreamWithTimeout)(stream, 20)).0,
+                    ACL_ERROR_RT_STREAM_SYNC_TIMEOUT
+                );
+                assert_eq!((TABLE.aclrtDestroyStreamForce)(stream), ACL_SUCCESS);
+                assert_eq!((TABLE.aclrtSynchronizeEvent)(event), ACL_SUCCESS);
+                assert_eq!((TABLE.aclrtDestroyEvent)(event), ACL_SUCCESS);
+            }
+        });
+    }
 }

@@ -9,7 +9,10 @@
 //! small kernels it started (docs/DECODING.md, "fourth round"), while rayon's threads are awake
 //! during the host's own parallel work. A host thread that waits on a stream whose tasks nobody is
 //! running runs them itself (it *helps*), so waits make progress even when the pool is busy or its
-//! threads are themselves waiting.
+//! threads are themselves waiting. A timed wait only waits (a task it took could outlast its
+//! timeout). Tasks never wait on rayon themselves (a kernel's blocks run on scoped threads,
+//! kernels.rs): a rayon wait inside a task would run other queued jobs, another stream's tasks
+//! among them, nested inside it.
 //!
 //! A failed task (a kernel fault, a copy whose memory vanished) makes the stream's error sticky: later
 //! tasks on it are skipped and every synchronisation reports the first fault, with its message, as on a
@@ -139,9 +142,9 @@ impl EmuStream {
         self.wait_until(target, timeout.map(|t| std::time::Instant::now() + t))
     }
 
-    /// Waits until `target` tasks have completed, running queued tasks on this thread while nobody
-    /// else does; gives up at `deadline` (`Ok(false)`). Tasks still queued when it returns get a
-    /// drain job.
+    /// Waits until `target` tasks have completed. Without a deadline it runs queued tasks on this
+    /// thread while nobody else does; with one it only waits (a task it took could outlast the
+    /// deadline) and gives up then (`Ok(false)`). Tasks still queued when it returns get a drain job.
     fn wait_until(
         self: &Arc<Self>,
         target: u64,
@@ -149,24 +152,25 @@ impl EmuStream {
     ) -> Result<bool, Fault> {
         let mut q = lock(&self.queue);
         while q.completed < target {
-            if let Some(next) = self.take(&mut q) {
-                drop(q);
-                q = self.run(next);
-                continue;
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if left == Some(std::time::Duration::ZERO) {
+                self.schedule_drain(q);
+                return Ok(false);
+            }
+            if left.is_none() {
+                if let Some(next) = self.take(&mut q) {
+                    drop(q);
+                    q = self.run(next);
+                    continue;
+                }
             }
             // Someone else runs the task we wait for: sleep until a completion.
             q.hosts_waiting += 1;
-            q = match deadline {
+            q = match left {
                 None => self.done.wait(q).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = std::time::Instant::now();
-                    if now >= deadline {
-                        q.hosts_waiting -= 1;
-                        self.schedule_drain(q);
-                        return Ok(false);
-                    }
+                Some(left) => {
                     self.done
-                        .wait_timeout(q, deadline - now)
+                        .wait_timeout(q, left)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
