@@ -328,7 +328,8 @@ struct Emu {
     devices: Vec<DevState>,
     /// The allocation table. Launch and copy checks read it; kernels, copies and memsets hold it for
     /// reading while they touch device bytes (nothing is freed under them); allocations and frees
-    /// write it. A launch's checks must not wait for a running kernel, as on a board.
+    /// write it. A launch's checks must not wait for a running kernel, as on a board (they still do
+    /// while a malloc or free waits for one: std's RwLock queues readers behind a waiting writer).
     mem: RwLock<memory::MemTable>,
     /// Held by whoever reads or writes device bytes (a kernel, a copy, a memset), after `mem`: they
     /// take turns, so the emulator never races on device memory itself.
