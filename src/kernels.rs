@@ -123,6 +123,62 @@ impl LaunchShape {
     }
 }
 
+/// The threads that run the shares of a launch's blocks besides the thread running the launch: as
+/// many as the host has cores, less that one, at least one. Created on the first launch that needs
+/// them and never dropped; `None` if the host would not start them (the shares then run in turn).
+fn block_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(cores.saturating_sub(1).max(1))
+            .thread_name(|i| format!("emu-blocks-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// `run(0)` .. `run(shares - 1)`, each share's result or its panic: share 0 on this thread, the
+/// others as jobs of [`block_pool`]. This thread waits for them in a blocking receive, never by
+/// running other rayon jobs: a launch runs as a stream task, often on one of rayon's threads, where
+/// a rayon wait would run other queued jobs (another stream's tasks) nested inside this kernel's
+/// hold on the device bytes; and the block pool runs nothing but blocks, which never wait on a
+/// stream, so the shares always finish.
+fn run_shares<R: Send + 'static>(
+    shares: u32,
+    run: &(dyn Fn(u32) -> R + Sync),
+) -> Vec<std::thread::Result<R>> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let Some(pool) = block_pool() else {
+        return (0..shares)
+            .map(|share| catch_unwind(AssertUnwindSafe(|| run(share))))
+            .collect();
+    };
+    let (done, finished) = std::sync::mpsc::channel();
+    // SAFETY: the reference is only used by the jobs spawned below, and this function does not
+    // return (nor unwind: share 0 runs under catch_unwind) before it has received one message per
+    // job, each sent after its job's last use of `run`; so `run` outlives every use.
+    let shared: &'static (dyn Fn(u32) -> R + Sync) = unsafe { std::mem::transmute(run) };
+    for share in 1..shares {
+        let done = done.clone();
+        pool.spawn(move || {
+            let result = catch_unwind(AssertUnwindSafe(|| shared(share)));
+            let _ = done.send((share, result));
+        });
+    }
+    let mut results: Vec<std::thread::Result<R>> = vec![catch_unwind(AssertUnwindSafe(|| run(0)))];
+    results.extend((1..shares).map(|_| Err(Box::new("not run") as Box<dyn std::any::Any + Send>)));
+    // `done` stays alive, so a receive blocks until a job reports (the pool is never dropped, and
+    // every job reports before it ends).
+    for _ in 1..shares {
+        if let Ok((share, result)) = finished.recv() {
+            results[share as usize] = result;
+        }
+    }
+    results
+}
+
 fn lock_block_times() -> std::sync::MutexGuard<'static, BlockTimes> {
     static TIMES: std::sync::OnceLock<std::sync::Mutex<BlockTimes>> = std::sync::OnceLock::new();
     TIMES
@@ -234,11 +290,7 @@ impl HostKernel {
         // Blocks run on the calling thread when the same kernel's last launch of the same shape says
         // they all take less than handing them over would cost (the decoding loop launches hundreds
         // of kernels per step, most done in microseconds); otherwise in `threads` shares, the calling
-        // thread running the first and scoped threads the others. Not on rayon's pool: a launch runs
-        // as a stream task, often on a rayon thread, and a rayon wait there runs other queued jobs
-        // meanwhile, such as another stream's tasks, nested inside this kernel's hold on the device
-        // bytes; and a host running this launch would wait for pool threads that may all be
-        // blocked in stream tasks waiting for it.
+        // thread running the first and the block pool the others ([`run_shares`]).
         let threads = threads.clamp(1, block_num.max(1) as usize) as u32;
         let shape = LaunchShape::new(block_num, args, regions);
         let inline = threads == 1 || self.estimate_below(shape, INLINE_BLOCKS_BELOW);
@@ -253,30 +305,12 @@ impl HostKernel {
                     .map(run_one)
                     .collect()
             };
-            let shares: Vec<Result<Vec<BlockCounters>, String>> = std::thread::scope(|scope| {
-                let spawned: Vec<_> = (1..threads)
-                    .map(|share| {
-                        let thread = std::thread::Builder::new()
-                            .name("emu-blocks".into())
-                            .spawn_scoped(scope, move || run_share(share));
-                        (share, thread)
-                    })
-                    .collect();
-                let mut shares = vec![run_share(0)];
-                for (share, thread) in spawned {
-                    shares.push(match thread {
-                        // No thread to be had: this share runs here.
-                        Err(_) => run_share(share),
-                        Ok(handle) => handle
-                            .join()
-                            .unwrap_or_else(|_| Err("an emulated block panicked".to_string())),
-                    });
-                }
-                shares
-            });
             // The first violation in block order, or every block's counters in block order.
-            shares
+            run_shares(threads, &run_share)
                 .into_iter()
+                .map(|share| {
+                    share.unwrap_or_else(|_| Err("an emulated block panicked".to_string()))
+                })
                 .collect::<Result<Vec<_>, String>>()
                 .map(|shares| shares.concat())
         };
