@@ -86,7 +86,7 @@ extern "C" {
 }
 
 /// Below this estimated time for a launch's blocks, they run one after another on the thread that
-/// runs the launch: starting threads for them and waiting for them costs more than the parallel
+/// runs the launch: handing them to the block pool and waiting for it costs more than the parallel
 /// speed-up. Chosen by measurement (docs/DECODING.md, "second round").
 const INLINE_BLOCKS_BELOW: std::time::Duration = std::time::Duration::from_micros(300);
 

@@ -10,9 +10,10 @@
 //! during the host's own parallel work. A host thread that waits on a stream whose tasks nobody is
 //! running runs them itself (it *helps*), so waits make progress even when the pool is busy or its
 //! threads are themselves waiting. A timed wait only waits (a task it took could outlast its
-//! timeout). Tasks never wait on rayon themselves (a kernel's blocks run on scoped threads,
-//! kernels.rs): a rayon wait inside a task would run other queued jobs, another stream's tasks
-//! among them, nested inside it.
+//! timeout). Tasks never wait on rayon themselves (a kernel's blocks run on the launching thread
+//! and the emulator's block pool, joined by a blocking receive: kernels.rs, `run_shares`): a rayon
+//! wait inside a task would run other queued jobs, another stream's tasks among them, nested
+//! inside it.
 //!
 //! A failed task (a kernel fault, a copy whose memory vanished) makes the stream's error sticky: later
 //! tasks on it are skipped and every synchronisation reports the first fault, with its message, as on a
